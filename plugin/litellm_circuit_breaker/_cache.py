@@ -1,0 +1,442 @@
+"""The breaker state machine: one breaker per deployment id, pure and thread-safe.
+
+This module does no I/O and imports nothing from LiteLLM, httpx or Redis; "now"
+comes from an injected clock. Every adapter (LiteLLM hooks, HTTP probes, Redis,
+metrics) calls into :class:`ProviderHealthCache`.
+
+The states, per deployment::
+
+    CLOSED --(failure_threshold consecutive failures)--> OPEN
+    OPEN   --(backoff window ends, or a probe passes)--> HALF_OPEN
+    HALF_OPEN --(trial succeeds)--> CLOSED
+    HALF_OPEN --(trial fails)-----> OPEN (window re-armed)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ._errors import ConfigurationError
+from ._state import BreakerState, ProviderState, StateChange, StateListener
+
+__all__ = [
+    "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_TRIAL_LEASE_SEC",
+    "DEFAULT_UNHEALTHY_BACKOFF_SEC",
+    "MAX_RETRY_AFTER_SEC",
+    "ProviderHealthCache",
+]
+
+DEFAULT_FAILURE_THRESHOLD = 2
+DEFAULT_UNHEALTHY_BACKOFF_SEC = 60.0
+DEFAULT_TRIAL_LEASE_SEC = 30.0
+# A provider's Retry-After is honoured as a floor on the open window, but a
+# buggy or hostile header must not park a deployment for days.
+MAX_RETRY_AFTER_SEC = 3600.0
+
+logger = logging.getLogger("litellm_circuit_breaker")
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class _Breaker:
+    """The live record behind one deployment; only touched under the cache lock."""
+
+    healthy: bool = True
+    consecutive_failures: int = 0
+    last_check: float = 0.0
+    last_error: str | None = None
+    unhealthy_until: float = 0.0
+    openings: int = 0
+    """Openings since the last close; drives the opt-in growing backoff."""
+    trial_until: float = 0.0
+    """While > now, a half-open trial permit is out and nobody else gets one."""
+    forced: bool = False
+    """Held open by an operator: only ``force_close``/``forget`` end it."""
+    reported: BreakerState = BreakerState.CLOSED
+    """The state listeners were last told about."""
+
+    def state(self, now: float) -> BreakerState:
+        if self.healthy:
+            return BreakerState.CLOSED
+        if self.unhealthy_until > now:
+            return BreakerState.OPEN
+        return BreakerState.HALF_OPEN
+
+    def copy_out(self) -> ProviderState:
+        return ProviderState(
+            healthy=self.healthy,
+            consecutive_failures=self.consecutive_failures,
+            last_check=self.last_check,
+            last_error=self.last_error,
+            unhealthy_until=self.unhealthy_until,
+        )
+
+
+def _check_number(field: str, value: float, *, minimum: float, inclusive: bool = True) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = value >= minimum if inclusive else value > minimum
+    if not ok:
+        bound = f">= {minimum}" if inclusive else f"> {minimum}"
+        raise ConfigurationError(field, value, f"a finite number {bound}")
+    return float(value)
+
+
+class ProviderHealthCache:
+    """Per-deployment circuit breakers keyed by deployment id.
+
+    The first failure leaves a deployment healthy (blips happen); the
+    ``failure_threshold``-th consecutive one opens its breaker for
+    ``unhealthy_backoff_sec``. When the window ends the breaker is half-open:
+    :meth:`is_healthy` is True again and :meth:`try_acquire` hands out one trial
+    permit; the trial's success closes the breaker, its failure re-opens it.
+
+    Thread-safe: LiteLLM calls sync callbacks from worker threads. One lock,
+    held for a few attribute writes; listeners run after it is released.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
+        unhealthy_backoff_sec: float = DEFAULT_UNHEALTHY_BACKOFF_SEC,
+        clock: Clock = time.monotonic,
+        backoff_multiplier: float = 1.0,
+        max_backoff_sec: float | None = None,
+        trial_lease_sec: float = DEFAULT_TRIAL_LEASE_SEC,
+    ) -> None:
+        if (
+            not isinstance(failure_threshold, int)
+            or isinstance(failure_threshold, bool)
+            or failure_threshold < 1
+        ):
+            raise ConfigurationError("failure_threshold", failure_threshold, "an integer >= 1")
+        self._threshold = failure_threshold
+        self._backoff = _check_number("unhealthy_backoff_sec", unhealthy_backoff_sec, minimum=0.0)
+        self._multiplier = _check_number("backoff_multiplier", backoff_multiplier, minimum=1.0)
+        self._max_backoff = (
+            None
+            if max_backoff_sec is None
+            else _check_number("max_backoff_sec", max_backoff_sec, minimum=self._backoff)
+        )
+        self._lease = _check_number(
+            "trial_lease_sec", trial_lease_sec, minimum=0.0, inclusive=False
+        )
+        if not callable(clock):
+            raise ConfigurationError("clock", clock, "a callable returning seconds")
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._breakers: dict[str, _Breaker] = {}
+        self._listeners: list[StateListener] = []
+        self._listener_errors = 0
+        self._failed_listeners: set[int] = set()
+
+    # -- settings ---------------------------------------------------------
+
+    @property
+    def failure_threshold(self) -> int:
+        """Consecutive failures that open a closed breaker."""
+        return self._threshold
+
+    @property
+    def unhealthy_backoff_sec(self) -> float:
+        """Length of the first open window, in clock seconds."""
+        return self._backoff
+
+    @property
+    def trial_lease_sec(self) -> float:
+        """How long a half-open trial permit lasts if its call never reports back."""
+        return self._lease
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every window is measured with."""
+        return self._clock
+
+    @property
+    def listener_errors(self) -> int:
+        """How many times a listener raised (each was logged, none propagated)."""
+        return self._listener_errors
+
+    # -- reads ------------------------------------------------------------
+
+    def is_healthy(self, provider_id: str) -> bool:
+        """False only while the breaker is open; unknown ids and half-open are healthy."""
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None:
+                return True
+            events = self._observe(provider_id, b, now)
+            healthy = b.healthy or b.unhealthy_until <= now
+        self._emit(events)
+        return healthy
+
+    def breaker_state(self, provider_id: str) -> BreakerState:
+        """CLOSED, OPEN or HALF_OPEN right now (unknown ids are CLOSED)."""
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None:
+                return BreakerState.CLOSED
+            state = b.state(now)
+            events = self._observe(provider_id, b, now)
+        self._emit(events)
+        return state
+
+    def retry_in(self, provider_id: str) -> float:
+        """Seconds until the breaker admits a trial call; 0 when it admits calls now."""
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None or b.healthy:
+                return 0.0
+            return max(0.0, b.unhealthy_until - now, b.trial_until - now)
+
+    def get_state(self, provider_id: str) -> ProviderState | None:
+        """A copy of the deployment's state, or None if it was never seen."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            return None if b is None else b.copy_out()
+
+    def snapshot(self, expected: Iterable[str] | None = None) -> dict[str, ProviderState]:
+        """Copies of every known state; ids in ``expected`` without one get a fresh state."""
+        with self._lock:
+            out = {pid: b.copy_out() for pid, b in self._breakers.items()}
+        for pid in expected or ():
+            out.setdefault(pid, ProviderState())
+        return out
+
+    def ids(self) -> list[str]:
+        """Every deployment id the cache holds state for."""
+        with self._lock:
+            return list(self._breakers)
+
+    def __contains__(self, provider_id: object) -> bool:
+        with self._lock:
+            return provider_id in self._breakers
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._breakers)
+
+    # -- the router's question ----------------------------------------------
+
+    def try_acquire(self, provider_id: str) -> bool:
+        """May a call go to this deployment now? Takes the trial permit in half-open.
+
+        Closed: True. Open: False. Half-open: True for exactly one caller until
+        that trial reports back through :meth:`mark_healthy`,
+        :meth:`mark_unhealthy` or :meth:`release`, or its lease of
+        ``trial_lease_sec`` runs out (so a lost trial cannot wedge the breaker).
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None:
+                return True
+            events = self._observe(provider_id, b, now)
+            state = b.state(now)
+            granted = state is BreakerState.CLOSED or (
+                state is BreakerState.HALF_OPEN and b.trial_until <= now
+            )
+            if granted and state is BreakerState.HALF_OPEN:
+                b.trial_until = now + self._lease
+        self._emit(events)
+        return granted
+
+    def release(self, provider_id: str) -> None:
+        """Hand back a trial permit whose call neither passed nor failed (e.g. a 400)."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None:
+                b.trial_until = 0.0
+
+    # -- evidence ---------------------------------------------------------
+
+    def mark_healthy(self, provider_id: str) -> None:
+        """A call or probe succeeded: full reset to closed.
+
+        Logs one INFO line containing "recovered" when this ends an outage.
+        A breaker held open by :meth:`force_open` stays open.
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.setdefault(provider_id, _Breaker())
+            b.last_check = now
+            if b.forced:
+                return
+            was_healthy = b.healthy
+            b.healthy = True
+            b.consecutive_failures = 0
+            b.last_error = None
+            b.unhealthy_until = 0.0
+            b.openings = 0
+            b.trial_until = 0.0
+            events = self._move(provider_id, b, BreakerState.CLOSED, "call succeeded", now)
+        if not was_healthy:
+            logger.info("deployment %s recovered: circuit closed", provider_id)
+        self._emit(events)
+
+    def mark_unhealthy(
+        self, provider_id: str, reason: str | None = None, *, retry_after: float | None = None
+    ) -> None:
+        """A call or probe failed with ``reason``.
+
+        Reaching ``failure_threshold`` consecutive failures opens the breaker for
+        the backoff window (at least ``retry_after`` seconds when the provider
+        sent one); a failure while open or half-open re-arms the window.
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.setdefault(provider_id, _Breaker())
+            events = self._observe(provider_id, b, now)
+            b.consecutive_failures += 1
+            b.last_error = reason
+            b.last_check = now
+            if b.forced:
+                opened = False
+            elif not b.healthy or b.consecutive_failures >= self._threshold:
+                opened = b.reported is not BreakerState.OPEN
+                if opened:  # a new opening, not another failure while already open
+                    b.openings += 1
+                b.healthy = False
+                b.unhealthy_until = now + self._window(b.openings, retry_after)
+                b.trial_until = 0.0
+                events += self._move(provider_id, b, BreakerState.OPEN, reason, now)
+            else:
+                opened = False
+            failures, window = b.consecutive_failures, b.unhealthy_until - now
+        if opened:
+            logger.warning(
+                "deployment %s circuit opened for %.1fs after %d consecutive failure(s): %s",
+                provider_id,
+                window,
+                failures,
+                reason,
+            )
+        self._emit(events)
+
+    def mark_probe_passed(self, provider_id: str) -> None:
+        """A health probe passed: an open breaker moves to half-open at once.
+
+        Unlike :meth:`mark_healthy` this erases nothing: a deployment whose
+        list endpoint answers while its completions fail gets one trial call,
+        and that trial decides. Closed and half-open breakers are unchanged.
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None:
+                return
+            b.last_check = now
+            events = self._observe(provider_id, b, now)
+            if b.forced or b.state(now) is not BreakerState.OPEN:
+                pass
+            else:
+                b.unhealthy_until = now
+                events += self._move(provider_id, b, BreakerState.HALF_OPEN, "probe passed", now)
+        if events:
+            logger.info("deployment %s half-open: probe passed, next call is a trial", provider_id)
+        self._emit(events)
+
+    # -- operator control --------------------------------------------------
+
+    def force_open(
+        self, provider_id: str, *, seconds: float | None = None, reason: str = "forced open"
+    ) -> None:
+        """Open the breaker by hand; ``seconds=None`` holds it open until :meth:`force_close`."""
+        if seconds is not None:
+            _check_number("seconds", seconds, minimum=0.0)
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.setdefault(provider_id, _Breaker())
+            events = self._observe(provider_id, b, now)
+            b.healthy = False
+            b.forced = seconds is None
+            b.unhealthy_until = math.inf if seconds is None else now + seconds
+            b.trial_until = 0.0
+            b.last_error = reason
+            b.last_check = now
+            events += self._move(provider_id, b, BreakerState.OPEN, reason, now)
+        logger.warning("deployment %s circuit %s", provider_id, reason)
+        self._emit(events)
+
+    def force_close(self, provider_id: str) -> None:
+        """Close the breaker by hand, clearing any forced hold and failure count."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None:
+                b.forced = False
+        self.mark_healthy(provider_id)
+
+    def forget(self, provider_id: str) -> bool:
+        """Drop all state for a deployment (e.g. removed from config); True if it was known."""
+        with self._lock:
+            return self._breakers.pop(provider_id, None) is not None
+
+    # -- listeners -----------------------------------------------------------
+
+    def add_listener(self, listener: StateListener) -> None:
+        """Call ``listener(event)`` after every state change, outside the lock."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: StateListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    # -- internals -----------------------------------------------------------
+
+    def _window(self, openings: int, retry_after: float | None) -> float:
+        window = self._backoff * self._multiplier ** max(0, openings - 1)
+        if self._max_backoff is not None:
+            window = min(window, self._max_backoff)
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+            window = max(window, min(retry_after, MAX_RETRY_AFTER_SEC))
+        return window
+
+    def _observe(self, provider_id: str, b: _Breaker, now: float) -> list[StateChange]:
+        """Report the one transition time makes on its own: OPEN -> HALF_OPEN."""
+        if b.reported is BreakerState.OPEN and b.state(now) is BreakerState.HALF_OPEN:
+            return self._move(
+                provider_id, b, BreakerState.HALF_OPEN, "backoff elapsed", b.unhealthy_until
+            )
+        return []
+
+    @staticmethod
+    def _move(
+        provider_id: str, b: _Breaker, new: BreakerState, reason: str | None, at: float
+    ) -> list[StateChange]:
+        old = b.reported
+        if old is new:
+            return []
+        b.reported = new
+        return [StateChange(provider_id, old, new, reason, at)]
+
+    def _emit(self, events: list[StateChange]) -> None:
+        if not events:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for event in events:
+            for listener in listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    self._listener_errors += 1
+                    if id(listener) not in self._failed_listeners:
+                        self._failed_listeners.add(id(listener))
+                        logger.exception(
+                            "circuit breaker listener %r raised; it is kept, errors are counted",
+                            listener,
+                        )

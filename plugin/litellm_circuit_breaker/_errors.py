@@ -1,0 +1,74 @@
+"""The exceptions this package raises, as one small tree.
+
+::
+
+    CircuitBreakerError                 base of everything raised here
+    ├── ConfigurationError(ValueError)  a bad setting, named with its value
+    └── CircuitOpenError                a call refused because its breaker is open
+        └── AllDeploymentsOpenError     every deployment of a model group is open
+
+Catching ``ValueError`` still catches configuration mistakes, so code written
+against the plain standard exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AllDeploymentsOpenError",
+    "CircuitBreakerError",
+    "CircuitOpenError",
+    "ConfigurationError",
+]
+
+
+class CircuitBreakerError(Exception):
+    """Base class of every exception this package raises."""
+
+
+class ConfigurationError(CircuitBreakerError, ValueError):
+    """A setting is invalid; the message names the setting and the bad value."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(f"{field}={value!r} is invalid: expected {expected}")
+
+
+class CircuitOpenError(CircuitBreakerError):
+    """A call was refused without touching the network: its breaker is open.
+
+    ``retry_after`` is the number of seconds until the breaker lets a trial
+    call through (rounded up, never negative).
+    """
+
+    # Tells LiteLLM's Router not to retry the same deployment after this error:
+    # the breaker already decided, another attempt would be refused at once.
+    num_retries = 0
+
+    def __init__(self, deployment: str, retry_after: float, message: str | None = None) -> None:
+        self.deployment = deployment
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(
+            message
+            or f"circuit open for deployment {deployment!r}: next trial in {self.retry_after:.1f}s"
+        )
+
+
+class AllDeploymentsOpenError(CircuitOpenError):
+    """Every deployment of a model group is open and ``when_all_open`` is ``fail_fast``."""
+
+    status_code = 503
+
+    def __init__(self, model_group: str, deployments: Sequence[str], retry_after: float) -> None:
+        self.model_group = model_group
+        self.deployments = tuple(deployments)
+        super().__init__(
+            deployment=",".join(self.deployments),
+            retry_after=retry_after,
+            message=(
+                f"all deployments of model group {model_group!r} are circuit-open "
+                f"({', '.join(self.deployments)}); next trial in {max(0.0, retry_after):.1f}s"
+            ),
+        )

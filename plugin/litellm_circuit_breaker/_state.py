@@ -1,0 +1,61 @@
+"""Plain values shared by the breaker and its listeners: no logic, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["BreakerState", "ProviderState", "StateChange", "StateListener"]
+
+
+class BreakerState(enum.StrEnum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "closed"
+    """Traffic flows; failures are being counted."""
+    OPEN = "open"
+    """Traffic is refused until the backoff window ends."""
+    HALF_OPEN = "half_open"
+    """The window ended: one trial call decides between closed and open."""
+
+
+@dataclass
+class ProviderState:
+    """A copy of one deployment's breaker, as returned by ``get_state``/``snapshot``.
+
+    Times are in the units of the cache's clock (monotonic seconds by default).
+    Mutating a copy changes nothing in the cache.
+    """
+
+    healthy: bool = True
+    consecutive_failures: int = 0
+    last_check: float = 0.0
+    last_error: str | None = None
+    unhealthy_until: float = 0.0
+
+    def breaker_state(self, now: float) -> BreakerState:
+        """The breaker state this copy stands for at time ``now``."""
+        if self.healthy:
+            return BreakerState.CLOSED
+        if self.unhealthy_until > now:
+            return BreakerState.OPEN
+        return BreakerState.HALF_OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One breaker transition, handed to every listener."""
+
+    deployment: str
+    old: BreakerState
+    new: BreakerState
+    reason: str | None
+    at: float
+    """When it happened, in the cache clock's units."""
+
+
+class StateListener(Protocol):
+    """Anything called with each :class:`StateChange`; it must not block."""
+
+    def __call__(self, event: StateChange, /) -> None: ...

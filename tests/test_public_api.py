@@ -1,0 +1,70 @@
+"""The package's public face: exactly the names we promise, and typed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import litellm_circuit_breaker
+import litellm_circuit_breaker.testing
+from litellm_circuit_breaker import (
+    AllDeploymentsOpenError,
+    CircuitBreakerError,
+    CircuitOpenError,
+    ConfigurationError,
+)
+
+PUBLIC = {
+    "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_PROBE_CONCURRENCY",
+    "DEFAULT_PROBE_INTERVAL_SEC",
+    "DEFAULT_PROBE_TIMEOUT_SEC",
+    "DEFAULT_TRIAL_LEASE_SEC",
+    "DEFAULT_UNHEALTHY_BACKOFF_SEC",
+    "AllDeploymentsOpenError",
+    "BreakerState",
+    "CircuitBreakerError",
+    "CircuitOpenError",
+    "ConfigurationError",
+    "HealthProbe",
+    "ProbeResult",
+    "ProviderHealthCache",
+    "ProviderState",
+    "StateChange",
+    "StateListener",
+}
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    """__all__ lists the public names, sorted, and each one is importable."""
+    exported = litellm_circuit_breaker.__all__
+    assert set(exported) == PUBLIC
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n))
+    for name in exported:
+        assert getattr(litellm_circuit_breaker, name) is not None
+    public_attrs = {n for n in vars(litellm_circuit_breaker) if not n.startswith("_")}
+    assert public_attrs - PUBLIC <= {"testing"}
+
+
+def test_testing_helpers_are_exported() -> None:
+    """The test tooling is importable by users' own test suites."""
+    assert set(litellm_circuit_breaker.testing.__all__) >= {"FakeClock"}
+
+
+def test_package_ships_py_typed() -> None:
+    """Type checkers see our annotations."""
+    assert (Path(litellm_circuit_breaker.__file__).parent / "py.typed").is_file()
+
+
+def test_errors_form_the_documented_tree() -> None:
+    """Configuration errors are ValueErrors; open-circuit errors share a base."""
+    assert issubclass(ConfigurationError, ValueError)
+    assert issubclass(ConfigurationError, CircuitBreakerError)
+    assert issubclass(AllDeploymentsOpenError, CircuitOpenError)
+    err = AllDeploymentsOpenError("gpt", ["d1", "d2"], retry_after=12.34)
+    assert "gpt" in str(err)
+    assert "d1" in str(err)
+    assert "12.3" in str(err)
+    assert err.status_code == 503
+    single = CircuitOpenError("d1", retry_after=-5)
+    assert single.retry_after == 0
+    assert "d1" in str(single)
