@@ -30,7 +30,7 @@ async def main() -> int:
     async def probe() -> bool:
         return alive
 
-    prober = HealthProbe(cache, {DEPLOYMENT: probe}, interval=30, on_pass="half_open")
+    prober = HealthProbe(cache, {DEPLOYMENT: probe}, interval=30, on_ok="half_open")
     sent_while_dead = refused = served = 0
     first_call_after_heal: float | None = None
     print(f"gpu-box dies at t={DIES_AT:.0f}s and heals at t={HEALS_AT:.0f}s; one request every 2s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 # Before anything imports litellm: never download the cost map, and let respx
 # see litellm's HTTP calls (its default aiohttp transport bypasses httpx).
@@ -18,3 +19,25 @@ from litellm_circuit_breaker.testing import FakeClock
 def clock() -> FakeClock:
     """A clock that moves only when a test advances it."""
     return FakeClock()
+
+
+_CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+    "input_callback",
+)
+
+
+@pytest.fixture
+def litellm_callbacks() -> Iterator[None]:
+    """Restore every LiteLLM callback list after the test, so breakers never leak."""
+    import litellm  # noqa: PLC0415 - only after the environment above is set
+
+    litellm.disable_aiohttp_transport = True
+    saved = {name: list(getattr(litellm, name)) for name in _CALLBACK_LISTS}
+    yield
+    for name, value in saved.items():
+        setattr(litellm, name, value)

@@ -63,7 +63,7 @@ def test_defaults_are_thirty_seconds_and_three_seconds() -> None:
         ({"timeout": -3}, "timeout"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"jitter": -1}, "jitter"),
-        ({"on_pass": "reopen"}, "on_pass"),
+        ({"on_ok": "reopen"}, "on_ok"),
     ],
 )
 def test_bad_settings_raise_value_error_naming_the_field(
@@ -148,11 +148,11 @@ async def test_concurrency_is_bounded_by_the_semaphore() -> None:
 
 @pytest.mark.asyncio
 async def test_half_open_policy_lets_a_trial_decide(clock: FakeClock) -> None:
-    """With on_pass='half_open' a passing probe half-opens an open breaker, not closes it."""
+    """With on_ok='half_open' a passing probe half-opens an open breaker, not closes it."""
     cache = ProviderHealthCache(clock=clock)
     cache.mark_unhealthy("a", "x")
     cache.mark_unhealthy("a", "x")
-    probe = HealthProbe(cache, {"a": returning(True)}, on_pass="half_open")
+    probe = HealthProbe(cache, {"a": returning(True)}, on_ok="half_open")
     await probe.tick_once()
     assert cache.breaker_state("a") is BreakerState.HALF_OPEN
     state = cache.get_state("a")

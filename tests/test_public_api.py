@@ -22,15 +22,20 @@ PUBLIC = {
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "AllDeploymentsOpenError",
     "BreakerState",
+    "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitOpenError",
+    "Classification",
     "ConfigurationError",
+    "DeploymentStatus",
+    "FailurePolicy",
     "HealthProbe",
     "ProbeResult",
     "ProviderHealthCache",
     "ProviderState",
     "StateChange",
     "StateListener",
+    "Verdict",
 }
 
 
@@ -47,7 +52,13 @@ def test_all_is_exactly_the_public_surface() -> None:
 
 def test_testing_helpers_are_exported() -> None:
     """The test tooling is importable by users' own test suites."""
-    assert set(litellm_circuit_breaker.testing.__all__) >= {"FakeClock"}
+    assert set(litellm_circuit_breaker.testing.__all__) == {
+        "Endpoint",
+        "FakeClock",
+        "FakeProvider",
+        "Mode",
+        "RecordedCall",
+    }
 
 
 def test_package_ships_py_typed() -> None:
@@ -64,7 +75,8 @@ def test_errors_form_the_documented_tree() -> None:
     assert "gpt" in str(err)
     assert "d1" in str(err)
     assert "12.3" in str(err)
-    assert err.status_code == 503
+    assert err.status_code == 424  # not retryable: the Router goes to a fallback at once
+    assert err.num_retries == 0
     single = CircuitOpenError("d1", retry_after=-5)
     assert single.retry_after == 0
     assert "d1" in str(single)

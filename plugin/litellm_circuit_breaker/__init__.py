@@ -12,6 +12,8 @@ from ._errors import (
     CircuitOpenError,
     ConfigurationError,
 )
+from ._plugin import CircuitBreaker, DeploymentStatus
+from ._policy import Classification, FailurePolicy, Verdict
 from ._probe import (
     DEFAULT_PROBE_CONCURRENCY,
     DEFAULT_PROBE_INTERVAL_SEC,
@@ -30,13 +32,18 @@ __all__ = [
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "AllDeploymentsOpenError",
     "BreakerState",
+    "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitOpenError",
+    "Classification",
     "ConfigurationError",
+    "DeploymentStatus",
+    "FailurePolicy",
     "HealthProbe",
     "ProbeResult",
     "ProviderHealthCache",
     "ProviderState",
     "StateChange",
     "StateListener",
+    "Verdict",
 ]

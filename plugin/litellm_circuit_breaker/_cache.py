@@ -134,6 +134,8 @@ class ProviderHealthCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._breakers: dict[str, _Breaker] = {}
+        self._unhealthy: set[str] = set()
+        """Ids whose breaker is open or half-open: the hot path only looks at these."""
         self._listeners: list[StateListener] = []
         self._listener_errors = 0
         self._failed_listeners: set[int] = set()
@@ -218,6 +220,13 @@ class ProviderHealthCache:
         """Every deployment id the cache holds state for."""
         with self._lock:
             return list(self._breakers)
+
+    def unhealthy_ids(self) -> frozenset[str]:
+        """Ids whose breaker is open or half-open; empty in the common case."""
+        if not self._unhealthy:  # unlocked fast path: a stale read only costs a lock
+            return frozenset()
+        with self._lock:
+            return frozenset(self._unhealthy)
 
     def __contains__(self, provider_id: object) -> bool:
         with self._lock:
@@ -380,6 +389,7 @@ class ProviderHealthCache:
     def forget(self, provider_id: str) -> bool:
         """Drop all state for a deployment (e.g. removed from config); True if it was known."""
         with self._lock:
+            self._unhealthy.discard(provider_id)
             return self._breakers.pop(provider_id, None) is not None
 
     # -- listeners -----------------------------------------------------------
@@ -413,10 +423,13 @@ class ProviderHealthCache:
             )
         return []
 
-    @staticmethod
     def _move(
-        provider_id: str, b: _Breaker, new: BreakerState, reason: str | None, at: float
+        self, provider_id: str, b: _Breaker, new: BreakerState, reason: str | None, at: float
     ) -> list[StateChange]:
+        if b.healthy:
+            self._unhealthy.discard(provider_id)
+        else:
+            self._unhealthy.add(provider_id)
         old = b.reported
         if old is new:
             return []

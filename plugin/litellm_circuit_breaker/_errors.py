@@ -43,9 +43,12 @@ class CircuitOpenError(CircuitBreakerError):
     call through (rounded up, never negative).
     """
 
-    # Tells LiteLLM's Router not to retry the same deployment after this error:
-    # the breaker already decided, another attempt would be refused at once.
-    num_retries = 0
+    # Read by LiteLLM's Router as the retry count after this error: the breaker
+    # already decided, so retrying the same group would be refused at once.
+    num_retries: int | None = 0
+    # Not a retryable status for the Router (so no back-off sleep before a
+    # fallback), and "Failed Dependency" is what happened. The proxy answers 503.
+    status_code = 424
 
     def __init__(self, deployment: str, retry_after: float, message: str | None = None) -> None:
         self.deployment = deployment
@@ -57,9 +60,7 @@ class CircuitOpenError(CircuitBreakerError):
 
 
 class AllDeploymentsOpenError(CircuitOpenError):
-    """Every deployment of a model group is open and ``when_all_open`` is ``fail_fast``."""
-
-    status_code = 503
+    """Every deployment of a model group is open (fallback to go to, or ``fail_fast``)."""
 
     def __init__(self, model_group: str, deployments: Sequence[str], retry_after: float) -> None:
         self.model_group = model_group

@@ -56,7 +56,7 @@ class ProbeResult:
 class HealthProbe:
     """Runs every probe concurrently once per ``interval`` and feeds the cache.
 
-    ``on_pass="close"`` treats a passing probe as proof of health
+    ``on_ok="close"`` treats a passing probe as proof of health
     (``mark_healthy``); ``"half_open"`` only lets one trial call through
     (``mark_probe_passed``), for deployments whose real traffic must have the
     last word. ``max_concurrency`` bounds the probes (and sockets) in flight;
@@ -73,7 +73,7 @@ class HealthProbe:
         timeout: float = DEFAULT_PROBE_TIMEOUT_SEC,
         max_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
         jitter: float = 0.0,
-        on_pass: Literal["close", "half_open"] = "close",  # noqa: S107 - not a password
+        on_ok: Literal["close", "half_open"] = "close",
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
@@ -87,12 +87,12 @@ class HealthProbe:
         ):
             raise ConfigurationError("max_concurrency", max_concurrency, "an integer >= 1")
         self._jitter = _check_number("jitter", jitter, minimum=0.0)
-        if on_pass not in ("close", "half_open"):
-            raise ConfigurationError("on_pass", on_pass, "'close' or 'half_open'")
+        if on_ok not in ("close", "half_open"):
+            raise ConfigurationError("on_ok", on_ok, "'close' or 'half_open'")
         self._cache = cache
         self._probes: dict[str, ProbeFn] = dict(probes)
         self._max_concurrency = max_concurrency
-        self._on_pass = on_pass
+        self._on_ok = on_ok
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -179,7 +179,7 @@ class HealthProbe:
             return
         if not result.ok:
             self._cache.mark_unhealthy(result.provider_id, result.reason)
-        elif self._on_pass == "close":  # noqa: S105 - not a password
+        elif self._on_ok == "close":
             self._cache.mark_healthy(result.provider_id)
         else:
             self._cache.mark_probe_passed(result.provider_id)
@@ -188,13 +188,17 @@ class HealthProbe:
 
     async def start(self) -> None:
         """Start the loop: one tick now, then one every ``interval``. Idempotent."""
+        self.start_soon()
+        # Let the first tick begin before start() returns.
+        await asyncio.sleep(0)
+
+    def start_soon(self) -> None:
+        """Start the loop from sync code running in the event loop. Idempotent."""
         if self.running:
             return
         self._task = asyncio.get_running_loop().create_task(
-            self._loop(), name="litellm-circuit-breaker-probe"
+            self.run(), name="litellm-circuit-breaker-probe"
         )
-        # Let the first tick begin before start() returns.
-        await asyncio.sleep(0)
 
     async def stop(self) -> None:
         """Cancel the loop and wait for it to end; safe before start and twice."""
@@ -221,7 +225,8 @@ class HealthProbe:
     ) -> None:
         await self.stop()
 
-    async def _loop(self) -> None:
+    async def run(self) -> None:
+        """The loop itself, for owners that run it inside a task of their own."""
         next_at = self._clock()
         while True:
             try:

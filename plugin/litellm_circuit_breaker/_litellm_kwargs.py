@@ -1,0 +1,177 @@
+"""The one place that reads LiteLLM's untyped dicts.
+
+Hooks receive ``kwargs``/``request_data`` dicts whose layout differs by hook
+and by LiteLLM version; deployments come as ``model_list`` entries. This module
+turns them into two typed values, :class:`Deployment` and :class:`Attempt`,
+so the rest of the package never digs through nested ``.get()`` chains.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._endpoints import DEFAULT_BASES, ProbeTarget, probe_target, resolve_secret
+from ._redact import public_url
+
+__all__ = [
+    "Attempt",
+    "Deployment",
+    "attempt_of",
+    "deployment_id_of",
+    "deployment_of",
+    "sdk_key",
+    "str_or_none",
+]
+
+HEALTH_CHECK_TAG = "litellm-internal-health-check"
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One deployment from the operator's configuration."""
+
+    id: str
+    model_group: str
+    model: str
+    provider: str
+    display_base: str | None
+    """api_base without secrets, for status output."""
+    probe: ProbeTarget | None = field(compare=False)
+    api_key: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What a hook call tells us about one attempt at one deployment."""
+
+    breaker_id: str | None
+    """``model_info.id`` for Router calls, ``sdk_key`` for direct SDK calls."""
+    via_router: bool
+    call_id: str | None
+    """One attempt: the same in the inline hooks and the queued log events."""
+    trace_id: str | None
+    """One client request: shared by its retries and fallback hops."""
+    model_group: str | None
+    is_health_check: bool
+
+
+def _dict(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def str_or_none(value: object) -> str | None:
+    """``value`` if it is a non-empty string, else None."""
+    return value if isinstance(value, str) and value else None
+
+
+_str = str_or_none
+
+
+def deployment_id_of(entry: Mapping[str, Any]) -> str | None:
+    """``model_info.id`` of a Router deployment dict (the hot path: no other work)."""
+    model_info = entry.get("model_info")
+    return _str(model_info.get("id")) if isinstance(model_info, Mapping) else None
+
+
+def provider_of(model: str, api_base: str | None = None) -> tuple[str, str | None]:
+    """LiteLLM's provider name and default api_base for a model string."""
+    import litellm  # noqa: PLC0415 - keep importing this module cheap
+
+    try:
+        _, provider, _, default_base = litellm.get_llm_provider(model, api_base=api_base)
+    except Exception:  # noqa: BLE001 - an unmappable model simply has no probe
+        return (model.split("/", 1)[0] if "/" in model else "", api_base)
+    return provider, api_base or default_base
+
+
+def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
+    """The id LiteLLM's Router gives a deployment whose model_info has none."""
+    from litellm.router import Router  # noqa: PLC0415
+
+    resolved = {
+        k: (resolve_secret(v) if isinstance(v, str) and v.startswith("os.environ/") else v)
+        for k, v in litellm_params.items()
+    }
+    return str(Router.generate_model_id(model_group, resolved))
+
+
+def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
+    """A typed deployment from a ``model_list`` entry or a Router deployment dict."""
+    params = _dict(entry.get("litellm_params"))
+    model = _str(params.get("model"))
+    group = _str(entry.get("model_name"))
+    if model is None or group is None:
+        return None
+    deployment_id = _str(_dict(entry.get("model_info")).get("id"))
+    if deployment_id is None:
+        deployment_id = generated_id(group, params)
+    api_base = _str(params.get("api_base")) or _str(params.get("base_url"))
+    provider, base = provider_of(model, api_base)
+    provider = _str(params.get("custom_llm_provider")) or provider
+    key = resolve_secret(params.get("api_key"))
+    target = probe_target(provider, base, key, api_version=_str(params.get("api_version")))
+    return Deployment(
+        id=deployment_id,
+        model_group=group,
+        model=model,
+        provider=provider,
+        display_base=public_url(base) if base else None,
+        probe=target,
+        api_key=key,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def sdk_key(api_base: str | None, model: str | None, provider: str | None = None) -> str | None:
+    """The breaker id of a direct SDK call: normalised api_base plus provider/model.
+
+    Inline hooks see ``openai/m`` while the logged events see ``m`` with the
+    provider alongside, and the api_base may be implicit: all normalise to one key.
+    """
+    if not model:
+        return None
+    if provider and not model.startswith(f"{provider}/"):
+        model = f"{provider}/{model}"
+    provider, base = provider_of(model, api_base)
+    base = base or DEFAULT_BASES.get(provider)
+    return f"{public_url(base) if base else '(default)'}|{model}"
+
+
+def _tags(*containers: Mapping[str, Any]) -> list[str]:
+    tags: list[str] = []
+    for container in containers:
+        for name in ("tags", "request_tags"):
+            value = container.get(name)
+            if isinstance(value, list):
+                tags.extend(t for t in value if isinstance(t, str))
+    return tags
+
+
+def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
+    """Read an attempt from any hook's ``kwargs``/``request_data``."""
+    litellm_params = _dict(kwargs.get("litellm_params"))
+    metadata = _dict(kwargs.get("metadata")) or _dict(litellm_params.get("metadata"))
+    slo = _dict(kwargs.get("standard_logging_object"))
+    model_info = (
+        _dict(kwargs.get("model_info"))
+        or _dict(litellm_params.get("model_info"))
+        or _dict(metadata.get("model_info"))
+    )
+    deployment_id = _str(model_info.get("id")) or _str(slo.get("model_id"))
+    breaker_id = deployment_id or sdk_key(
+        _str(kwargs.get("api_base")) or _str(litellm_params.get("api_base")),
+        _str(kwargs.get("model")) or _str(slo.get("model")),
+        _str(litellm_params.get("custom_llm_provider")),
+    )
+    return Attempt(
+        breaker_id=breaker_id,
+        via_router=deployment_id is not None,
+        call_id=_str(kwargs.get("litellm_call_id")),
+        trace_id=_str(kwargs.get("litellm_trace_id")) or _str(slo.get("trace_id")),
+        model_group=_str(metadata.get("model_group")) or _str(slo.get("model_group")),
+        is_health_check=HEALTH_CHECK_TAG
+        in _tags(metadata, slo, _dict(litellm_params.get("litellm_metadata"))),
+    )

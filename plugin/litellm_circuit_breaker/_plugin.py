@@ -1,0 +1,681 @@
+"""The LiteLLM adapter: hook events feed the breakers, open deployments are skipped.
+
+``CircuitBreaker`` is a LiteLLM ``CustomLogger``. Attach it once
+(``litellm.callbacks.append(CircuitBreaker())``) and every ``Router`` and
+``acompletion`` call in the process is protected:
+
+* evidence: the inline deployment hooks report every attempt as it ends (so the
+  failure that reaches the threshold protects the very next request); the
+  queued log events cover streams and sync calls, de-duplicated by call id;
+* decisions: ``async_filter_deployments`` (async Router), ``pre_call_check``
+  (sync Router) and ``async_pre_call_deployment_hook`` (direct SDK calls) keep
+  traffic off open deployments and let one trial through when half-open;
+* probes: every deployment from the operator's configuration with a cheap
+  list endpoint is probed in the background, token-free.
+
+Every hook is guarded: an internal error is logged once per kind, counted, and
+the request goes on as if the plugin were absent. Only the plugin's own
+deliberate ``CircuitOpenError`` ever reaches a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import httpx
+from litellm.integrations.custom_logger import CustomLogger
+
+from ._cache import (
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_TRIAL_LEASE_SEC,
+    DEFAULT_UNHEALTHY_BACKOFF_SEC,
+    Clock,
+    ProviderHealthCache,
+    _check_number,
+)
+from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
+from ._errors import (
+    AllDeploymentsOpenError,
+    CircuitBreakerError,
+    CircuitOpenError,
+    ConfigurationError,
+)
+from ._litellm_kwargs import (
+    Attempt,
+    Deployment,
+    attempt_of,
+    deployment_id_of,
+    deployment_of,
+    str_or_none,
+)
+from ._policy import FailurePolicy, Verdict
+from ._probe import (
+    DEFAULT_PROBE_CONCURRENCY,
+    DEFAULT_PROBE_INTERVAL_SEC,
+    DEFAULT_PROBE_TIMEOUT_SEC,
+    HealthProbe,
+    ProbeFn,
+    ProbeResult,
+)
+from ._redact import Redactor
+from ._routers import group_deployment_ids, group_has_fallback
+from ._state import BreakerState
+
+__all__ = ["CircuitBreaker", "DeploymentStatus", "WhenAllOpen"]
+
+logger = logging.getLogger("litellm_circuit_breaker")
+
+WhenAllOpen = Literal["fail_open", "fail_fast"]
+_T = TypeVar("_T")
+_SEEN_CALLS = 8192
+_instance_numbers = itertools.count(1)
+_client: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
+    "litellm_circuit_breaker_probe_client", default=None
+)
+
+
+class _SkipDeploymentError(CircuitOpenError):
+    """Sync Router only: refuse this deployment but let the Router try a sibling at once.
+
+    A non-retryable 4xx with ``retry_skip_deployment_id`` makes the Router skip
+    this id on its retry; 403 is the status it retries without back-off.
+    """
+
+    status_code = 403
+    num_retries = None  # unlike its base: the Router must retry, on a sibling
+
+    def __init__(self, deployment: str, retry_after: float) -> None:
+        super().__init__(deployment, retry_after)
+        self.retry_skip_deployment_id = deployment
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """One row of :meth:`CircuitBreaker.status`: safe to print, log or serve."""
+
+    deployment: str
+    model_group: str | None
+    endpoint: str | None
+    probe: str
+    """The probe kind, "passive" (no cheap probe) or "unprobed" (answered 404/405)."""
+    state: BreakerState
+    consecutive_failures: int
+    last_error: str | None
+    retry_in: float
+
+
+class _EndpointProbe(HealthProbe):
+    """Probes each endpoint once and applies its verdict to every deployment behind it."""
+
+    def __init__(self, owner: CircuitBreaker, **kwargs: Any) -> None:
+        super().__init__(owner.cache, {}, on_ok="half_open", **kwargs)
+        self._owner = owner
+
+    def _apply(self, result: ProbeResult) -> None:
+        self._owner._apply_probe_result(result)
+
+
+class CircuitBreaker(CustomLogger):
+    """Per-deployment circuit breakers and token-free probes, as a LiteLLM callback.
+
+    Keyword-only settings; each is validated here and a bad one raises
+    :class:`ConfigurationError` (a ``ValueError``) naming it and its value.
+    ``probe_interval=None`` disables the background probe loop.
+    ``model_list`` (LiteLLM's format) names deployments to probe from the start;
+    with ``learn_from_traffic`` the deployments a Router passes through the
+    hooks are learned too. ``when_all_open`` decides what a request gets when
+    every deployment of its group is open and no fallback is configured.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
+        unhealthy_backoff_sec: float = DEFAULT_UNHEALTHY_BACKOFF_SEC,
+        probe_interval: float | None = DEFAULT_PROBE_INTERVAL_SEC,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT_SEC,
+        clock: Clock | None = None,
+        model_list: Sequence[Mapping[str, Any]] | None = None,
+        when_all_open: WhenAllOpen = "fail_open",
+        failure_policy: FailurePolicy | None = None,
+        probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY,
+        probe_jitter: float = 0.0,
+        backoff_multiplier: float = 1.0,
+        max_backoff_sec: float | None = None,
+        trial_lease_sec: float = DEFAULT_TRIAL_LEASE_SEC,
+        learn_from_traffic: bool = True,
+    ) -> None:
+        super().__init__()
+        if probe_interval is not None:
+            _check_number("probe_interval", probe_interval, minimum=0.0, inclusive=False)
+        _check_number("probe_timeout", probe_timeout, minimum=0.0, inclusive=False)
+        if when_all_open not in ("fail_open", "fail_fast"):
+            raise ConfigurationError("when_all_open", when_all_open, "'fail_open' or 'fail_fast'")
+        if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
+            raise ConfigurationError("failure_policy", failure_policy, "a FailurePolicy")
+        given: object = model_list
+        if given is not None and (
+            isinstance(given, str | bytes)
+            or not isinstance(given, Sequence)
+            or not all(isinstance(e, Mapping) for e in given)
+        ):
+            raise ConfigurationError("model_list", model_list, "a list of LiteLLM deployments")
+        self.cache = ProviderHealthCache(
+            failure_threshold=failure_threshold,
+            unhealthy_backoff_sec=unhealthy_backoff_sec,
+            clock=clock if clock is not None else time.monotonic,
+            backoff_multiplier=backoff_multiplier,
+            max_backoff_sec=max_backoff_sec,
+            trial_lease_sec=trial_lease_sec,
+        )
+        self._prober = _EndpointProbe(
+            self,
+            interval=probe_interval if probe_interval is not None else DEFAULT_PROBE_INTERVAL_SEC,
+            timeout=probe_timeout,
+            max_concurrency=probe_concurrency,
+            jitter=probe_jitter,
+            clock=self.cache.clock if clock is not None else time.monotonic,
+        )
+        # LiteLLM merges callbacks whose class and public scalar attributes are
+        # equal; a distinct public id keeps two breakers from being merged.
+        self.instance_id = f"circuit-breaker-{os.getpid()}-{next(_instance_numbers)}"
+        self.when_all_open: WhenAllOpen = when_all_open
+        self._probe_interval = probe_interval
+        self._probe_timeout = probe_timeout
+        self._probe_concurrency = probe_concurrency
+        self._policy = failure_policy or FailurePolicy()
+        self._learn_from_traffic = learn_from_traffic
+        self._redact = Redactor()
+        self._lock = threading.Lock()
+        self._deployments: dict[str, Deployment] = {}
+        self._endpoints: dict[str, tuple[ProbeTarget, frozenset[str]]] = {}
+        self._unprobed: set[str] = set()
+        """Probe keys whose endpoint answered 404/405 to its list call."""
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._trials: dict[str, str | None] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._logged_errors: set[str] = set()
+        self.internal_errors: Counter[str] = Counter()
+        """Internal errors caught in hooks, by hook; each kind was logged once."""
+        self.counters: Counter[str] = Counter()
+        """skipped (attempts kept off open deployments), trials, fail_open, fail_fast,
+        fallback (all-open groups sent to their fallback), sdk_refused."""
+        if model_list:
+            self.add_deployments(model_list)
+
+    # -- configuration ---------------------------------------------------------
+
+    @property
+    def probe_interval(self) -> float | None:
+        """Seconds between probe rounds, or None when the loop is disabled."""
+        return self._probe_interval
+
+    @property
+    def probe_timeout(self) -> float:
+        """Seconds one probe may take."""
+        return self._probe_timeout
+
+    @property
+    def running(self) -> bool:
+        """True while the background probe task is alive."""
+        return self._task is not None and not self._task.done()
+
+    def add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Learn deployments from the operator's configuration; returns their ids."""
+        ids: list[str] = []
+        changed = False
+        for entry in model_list:
+            deployment = deployment_of(entry)
+            if deployment is None:
+                continue
+            ids.append(deployment.id)
+            with self._lock:
+                if self._deployments.get(deployment.id) == deployment:
+                    continue
+                self._deployments[deployment.id] = deployment
+                changed = True
+            self._redact.add_secret(deployment.api_key)
+        if changed:
+            self._rebuild_probes()
+        return ids
+
+    def sync_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> None:
+        """Make the known set exactly ``model_list``: new ones added, removed ones forgotten."""
+        keep = set(self.add_deployments(model_list))
+        with self._lock:
+            gone = [d for d in self._deployments if d not in keep]
+            for deployment_id in gone:
+                del self._deployments[deployment_id]
+        for deployment_id in gone:
+            self.cache.forget(deployment_id)
+        if gone:
+            self._rebuild_probes()
+
+    def remove_deployment(self, deployment_id: str) -> bool:
+        """Forget a deployment and its breaker (e.g. removed from the config)."""
+        with self._lock:
+            known = self._deployments.pop(deployment_id, None) is not None
+        forgot = self.cache.forget(deployment_id)
+        if known:
+            self._rebuild_probes()
+        return known or forgot
+
+    @property
+    def deployments(self) -> dict[str, Deployment]:
+        """The deployments known from configuration or traffic, by id."""
+        with self._lock:
+            return dict(self._deployments)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the background probe loop in the running event loop. Idempotent."""
+        self._ensure_background()
+        await asyncio.sleep(0)
+
+    async def aclose(self) -> None:
+        """Stop the probe loop and close its HTTP client; safe to call any time."""
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        if task.get_loop() is not asyncio.get_running_loop():
+            task.get_loop().call_soon_threadsafe(task.cancel)
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _ensure_background(self) -> None:
+        """Start (or restart, in a new event loop) the probe task; no-op when disabled."""
+        if self._probe_interval is None:
+            return
+        task = self._task
+        loop = asyncio.get_running_loop()
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
+        self._task = loop.create_task(self._background(), name="litellm-circuit-breaker")
+
+    async def _background(self) -> None:
+        async with self._new_client() as client:
+            _client.set(client)
+            await self._prober.run()
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=httpx.Timeout(self._probe_timeout),
+            limits=httpx.Limits(
+                max_connections=self._probe_concurrency,
+                max_keepalive_connections=self._probe_concurrency,
+            ),
+            follow_redirects=False,
+        )
+
+    # -- probing ---------------------------------------------------------------
+
+    async def probe_once(self) -> dict[str, ProbeResult]:
+        """Probe every known endpoint once now; results by deployment id.
+
+        Deployments without a cheap probe are absent (see :meth:`status`).
+        """
+        if _client.get() is not None:
+            results = await self._prober.tick_once()
+        else:
+            async with self._new_client() as client:
+                token = _client.set(client)
+                try:
+                    results = await self._prober.tick_once()
+                finally:
+                    _client.reset(token)
+        with self._lock:
+            endpoints = dict(self._endpoints)
+        out: dict[str, ProbeResult] = {}
+        for key, result in results.items():
+            for deployment_id in endpoints.get(key, (None, frozenset()))[1]:
+                out[deployment_id] = ProbeResult(
+                    deployment_id, result.ok, result.reason, result.latency
+                )
+        return out
+
+    def _rebuild_probes(self) -> None:
+        with self._lock:
+            members: dict[str, list[str]] = {}
+            targets: dict[str, ProbeTarget] = {}
+            for deployment in self._deployments.values():
+                if deployment.probe is None:
+                    continue
+                key = deployment.probe.key
+                targets[key] = deployment.probe
+                members.setdefault(key, []).append(deployment.id)
+            self._endpoints = {k: (targets[k], frozenset(v)) for k, v in members.items()}
+            probes: dict[str, ProbeFn] = {
+                k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
+            }
+        self._prober.set_probes(probes)
+
+    async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
+        client = _client.get()
+        if client is None:  # pragma: no cover - every caller sets one
+            raise RuntimeError("no probe client in this context")
+        try:
+            answer = await run_http_probe(client, target)
+        except (httpx.HTTPError, ProbeError, OSError):
+            self._note_list_call(target, exists=True)
+            raise  # the endpoint's answer (or silence): a failed probe
+        except Exception as exc:  # noqa: BLE001 - our bug is no evidence against the endpoint
+            self._internal_error("probe", exc)
+            return None
+        self._note_list_call(target, exists=answer is not ProbeAnswer.NO_LIST_CALL)
+        return True if answer is ProbeAnswer.UP else None
+
+    def _note_list_call(self, target: ProbeTarget, *, exists: bool) -> None:
+        with self._lock:
+            if exists:
+                self._unprobed.discard(target.key)
+            else:
+                self._unprobed.add(target.key)
+
+    def _apply_probe_result(self, result: ProbeResult) -> None:
+        with self._lock:
+            _, members = self._endpoints.get(result.provider_id, (None, frozenset()))
+        for deployment_id in members:
+            if result.ok is None:
+                continue
+            if result.ok:
+                self.cache.mark_probe_passed(deployment_id)
+            else:
+                self.cache.mark_unhealthy(deployment_id, f"probe: {self._redact(result.reason)}")
+
+    # -- status ----------------------------------------------------------------
+
+    def status(self) -> list[DeploymentStatus]:
+        """Every known deployment's breaker, without secrets, sorted by group and id."""
+        now = self.cache.clock()
+        snapshot = self.cache.snapshot()
+        with self._lock:
+            deployments = dict(self._deployments)
+            unprobed = set(self._unprobed)
+        rows = []
+        for deployment_id in sorted(set(deployments) | set(snapshot)):
+            state = snapshot.get(deployment_id)
+            deployment = deployments.get(deployment_id)
+            if deployment is None:
+                probe = "passive"
+            elif deployment.probe is not None and deployment.probe.key in unprobed:
+                probe = "unprobed"
+            else:
+                probe = deployment.probe.kind if deployment.probe else "passive"
+            rows.append(
+                DeploymentStatus(
+                    deployment=deployment_id,
+                    model_group=deployment.model_group if deployment else None,
+                    endpoint=deployment.display_base if deployment else None,
+                    probe=probe,
+                    state=state.breaker_state(now) if state else BreakerState.CLOSED,
+                    consecutive_failures=state.consecutive_failures if state else 0,
+                    last_error=self._redact(state.last_error) or None if state else None,
+                    retry_in=self.cache.retry_in(deployment_id),
+                )
+            )
+        rows.sort(key=lambda r: (r.model_group or "", r.deployment))
+        return rows
+
+    # -- guard -----------------------------------------------------------------
+
+    def _internal_error(self, kind: str, exc: BaseException) -> None:
+        self.internal_errors[kind] += 1
+        if kind in self._logged_errors:
+            return
+        self._logged_errors.add(kind)
+        logger.error(
+            "circuit breaker: internal error in %s ignored, the request goes on as if the "
+            "plugin were absent (logged once per kind; see internal_errors): %s: %s",
+            kind,
+            type(exc).__name__,
+            self._redact(str(exc)),
+        )
+        logger.debug("internal error detail", exc_info=exc)
+
+    def _guard(self, kind: str, fn: Callable[..., _T], *args: Any, default: _T) -> _T:
+        try:
+            return fn(*args)
+        except CircuitBreakerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
+            self._internal_error(kind, exc)
+            return default
+
+    # -- decisions: async Router -----------------------------------------------
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: list[Any] | None,
+        request_kwargs: dict[str, Any] | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Drop open deployments; hand a half-open one its single trial call."""
+        self._guard("background", self._ensure_background, default=None)
+        return self._guard(
+            "filter",
+            self._filter,
+            model,
+            healthy_deployments,
+            request_kwargs or {},
+            default=healthy_deployments,
+        )
+
+    def _filter(
+        self, group: str, deployments: list[Any], request_kwargs: Mapping[str, Any]
+    ) -> list[Any]:
+        if self._learn_from_traffic:
+            self._learn(deployments)
+        unhealthy = self.cache.unhealthy_ids()
+        if not unhealthy:
+            return deployments
+        kept: list[Any] = []
+        refused: list[tuple[str, Any]] = []
+        for entry in deployments:
+            deployment_id = deployment_id_of(entry)
+            if deployment_id is None or deployment_id not in unhealthy:
+                kept.append(entry)
+            elif self.cache.try_acquire(deployment_id):
+                # Half-open with the permit free: this request is the trial.
+                self._trials[deployment_id] = str_or_none(request_kwargs.get("litellm_trace_id"))
+                self.counters["trials"] += 1
+                return [entry]
+            else:
+                refused.append((deployment_id, entry))
+        if kept or not refused:
+            self.counters["skipped"] += len(refused)
+            return kept
+        return self._all_open(group, refused, request_kwargs)
+
+    def _all_open(
+        self, group: str, refused: list[tuple[str, Any]], request_kwargs: Mapping[str, Any]
+    ) -> list[Any]:
+        ids = [deployment_id for deployment_id, _ in refused]
+        waits = {deployment_id: self.cache.retry_in(deployment_id) for deployment_id in ids}
+        soonest = min(ids, key=waits.__getitem__)
+        if request_kwargs.get("fallbacks") or group_has_fallback(group, ids):
+            # Raised, not returned empty: an empty list costs a single-deployment
+            # group seconds of retry back-off before the fallback runs.
+            self.counters["fallback"] += 1
+            self.counters["skipped"] += len(ids)
+            raise AllDeploymentsOpenError(group, ids, waits[soonest])
+        if self.when_all_open == "fail_open":
+            self.counters["fail_open"] += 1
+            return [entry for deployment_id, entry in refused if deployment_id == soonest]
+        self.counters["fail_fast"] += 1
+        self.counters["skipped"] += len(ids)
+        raise AllDeploymentsOpenError(group, ids, waits[soonest])
+
+    def _learn(self, deployments: Iterable[Any]) -> None:
+        with self._lock:
+            unknown = [
+                d
+                for d in deployments
+                if isinstance(d, Mapping) and deployment_id_of(d) not in self._deployments
+            ]
+        if unknown:
+            self.add_deployments(unknown)
+
+    # -- decisions: sync Router --------------------------------------------------
+
+    def pre_call_check(self, deployment: dict[str, Any]) -> dict[str, Any] | None:
+        """Sync Router: refuse an open deployment so the Router moves on at once."""
+        self._guard("pre_call_check", self._sync_check, deployment, default=None)
+        return None
+
+    def _sync_check(self, deployment: Mapping[str, Any]) -> None:
+        if self._learn_from_traffic:
+            self._learn([deployment])
+        deployment_id = deployment_id_of(deployment)
+        if deployment_id is None or deployment_id not in self.cache.unhealthy_ids():
+            return
+        if self.cache.try_acquire(deployment_id):
+            self.counters["trials"] += 1
+            self._trials[deployment_id] = None
+            return
+        group = str_or_none(deployment.get("model_name")) or ""
+        siblings = [i for i in group_deployment_ids(group, deployment_id) if i != deployment_id]
+        if any(self.cache.breaker_state(s) is not BreakerState.OPEN for s in siblings):
+            self.counters["skipped"] += 1
+            raise _SkipDeploymentError(deployment_id, self.cache.retry_in(deployment_id))
+        self._all_open(group, [(i, None) for i in [deployment_id, *siblings]], {})
+
+    # -- decisions: direct SDK calls ----------------------------------------------
+
+    async def async_pre_call_deployment_hook(
+        self, kwargs: dict[str, Any], call_type: Any
+    ) -> dict[str, Any] | None:
+        """Direct SDK calls: refuse an open endpoint before any network call."""
+        self._guard("background", self._ensure_background, default=None)
+        self._guard("pre_call_deployment", self._sdk_check, kwargs, default=None)
+        return None
+
+    def _sdk_check(self, kwargs: Mapping[str, Any]) -> None:
+        # The outer call of an SDK ``fallbacks=`` loop carries the list; refusing
+        # there would skip the loop, refusing each inner attempt moves it on.
+        if kwargs.get("fallbacks"):
+            return
+        attempt = attempt_of(kwargs)
+        if attempt.via_router or attempt.breaker_id is None:
+            return
+        if not self.cache.try_acquire(attempt.breaker_id):
+            self.counters["sdk_refused"] += 1
+            raise CircuitOpenError(attempt.breaker_id, self.cache.retry_in(attempt.breaker_id))
+
+    # -- evidence ------------------------------------------------------------------
+
+    async def async_post_call_success_deployment_hook(
+        self, request_data: dict[str, Any], response: Any, call_type: Any
+    ) -> Any:
+        """Inline: the attempt succeeded."""
+        self._guard("success", self._on_success, request_data, default=None)
+        return None
+
+    async def async_post_call_failure_deployment_hook(
+        self,
+        request_data: Mapping[str, Any],
+        exception: Exception,
+        call_type: Any,
+        fallback_depth: int | None = None,
+    ) -> None:
+        """Inline: the attempt failed."""
+        self._guard("failure", self._on_failure, request_data, exception, default=None)
+
+    async def async_log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Queued: covers finished streams; de-duplicated against the inline hook."""
+        self._guard("success", self._on_success, kwargs, default=None)
+
+    async def async_log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Queued: covers streams broken mid-way; de-duplicated against the inline hook."""
+        self._guard("failure", self._on_failure, kwargs, kwargs.get("exception"), default=None)
+
+    def log_success_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Sync calls, on LiteLLM's logging thread."""
+        self._guard("success", self._on_success, kwargs, default=None)
+
+    def log_failure_event(
+        self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
+        """Sync calls, inline before the caller sees the error."""
+        self._guard("failure", self._on_failure, kwargs, kwargs.get("exception"), default=None)
+
+    def _on_success(self, kwargs: Mapping[str, Any]) -> None:
+        attempt = attempt_of(kwargs)
+        if self._first_report(attempt):
+            assert attempt.breaker_id is not None  # noqa: S101 - _first_report checked it
+            self._trials.pop(attempt.breaker_id, None)
+            self.cache.mark_healthy(attempt.breaker_id)
+
+    def _on_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
+        if not isinstance(exception, BaseException):
+            return
+        attempt = attempt_of(kwargs)
+        if not self._first_report(attempt):
+            return
+        assert attempt.breaker_id is not None  # noqa: S101 - _first_report checked it
+        verdict = self._policy.classify(exception, self._redact)
+        if verdict.counts:
+            self._trials.pop(attempt.breaker_id, None)
+            self.cache.mark_unhealthy(
+                attempt.breaker_id, verdict.reason, retry_after=verdict.retry_after
+            )
+        elif verdict.verdict in (Verdict.CALLER, Verdict.CANCELLED) and (
+            attempt.breaker_id in self._trials
+            and self._trials.get(attempt.breaker_id) in (None, attempt.trace_id)
+        ):
+            # The trial ended without a verdict (a caller's 400): hand the permit back.
+            self._trials.pop(attempt.breaker_id, None)
+            self.cache.release(attempt.breaker_id)
+
+    def _first_report(self, attempt: Attempt) -> bool:
+        """True the first time an attempt reports; later copies of it are ignored."""
+        if attempt.breaker_id is None or attempt.is_health_check:
+            return False
+        if attempt.call_id is None:
+            return True
+        key = (attempt.call_id, attempt.breaker_id)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            if len(self._seen) > _SEEN_CALLS:
+                self._seen.popitem(last=False)
+        return True

@@ -1,0 +1,76 @@
+"""Keep secrets out of everything we show: logs, errors, snapshots, metrics, status.
+
+Two layers: patterns that look like credentials anywhere (``sk-...`` keys,
+``Bearer`` tokens, URL user-info, ``?key=`` query parameters), and the exact
+key values the operator configured, which we know and can strike out verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["Redactor", "public_url"]
+
+MASK = "***"
+MAX_REASON_CHARS = 200
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Credentials in URLs: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@"), rf"\1{MASK}@"),
+    # Bearer / Basic tokens in echoed headers
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), rf"\1 {MASK}"),
+    # Key-like query or JSON fields: api_key=..., "api-key": "...", token=...
+    (
+        re.compile(
+            r"(?i)([\"']?\b(?:api[_-]?key|x-api-key|access[_-]?token|token|secret|password|"
+            r"sig|signature|key)[\"']?\s*[=:]\s*[\"']?)[^\"'&\s,}]{4,}"
+        ),
+        rf"\1{MASK}",
+    ),
+    # Provider key shapes: sk-..., sk-ant-..., AIza..., xai-..., gsk_...
+    (
+        re.compile(r"\b(?:sk|rk|pk|xai|gsk|hf)[-_][A-Za-z0-9_-]{8,}|\bAIza[0-9A-Za-z_-]{20,}"),
+        MASK,
+    ),
+)
+
+
+class Redactor:
+    """Strikes secrets out of text; knows the configured keys verbatim."""
+
+    def __init__(self) -> None:
+        self._secrets: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def add_secret(self, secret: str | None) -> None:
+        """Remember a configured key so its exact value is always masked."""
+        if not secret or len(secret) < 4:
+            return
+        with self._lock:
+            self._secrets = self._secrets | {secret}
+
+    def __call__(self, text: str | None, *, limit: int = MAX_REASON_CHARS) -> str:
+        """``text`` without secrets, on one line, at most ``limit`` characters."""
+        if not text:
+            return ""
+        out = " ".join(str(text).split())
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            out = out.replace(secret, MASK)
+        for pattern, replacement in _PATTERNS:
+            out = pattern.sub(replacement, out)
+        if len(out) > limit:
+            out = out[: limit - 1] + "…"
+        return out
+
+
+def public_url(url: str) -> str:
+    """A URL fit for display and keys: no user-info, query or fragment, no trailing slash."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host.lower() + (f":{parts.port}" if parts.port else "")
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme.lower(), netloc, path, "", ""))

@@ -1,0 +1,56 @@
+"""Small builders shared by the LiteLLM-facing tests: responses, deployments, routers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import litellm
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def chat_body(text: str = "ok") -> dict[str, Any]:
+    """A minimal OpenAI chat.completion body."""
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def ok(text: str = "ok") -> httpx.Response:
+    return httpx.Response(200, json=chat_body(text))
+
+
+def status(code: int, **headers: str) -> httpx.Response:
+    return httpx.Response(code, json={"error": {"message": f"status {code}"}}, headers=headers)
+
+
+def deployment(
+    group: str, dep_id: str, host: str, key: str = "sk-test-key-123456"
+) -> dict[str, Any]:
+    """An OpenAI-compatible deployment at http://{host}/v1 with a fixed id."""
+    return {
+        "model_name": group,
+        "litellm_params": {"model": "openai/m", "api_base": f"http://{host}/v1", "api_key": key},
+        "model_info": {"id": dep_id},
+    }
+
+
+def router(*deployments: dict[str, Any], **kwargs: Any) -> litellm.Router:
+    """A Router whose own cooldowns are off, so call counts show only our breaker."""
+    kwargs.setdefault("num_retries", 0)
+    kwargs.setdefault("disable_cooldowns", True)
+    return litellm.Router(model_list=list(deployments), **kwargs)
+
+
+def open_breaker(cache: Any, dep_id: str) -> None:
+    """Drive a breaker open through the public API, as failures would."""
+    for _ in range(cache.failure_threshold):
+        cache.mark_unhealthy(dep_id, "test: HTTP 503")

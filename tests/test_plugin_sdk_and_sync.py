@@ -1,0 +1,212 @@
+"""Direct SDK calls (async and sync) and the sync Router, through real LiteLLM entry points."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import litellm
+import pytest
+import respx
+
+from litellm_circuit_breaker import (
+    AllDeploymentsOpenError,
+    BreakerState,
+    CircuitBreaker,
+    CircuitOpenError,
+)
+from litellm_circuit_breaker.testing import FakeClock
+from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, status
+
+PRIMARY = "http://primary.test/v1"
+BACKUP = "http://backup.test/v1"
+PRIMARY_KEY = f"{PRIMARY}|openai/m"
+
+
+@pytest.fixture
+def breaker(clock: FakeClock, litellm_callbacks: None) -> CircuitBreaker:
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    litellm.callbacks.append(cb)
+    return cb
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    with respx.mock(assert_all_called=False) as m:
+        yield m
+
+
+async def sdk_call(**kwargs: object) -> str:
+    kwargs.setdefault("api_base", PRIMARY)
+    response = await litellm.acompletion(
+        model="openai/m", api_key="sk-sdk-key-000000", messages=MESSAGES, max_retries=0, **kwargs
+    )
+    return str(response.choices[0].message.content)
+
+
+@pytest.mark.asyncio
+async def test_sdk_calls_open_the_breaker_and_then_fail_fast_without_network(
+    breaker: CircuitBreaker, mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """acompletion without a Router: two 503s open it, the third call never leaves."""
+    route = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=status(503))
+    for _ in range(2):
+        with pytest.raises(litellm.ServiceUnavailableError):
+            await sdk_call()
+    assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.OPEN
+    with pytest.raises(CircuitOpenError) as info:
+        await sdk_call(api_base=f"{PRIMARY}/")  # the same endpoint, spelled differently
+    assert route.call_count == 2
+    assert info.value.deployment == PRIMARY_KEY
+    assert info.value.retry_after == pytest.approx(60)
+    assert breaker.counters["sdk_refused"] == 1
+    # the breaker's own error was not counted as another provider failure
+    state = breaker.cache.get_state(PRIMARY_KEY)
+    assert state is not None
+    assert state.consecutive_failures == 2
+
+
+@pytest.mark.asyncio
+async def test_sdk_fallbacks_move_on_at_once_when_the_primary_is_open(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """With SDK fallbacks= the open primary is skipped and the fallback answers."""
+    primary = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=ok("primary"))
+    mock.post(f"{BACKUP}/chat/completions").mock(return_value=ok("backup"))
+    open_breaker(breaker.cache, PRIMARY_KEY)
+    started = time.perf_counter()
+    answer = await sdk_call(
+        fallbacks=[{"model": "openai/m", "api_base": BACKUP, "api_key": "sk-backup-000000"}]
+    )
+    assert answer == "backup"
+    assert primary.call_count == 0
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.asyncio
+async def test_sdk_half_open_admits_one_trial_that_closes_on_success(
+    breaker: CircuitBreaker, mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """After the window the next SDK call is the trial; success closes the breaker."""
+    route = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=ok("back"))
+    open_breaker(breaker.cache, PRIMARY_KEY)
+    clock.advance(60)
+    assert await sdk_call() == "back"
+    assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.CLOSED
+    assert route.call_count == 1
+
+
+def test_sync_completion_failures_count_before_the_caller_sees_them(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """litellm.completion: the sync failure event feeds the breaker inline."""
+    mock.post(f"{PRIMARY}/chat/completions").mock(return_value=status(503))
+    for _ in range(2):
+        with pytest.raises(litellm.ServiceUnavailableError):
+            litellm.completion(
+                model="openai/m",
+                api_base=PRIMARY,
+                api_key="sk-sdk-key-000000",
+                messages=MESSAGES,
+                max_retries=0,
+            )
+    assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.OPEN
+
+
+def test_sync_completion_success_resets_the_count(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """A sync success arrives on LiteLLM's logging thread and resets the failure count."""
+    route = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=status(503))
+    kwargs = {
+        "model": "openai/m",
+        "api_base": PRIMARY,
+        "api_key": "sk-sdk-key-000000",
+        "messages": MESSAGES,
+        "max_retries": 0,
+    }
+    with pytest.raises(litellm.ServiceUnavailableError):
+        litellm.completion(**kwargs)
+    route.mock(return_value=ok())
+    litellm.completion(**kwargs)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the success event is handed to a logging thread
+        state = breaker.cache.get_state(PRIMARY_KEY)
+        if state is not None and state.consecutive_failures == 0:
+            break
+        time.sleep(0.01)
+    state = breaker.cache.get_state(PRIMARY_KEY)
+    assert state is not None
+    assert state.consecutive_failures == 0
+
+
+def test_sync_router_sends_everything_to_the_sibling_of_an_open_deployment(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Router.completion (sync) asks pre_call_check; the open deployment is skipped at once."""
+    dead = mock.post("http://dead.test/v1/chat/completions").mock(return_value=ok("dead"))
+    mock.post("http://live.test/v1/chat/completions").mock(return_value=ok("live"))
+    r = router(
+        deployment("chat", "dead", "dead.test"),
+        deployment("chat", "live", "live.test"),
+        num_retries=2,
+    )
+    open_breaker(breaker.cache, "dead")
+    started = time.perf_counter()
+    answers = [
+        str(r.completion(model="chat", messages=MESSAGES).choices[0].message.content)
+        for _ in range(12)
+    ]
+    assert answers == ["live"] * 12
+    assert dead.call_count == 0
+    assert time.perf_counter() - started < 5.0, "the Router backed off instead of moving on"
+
+
+def test_sync_router_all_open_goes_to_the_fallback(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Sync Router, every deployment open, fallback configured: the fallback answers."""
+    primary = mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("primary"))
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("fallback"))
+    r = router(
+        deployment("primary", "p", "p.test"),
+        deployment("backup", "fb", "fb.test"),
+        fallbacks=[{"primary": ["backup"]}],
+        num_retries=2,
+    )
+    open_breaker(breaker.cache, "p")
+    started = time.perf_counter()
+    answer = r.completion(model="primary", messages=MESSAGES).choices[0].message.content
+    assert answer == "fallback"
+    assert primary.call_count == 0
+    assert time.perf_counter() - started < 1.0
+
+
+def test_sync_router_fail_fast_raises_the_all_open_error(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """Sync Router under fail_fast: a clear error and no call."""
+    cb = CircuitBreaker(clock=clock, probe_interval=None, when_all_open="fail_fast")
+    litellm.callbacks.append(cb)
+    route = mock.post("http://p.test/v1/chat/completions").mock(return_value=ok())
+    r = router(deployment("primary", "p", "p.test"))
+    open_breaker(cb.cache, "p")
+    with pytest.raises(AllDeploymentsOpenError, match="primary"):
+        r.completion(model="primary", messages=MESSAGES)
+    assert route.call_count == 0
+
+
+def test_sync_router_half_open_trial_goes_through(
+    breaker: CircuitBreaker, mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """The sync path hands out the half-open trial too, and its success closes."""
+    route = mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("p"))
+    r = router(deployment("primary", "p", "p.test"))
+    open_breaker(breaker.cache, "p")
+    clock.advance(60)
+    assert r.completion(model="primary", messages=MESSAGES).choices[0].message.content == "p"
+    assert route.call_count == 1
+    deadline = time.monotonic() + 10
+    while breaker.cache.breaker_state("p") is not BreakerState.CLOSED:
+        assert time.monotonic() < deadline, "the success never reached the breaker"
+        time.sleep(0.01)
