@@ -72,7 +72,7 @@ async def main() -> int:
             primary.error(503)
             print("primary answers 503:", await ask(6))
             dead_calls = primary.calls("chat") - 2
-            print(f"calls the dead primary received: {dead_calls} (threshold 2)")
+            print(f"calls the dead primary received: {dead_calls} (at most the threshold, 2)")
             primary.healthy()
             for _ in range(100):  # a probe notices the heal within one interval
                 if breaker.cache.is_healthy(primary_id):
