@@ -14,6 +14,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -77,7 +78,7 @@ class ProbeTarget:
 
     kind: str
     """openai-models, azure-models, anthropic-models or ollama-tags."""
-    url: str
+    url: str = field(repr=False)
     """Where the request goes (may carry user-info; never shown)."""
     display_url: str
     """The same URL without secrets, for logs and status."""
@@ -111,9 +112,13 @@ def probe_target(
     api_version: str | None = None,
 ) -> ProbeTarget | None:
     """The probe for a deployment, or None when it has no cheap probe (stays passive)."""
-    base = (api_base or DEFAULT_BASES.get(provider) or "").strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
+    raw = (api_base or DEFAULT_BASES.get(provider) or "").strip()
+    parts = urlsplit(raw)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
+    # The path is appended before any query the operator put on the base.
+    base = urlunsplit((parts.scheme.lower(), parts.netloc, parts.path.rstrip("/"), "", ""))
+    query = parts.query
     key = api_key or os.environ.get(_DEFAULT_KEY_ENV.get(provider, ""), "") or None
     headers: dict[str, str] = {}
     if provider in OPENAI_COMPATIBLE:
@@ -136,8 +141,10 @@ def probe_target(
         kind, url = "ollama-tags", f"{base}/api/tags"
     else:
         return None
+    if query:
+        url = f"{url}{'&' if '?' in url else '?'}{query}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:12] if key else "-"
-    return ProbeTarget(kind, url, public_url(url.split("?", 1)[0]), fingerprint, headers)
+    return ProbeTarget(kind, url, public_url(url), fingerprint, headers)
 
 
 class ProbeAnswer(enum.Enum):

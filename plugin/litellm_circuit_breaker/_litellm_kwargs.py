@@ -70,21 +70,44 @@ def str_or_none(value: object) -> str | None:
 _str = str_or_none
 
 
+def _id(value: object) -> str | None:
+    """A deployment id as the Router keys it: strings as they are, integers as text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _str(value)
+
+
 def deployment_id_of(entry: Mapping[str, Any]) -> str | None:
     """``model_info.id`` of a Router deployment dict (the hot path: no other work)."""
     model_info = entry.get("model_info")
-    return _str(model_info.get("id")) if isinstance(model_info, Mapping) else None
+    return _id(model_info.get("id")) if isinstance(model_info, Mapping) else None
 
 
-def provider_of(model: str, api_base: str | None = None) -> tuple[str, str | None]:
-    """LiteLLM's provider name and default api_base for a model string."""
+@dataclass(frozen=True, slots=True)
+class _Provider:
+    model: str
+    """The model without its provider prefix."""
+    name: str
+    base: str | None
+    env_key: str | None = field(repr=False)
+    """The key LiteLLM itself would read from the environment for this provider."""
+
+
+@functools.lru_cache(maxsize=1024)
+def provider_of(
+    model: str, api_base: str | None = None, custom_llm_provider: str | None = None
+) -> _Provider:
+    """LiteLLM's own reading of a model string: provider, default api_base, env key."""
     import litellm  # noqa: PLC0415 - keep importing this module cheap
 
     try:
-        _, provider, _, default_base = litellm.get_llm_provider(model, api_base=api_base)
+        bare, name, env_key, default_base = litellm.get_llm_provider(
+            model, custom_llm_provider=custom_llm_provider, api_base=api_base
+        )
     except Exception:  # noqa: BLE001 - an unmappable model simply has no probe
-        return (model.split("/", 1)[0] if "/" in model else "", api_base)
-    return provider, api_base or default_base
+        name, _, bare = model.rpartition("/")
+        return _Provider(bare, custom_llm_provider or name, api_base, None)
+    return _Provider(bare, name, api_base or default_base, _str(env_key))
 
 
 def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
@@ -105,39 +128,44 @@ def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
     group = _str(entry.get("model_name"))
     if model is None or group is None:
         return None
-    deployment_id = _str(_dict(entry.get("model_info")).get("id"))
-    if deployment_id is None:
-        deployment_id = generated_id(group, params)
+    deployment_id = deployment_id_of(entry) or generated_id(group, params)
     api_base = _str(params.get("api_base")) or _str(params.get("base_url"))
-    provider, base = provider_of(model, api_base)
-    provider = _str(params.get("custom_llm_provider")) or provider
-    key = resolve_secret(params.get("api_key"))
-    target = probe_target(provider, base, key, api_version=_str(params.get("api_version")))
+    provider = provider_of(model, api_base, _str(params.get("custom_llm_provider")))
+    key = resolve_secret(params.get("api_key")) or provider.env_key
+    base = provider.base
+    target = probe_target(provider.name, base, key, api_version=_str(params.get("api_version")))
     return Deployment(
         id=deployment_id,
         model_group=group,
         model=model,
-        provider=provider,
+        provider=provider.name,
         display_base=public_url(base) if base else None,
         probe=target,
         api_key=key,
     )
 
 
+# LiteLLM logs some providers' api_base with the route appended.
+_ROUTE_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/responses")
+
+
 @functools.lru_cache(maxsize=1024)
 def sdk_key(api_base: str | None, model: str | None, provider: str | None = None) -> str | None:
     """The breaker id of a direct SDK call: normalised api_base plus provider/model.
 
-    Inline hooks see ``openai/m`` while the logged events see ``m`` with the
-    provider alongside, and the api_base may be implicit: all normalise to one key.
+    Inline hooks see ``openai/m`` (or a bare ``gpt-4o``) while the logged events
+    see ``m`` with the provider alongside, and the api_base may be implicit or
+    carry the route: all normalise to one key.
     """
     if not model:
         return None
-    if provider and not model.startswith(f"{provider}/"):
-        model = f"{provider}/{model}"
-    provider, base = provider_of(model, api_base)
-    base = base or DEFAULT_BASES.get(provider)
-    return f"{public_url(base) if base else '(default)'}|{model}"
+    found = provider_of(model, api_base, provider)
+    base = found.base or DEFAULT_BASES.get(found.name)
+    if base:
+        base = public_url(base)
+        for suffix in _ROUTE_SUFFIXES:
+            base = base.removesuffix(suffix)
+    return f"{base or '(default)'}|{found.name}/{found.model}"
 
 
 def _tags(*containers: Mapping[str, Any]) -> list[str]:
@@ -160,7 +188,7 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
         or _dict(litellm_params.get("model_info"))
         or _dict(metadata.get("model_info"))
     )
-    deployment_id = _str(model_info.get("id")) or _str(slo.get("model_id"))
+    deployment_id = _id(model_info.get("id")) or _str(slo.get("model_id"))
     breaker_id = deployment_id or sdk_key(
         _str(kwargs.get("api_base")) or _str(litellm_params.get("api_base")),
         _str(kwargs.get("model")) or _str(slo.get("model")),
@@ -173,5 +201,10 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
         trace_id=_str(kwargs.get("litellm_trace_id")) or _str(slo.get("trace_id")),
         model_group=_str(metadata.get("model_group")) or _str(slo.get("model_group")),
         is_health_check=HEALTH_CHECK_TAG
-        in _tags(metadata, slo, _dict(litellm_params.get("litellm_metadata"))),
+        in _tags(
+            metadata,
+            slo,
+            _dict(kwargs.get("litellm_metadata")),
+            _dict(litellm_params.get("litellm_metadata")),
+        ),
     )

@@ -112,6 +112,16 @@ class FailurePolicy:
     extra_ignored_types: tuple[type[BaseException], ...] = field(default=())
 
     def __post_init__(self) -> None:
+        for name in (
+            "count_server_errors",
+            "count_timeouts",
+            "count_connection_errors",
+            "count_rate_limits",
+            "count_auth_errors",
+            "count_not_found",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(name, getattr(self, name), "True or False")
         for name in ("extra_fault_types", "extra_ignored_types"):
             value = getattr(self, name)
             if not isinstance(value, tuple) or not all(

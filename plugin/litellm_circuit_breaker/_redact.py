@@ -53,16 +53,40 @@ class Redactor:
 
     def __call__(self, text: str | None, *, limit: int = MAX_REASON_CHARS) -> str:
         """``text`` without secrets, on one line, at most ``limit`` characters."""
-        if not text:
+        if not text or limit <= 0:
             return ""
-        out = " ".join(str(text).split())
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            out = out.replace(secret, MASK)
+        out = " ".join(_mask_spans(str(text), self._secrets).split())
         for pattern, replacement in _PATTERNS:
             out = pattern.sub(replacement, out)
         if len(out) > limit:
             out = out[: limit - 1] + "…"
         return out
+
+
+def _mask_spans(text: str, secrets: frozenset[str]) -> str:
+    """Mask every place any secret occurs, merging overlaps, before anything else."""
+    spans: list[tuple[int, int]] = []
+    for secret in secrets:
+        start = text.find(secret)
+        while start != -1:
+            spans.append((start, start + len(secret)))
+            start = text.find(secret, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        if start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    out: list[str] = []
+    last = 0
+    for start, end in merged:
+        out.extend((text[last:start], MASK))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def public_url(url: str) -> str:
@@ -71,6 +95,10 @@ def public_url(url: str) -> str:
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
-    netloc = host.lower() + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:  # a port that is no number: show the host alone
+        port = None
+    netloc = host.lower() + (f":{port}" if port else "")
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme.lower(), netloc, path, "", ""))
