@@ -502,3 +502,28 @@ def test_concurrent_threads_get_exactly_one_trial_permit(clock: FakeClock) -> No
     for t in threads:
         t.join()
     assert granted.count(True) == 1
+
+
+def test_failed_trial_reopens_with_an_info_line_not_a_second_warning(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only closed -> open warns; a failed half-open trial logs INFO 're-opened'."""
+    caplog.set_level(logging.DEBUG, logger="litellm_circuit_breaker")
+    cache = make(clock, unhealthy_backoff_sec=10)
+    cache.mark_unhealthy("a", "x")
+    cache.mark_unhealthy("a", "x")
+    clock.advance(10)
+    cache.mark_unhealthy("a", "trial failed")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert any("re-opened" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_events_also_answer_to_id_and_time(clock: FakeClock) -> None:
+    """StateChange carries (id, old, new, reason, time) under both spellings."""
+    cache = make(clock)
+    seen: list[StateChange] = []
+    cache.add_listener(seen.append)
+    cache.mark_unhealthy("a", "x")
+    cache.mark_unhealthy("a", "x")
+    assert (seen[0].id, seen[0].time) == ("a", clock())

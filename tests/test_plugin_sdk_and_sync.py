@@ -210,3 +210,81 @@ def test_sync_router_half_open_trial_goes_through(
     while breaker.cache.breaker_state("p") is not BreakerState.CLOSED:
         assert time.monotonic() < deadline, "the success never reached the breaker"
         time.sleep(0.01)
+
+
+def test_routers_sharing_deployment_ids_are_not_confused(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Another Router reusing the id in another group must not hide this one's siblings."""
+    mock.post("http://dead.test/v1/chat/completions").mock(return_value=ok("dead"))
+    mock.post("http://live.test/v1/chat/completions").mock(return_value=ok("live"))
+    other = router(deployment("solo", "dead", "dead.test"))
+    mine = router(
+        deployment("chat", "dead", "dead.test"),
+        deployment("chat", "live", "live.test"),
+        num_retries=2,
+    )
+    open_breaker(breaker.cache, "dead")
+    answers = {
+        str(mine.completion(model="chat", messages=MESSAGES).choices[0].message.content)
+        for _ in range(12)
+    }
+    assert answers == {"live"}
+    assert other.get_deployment(model_id="dead") is not None  # still alive, still ambiguous
+
+
+@pytest.mark.asyncio
+async def test_a_fallback_on_another_router_does_not_count_for_this_one(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """fail_open still applies on a Router without fallbacks when a twin Router has them."""
+    mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("primary"))
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("fallback"))
+    twin = router(
+        deployment("primary", "p", "p.test"),
+        deployment("backup", "fb", "fb.test"),
+        fallbacks=[{"primary": ["backup"]}],
+    )
+    mine = router(deployment("primary", "p", "p.test"))
+    open_breaker(breaker.cache, "p")
+    response = await mine.acompletion(model="primary", messages=MESSAGES)
+    assert response.choices[0].message.content == "primary"
+    assert breaker.cache.breaker_state("p") is BreakerState.CLOSED  # that success was evidence
+    open_breaker(breaker.cache, "p")
+    response = await twin.acompletion(model="primary", messages=MESSAGES)
+    assert response.choices[0].message.content == "fallback"
+
+
+def test_sync_router_without_retries_still_moves_to_the_sibling(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """num_retries=0 on the Router: skipping an open deployment is not a failed attempt."""
+    dead = mock.post("http://dead.test/v1/chat/completions").mock(return_value=ok("dead"))
+    mock.post("http://live.test/v1/chat/completions").mock(return_value=ok("live"))
+    r = router(
+        deployment("chat", "dead", "dead.test"),
+        deployment("chat", "live", "live.test"),
+        num_retries=0,
+    )
+    open_breaker(breaker.cache, "dead")
+    answers = [
+        str(r.completion(model="chat", messages=MESSAGES).choices[0].message.content)
+        for _ in range(20)
+    ]
+    assert answers == ["live"] * 20
+    assert dead.call_count == 0
+
+
+@pytest.mark.asyncio
+async def test_sdk_trial_ending_in_a_caller_error_hands_its_permit_back(
+    breaker: CircuitBreaker, mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """A half-open SDK trial that gets a 400 frees the permit: the next call is the trial."""
+    route = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=status(400))
+    open_breaker(breaker.cache, PRIMARY_KEY)
+    clock.advance(60)
+    with pytest.raises(litellm.BadRequestError):
+        await sdk_call()
+    route.mock(return_value=ok("back"))
+    assert await sdk_call() == "back"
+    assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.CLOSED

@@ -302,3 +302,28 @@ async def test_exception_reason_is_short_and_names_the_type() -> None:
     await HealthProbe(cache, {"n": noisy, "s": silent}).tick_once()
     assert error_of(cache, "n") == "OSError: first line"
     assert error_of(cache, "s") == "KeyError"
+
+
+@pytest.mark.asyncio
+async def test_start_returns_after_the_first_tick_has_applied_its_verdicts(
+    clock: FakeClock,
+) -> None:
+    """After `await start()` (or entering `async with`) the first results are in the cache."""
+    cache = ProviderHealthCache(failure_threshold=1, clock=clock)
+    hp = HealthProbe(cache, {"down": returning(False), "up": returning(True)}, clock=clock)
+    async with hp:
+        assert not cache.is_healthy("down")
+        assert cache.get_state("up") is not None
+        assert hp.ticks == 1
+
+
+@pytest.mark.asyncio
+async def test_a_probe_raising_timeout_error_itself_is_named_not_taken_for_our_timeout() -> None:
+    """Only our own deadline reads 'probe timeout'; a probe's TimeoutError is named."""
+    cache = ProviderHealthCache(failure_threshold=1)
+
+    async def own_timeout() -> bool:
+        raise TimeoutError("upstream read timed out")
+
+    await HealthProbe(cache, {"t": own_timeout}, timeout=5).tick_once()
+    assert error_of(cache, "t") == "TimeoutError: upstream read timed out"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import litellm_circuit_breaker
@@ -80,3 +82,18 @@ def test_errors_form_the_documented_tree() -> None:
     single = CircuitOpenError("d1", retry_after=-5)
     assert single.retry_after == 0
     assert "d1" in str(single)
+
+
+def test_the_core_imports_without_litellm() -> None:
+    """Importing the package and using the core never imports LiteLLM."""
+    code = (
+        "import sys, litellm_circuit_breaker as m\n"
+        "m.ProviderHealthCache().mark_unhealthy('a', 'x')\n"
+        "assert 'litellm' not in sys.modules, 'litellm was imported'\n"
+        "assert m.CircuitBreaker.__name__ == 'CircuitBreaker'\n"
+        "assert 'litellm' in sys.modules\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr

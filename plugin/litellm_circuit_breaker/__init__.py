@@ -1,4 +1,11 @@
-"""Per-deployment circuit breakers and token-free health probes for LiteLLM."""
+"""Per-deployment circuit breakers and token-free health probes for LiteLLM.
+
+The core (``ProviderHealthCache``, ``HealthProbe``) imports nothing from
+LiteLLM; ``CircuitBreaker`` and ``DeploymentStatus`` are loaded on first use,
+so code that only needs the core never pays LiteLLM's import.
+"""
+
+import typing as _typing
 
 from ._cache import (
     DEFAULT_FAILURE_THRESHOLD,
@@ -12,7 +19,6 @@ from ._errors import (
     CircuitOpenError,
     ConfigurationError,
 )
-from ._plugin import CircuitBreaker, DeploymentStatus
 from ._policy import Classification, FailurePolicy, Verdict
 from ._probe import (
     DEFAULT_PROBE_CONCURRENCY,
@@ -47,3 +53,18 @@ __all__ = [
     "StateListener",
     "Verdict",
 ]
+
+if _typing.TYPE_CHECKING:
+    from ._plugin import CircuitBreaker, DeploymentStatus
+
+_LAZY = frozenset({"CircuitBreaker", "DeploymentStatus"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import _plugin  # noqa: PLC0415 - imports litellm, only when asked for
+
+        value = getattr(_plugin, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ._errors import ConfigurationError
-from ._state import BreakerState, ProviderState, StateChange, StateListener
+from ._state import BreakerState, ProviderState, StateChange, StateListener, state_at
 
 __all__ = [
     "DEFAULT_FAILURE_THRESHOLD",
@@ -63,11 +63,7 @@ class _Breaker:
     """The state listeners were last told about."""
 
     def state(self, now: float) -> BreakerState:
-        if self.healthy:
-            return BreakerState.CLOSED
-        if self.unhealthy_until > now:
-            return BreakerState.OPEN
-        return BreakerState.HALF_OPEN
+        return state_at(self.healthy, self.unhealthy_until, now)
 
     def copy_out(self) -> ProviderState:
         return ProviderState(
@@ -313,7 +309,8 @@ class ProviderHealthCache:
             if b.forced:
                 opened = False
             elif not b.healthy or b.consecutive_failures >= self._threshold:
-                opened = b.reported is not BreakerState.OPEN
+                previous = b.reported
+                opened = previous is not BreakerState.OPEN
                 if opened:  # a new opening, not another failure while already open
                     b.openings += 1
                 b.healthy = False
@@ -323,7 +320,14 @@ class ProviderHealthCache:
             else:
                 opened = False
             failures, window = b.consecutive_failures, b.unhealthy_until - now
-        if opened:
+        if opened and previous is BreakerState.HALF_OPEN:
+            logger.info(
+                "deployment %s circuit re-opened for %.1fs: trial failed: %s",
+                provider_id,
+                window,
+                reason,
+            )
+        elif opened:
             logger.warning(
                 "deployment %s circuit opened for %.1fs after %d consecutive failure(s): %s",
                 provider_id,
@@ -347,12 +351,11 @@ class ProviderHealthCache:
                 return
             b.last_check = now
             events = self._observe(provider_id, b, now)
-            if b.forced or b.state(now) is not BreakerState.OPEN:
-                pass
-            else:
+            moved = not b.forced and b.state(now) is BreakerState.OPEN
+            if moved:
                 b.unhealthy_until = now
                 events += self._move(provider_id, b, BreakerState.HALF_OPEN, "probe passed", now)
-        if events:
+        if moved:
             logger.info("deployment %s half-open: probe passed, next call is a trial", provider_id)
         self._emit(events)
 
@@ -446,9 +449,11 @@ class ProviderHealthCache:
                 try:
                     listener(event)
                 except Exception:
-                    self._listener_errors += 1
-                    if id(listener) not in self._failed_listeners:
+                    with self._lock:
+                        self._listener_errors += 1
+                        first = id(listener) not in self._failed_listeners
                         self._failed_listeners.add(id(listener))
+                    if first:
                         logger.exception(
                             "circuit breaker listener %r raised; it is kept, errors are counted",
                             listener,

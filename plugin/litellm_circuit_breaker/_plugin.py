@@ -94,11 +94,13 @@ class _SkipDeploymentError(CircuitOpenError):
     """
 
     status_code = 403
-    num_retries = None  # unlike its base: the Router must retry, on a sibling
 
-    def __init__(self, deployment: str, retry_after: float) -> None:
+    def __init__(self, deployment: str, retry_after: float, siblings: int) -> None:
         super().__init__(deployment, retry_after)
         self.retry_skip_deployment_id = deployment
+        # Unlike its base, ask for retries: one per sibling, even on a Router
+        # configured with num_retries=0, since no provider was tried yet.
+        self.num_retries = siblings
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,9 @@ class CircuitBreaker(CustomLogger):
             timeout=probe_timeout,
             max_concurrency=probe_concurrency,
             jitter=probe_jitter,
-            clock=self.cache.clock if clock is not None else time.monotonic,
+            # The schedule sleeps in real time, so it is measured in real time;
+            # an injected clock only drives the breakers' windows.
+            clock=time.monotonic,
         )
         # LiteLLM merges callbacks whose class and public scalar attributes are
         # equal; a distinct public id keeps two breakers from being merged.
@@ -205,6 +209,8 @@ class CircuitBreaker(CustomLogger):
         """Probe keys whose endpoint answered 404/405 to its list call."""
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._trials: dict[str, str | None] = {}
+        """Deployment id -> trace id of the request holding its half-open trial permit."""
+        self._groups_seen: dict[str, tuple[int, str | None, str | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._logged_errors: set[str] = set()
         self.internal_errors: Counter[str] = Counter()
@@ -359,9 +365,8 @@ class CircuitBreaker(CustomLogger):
         out: dict[str, ProbeResult] = {}
         for key, result in results.items():
             for deployment_id in endpoints.get(key, (None, frozenset()))[1]:
-                out[deployment_id] = ProbeResult(
-                    deployment_id, result.ok, result.reason, result.latency
-                )
+                reason = self._redact(result.reason) if result.reason else None
+                out[deployment_id] = ProbeResult(deployment_id, result.ok, reason, result.latency)
         return out
 
     def _rebuild_probes(self) -> None:
@@ -449,11 +454,17 @@ class CircuitBreaker(CustomLogger):
 
     # -- guard -----------------------------------------------------------------
 
+    def _bump(self, counter: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[counter] += n
+
     def _internal_error(self, kind: str, exc: BaseException) -> None:
-        self.internal_errors[kind] += 1
-        if kind in self._logged_errors:
+        with self._lock:
+            self.internal_errors[kind] += 1
+            first = kind not in self._logged_errors
+            self._logged_errors.add(kind)
+        if not first:
             return
-        self._logged_errors.add(kind)
         logger.error(
             "circuit breaker: internal error in %s ignored, the request goes on as if the "
             "plugin were absent (logged once per kind; see internal_errors): %s: %s",
@@ -461,7 +472,6 @@ class CircuitBreaker(CustomLogger):
             type(exc).__name__,
             self._redact(str(exc)),
         )
-        logger.debug("internal error detail", exc_info=exc)
 
     def _guard(self, kind: str, fn: Callable[..., _T], *args: Any, default: _T) -> _T:
         try:
@@ -497,7 +507,7 @@ class CircuitBreaker(CustomLogger):
         self, group: str, deployments: list[Any], request_kwargs: Mapping[str, Any]
     ) -> list[Any]:
         if self._learn_from_traffic:
-            self._learn(deployments)
+            self._learn(group, deployments)
         unhealthy = self.cache.unhealthy_ids()
         if not unhealthy:
             return deployments
@@ -509,13 +519,13 @@ class CircuitBreaker(CustomLogger):
                 kept.append(entry)
             elif self.cache.try_acquire(deployment_id):
                 # Half-open with the permit free: this request is the trial.
-                self._trials[deployment_id] = str_or_none(request_kwargs.get("litellm_trace_id"))
-                self.counters["trials"] += 1
+                self._hold_trial(deployment_id, request_kwargs.get("litellm_trace_id"))
+                self._bump("trials")
                 return [entry]
             else:
                 refused.append((deployment_id, entry))
         if kept or not refused:
-            self.counters["skipped"] += len(refused)
+            self._bump("skipped", len(refused))
             return kept
         return self._all_open(group, refused, request_kwargs)
 
@@ -525,20 +535,32 @@ class CircuitBreaker(CustomLogger):
         ids = [deployment_id for deployment_id, _ in refused]
         waits = {deployment_id: self.cache.retry_in(deployment_id) for deployment_id in ids}
         soonest = min(ids, key=waits.__getitem__)
-        if request_kwargs.get("fallbacks") or group_has_fallback(group, ids):
+        first_id, first_entry = refused[0]
+        if request_kwargs.get("fallbacks") or group_has_fallback(group, first_entry, first_id):
             # Raised, not returned empty: an empty list costs a single-deployment
             # group seconds of retry back-off before the fallback runs.
-            self.counters["fallback"] += 1
-            self.counters["skipped"] += len(ids)
+            self._bump("fallback")
+            self._bump("skipped", len(ids))
             raise AllDeploymentsOpenError(group, ids, waits[soonest])
         if self.when_all_open == "fail_open":
-            self.counters["fail_open"] += 1
+            self._bump("fail_open")
             return [entry for deployment_id, entry in refused if deployment_id == soonest]
-        self.counters["fail_fast"] += 1
-        self.counters["skipped"] += len(ids)
+        self._bump("fail_fast")
+        self._bump("skipped", len(ids))
         raise AllDeploymentsOpenError(group, ids, waits[soonest])
 
-    def _learn(self, deployments: Iterable[Any]) -> None:
+    def _learn(self, group: str, deployments: Sequence[Any]) -> None:
+        """Learn a group's deployments; O(1) when the group looks as it did last time."""
+        if not deployments:
+            return
+        first, last = deployments[0], deployments[-1]
+        fingerprint = (
+            len(deployments),
+            deployment_id_of(first) if isinstance(first, Mapping) else None,
+            deployment_id_of(last) if isinstance(last, Mapping) else None,
+        )
+        if self._groups_seen.get(group) == fingerprint:
+            return
         with self._lock:
             unknown = [
                 d
@@ -547,6 +569,7 @@ class CircuitBreaker(CustomLogger):
             ]
         if unknown:
             self.add_deployments(unknown)
+        self._groups_seen[group] = fingerprint
 
     # -- decisions: sync Router --------------------------------------------------
 
@@ -556,21 +579,25 @@ class CircuitBreaker(CustomLogger):
         return None
 
     def _sync_check(self, deployment: Mapping[str, Any]) -> None:
-        if self._learn_from_traffic:
-            self._learn([deployment])
         deployment_id = deployment_id_of(deployment)
+        if self._learn_from_traffic and deployment_id not in self._deployments:
+            self._learn(str_or_none(deployment.get("model_name")) or "", [deployment])
         if deployment_id is None or deployment_id not in self.cache.unhealthy_ids():
             return
         if self.cache.try_acquire(deployment_id):
-            self.counters["trials"] += 1
-            self._trials[deployment_id] = None
+            self._bump("trials")
+            self._hold_trial(deployment_id, None)
             return
         group = str_or_none(deployment.get("model_name")) or ""
-        siblings = [i for i in group_deployment_ids(group, deployment_id) if i != deployment_id]
+        siblings = [
+            i for i in group_deployment_ids(group, deployment, deployment_id) if i != deployment_id
+        ]
         if any(self.cache.breaker_state(s) is not BreakerState.OPEN for s in siblings):
-            self.counters["skipped"] += 1
-            raise _SkipDeploymentError(deployment_id, self.cache.retry_in(deployment_id))
-        self._all_open(group, [(i, None) for i in [deployment_id, *siblings]], {})
+            self._bump("skipped")
+            raise _SkipDeploymentError(
+                deployment_id, self.cache.retry_in(deployment_id), len(siblings)
+            )
+        self._all_open(group, [(deployment_id, deployment), *((i, None) for i in siblings)], {})
 
     # -- decisions: direct SDK calls ----------------------------------------------
 
@@ -590,9 +617,13 @@ class CircuitBreaker(CustomLogger):
         attempt = attempt_of(kwargs)
         if attempt.via_router or attempt.breaker_id is None:
             return
+        half_open = attempt.breaker_id in self.cache.unhealthy_ids()
         if not self.cache.try_acquire(attempt.breaker_id):
-            self.counters["sdk_refused"] += 1
+            self._bump("sdk_refused")
             raise CircuitOpenError(attempt.breaker_id, self.cache.retry_in(attempt.breaker_id))
+        if half_open:
+            self._bump("trials")
+            self._hold_trial(attempt.breaker_id, attempt.trace_id)
 
     # -- evidence ------------------------------------------------------------------
 
@@ -637,11 +668,28 @@ class CircuitBreaker(CustomLogger):
         """Sync calls, inline before the caller sees the error."""
         self._guard("failure", self._on_failure, kwargs, kwargs.get("exception"), default=None)
 
+    def _hold_trial(self, deployment_id: str, trace_id: object) -> None:
+        with self._lock:
+            self._trials[deployment_id] = str_or_none(trace_id)
+
+    def _end_trial(
+        self, deployment_id: str, trace_id: str | None = None, *, any_trace: bool
+    ) -> bool:
+        """Forget the trial held on a deployment; True if one was held (by that trace)."""
+        with self._lock:
+            if deployment_id not in self._trials:
+                return False
+            holder = self._trials[deployment_id]
+            if not any_trace and holder not in (None, trace_id):
+                return False
+            del self._trials[deployment_id]
+            return True
+
     def _on_success(self, kwargs: Mapping[str, Any]) -> None:
         attempt = attempt_of(kwargs)
         if self._first_report(attempt):
             assert attempt.breaker_id is not None  # noqa: S101 - _first_report checked it
-            self._trials.pop(attempt.breaker_id, None)
+            self._end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
 
     def _on_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
@@ -653,16 +701,14 @@ class CircuitBreaker(CustomLogger):
         assert attempt.breaker_id is not None  # noqa: S101 - _first_report checked it
         verdict = self._policy.classify(exception, self._redact)
         if verdict.counts:
-            self._trials.pop(attempt.breaker_id, None)
+            self._end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_unhealthy(
                 attempt.breaker_id, verdict.reason, retry_after=verdict.retry_after
             )
-        elif verdict.verdict in (Verdict.CALLER, Verdict.CANCELLED) and (
-            attempt.breaker_id in self._trials
-            and self._trials.get(attempt.breaker_id) in (None, attempt.trace_id)
+        elif verdict.verdict in (Verdict.CALLER, Verdict.CANCELLED) and self._end_trial(
+            attempt.breaker_id, attempt.trace_id, any_trace=False
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
-            self._trials.pop(attempt.breaker_id, None)
             self.cache.release(attempt.breaker_id)
 
     def _first_report(self, attempt: Attempt) -> bool:

@@ -97,6 +97,7 @@ class HealthProbe:
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._task: asyncio.Task[None] | None = None
+        self._first_tick: asyncio.Event | None = None
         self._ticks = 0
         self._tick_errors = 0
 
@@ -157,11 +158,15 @@ class HealthProbe:
         started = time.perf_counter()
         ok: bool | None
         reason: str | None
+        deadline = asyncio.timeout(self._timeout)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with deadline:
                 verdict = await probe()
-        except TimeoutError:
-            ok, reason = False, f"probe timeout after {self._timeout:g}s"
+        except TimeoutError as exc:
+            if deadline.expired():
+                ok, reason = False, f"probe timeout after {self._timeout:g}s"
+            else:  # the probe raised it itself: name it like any other exception
+                ok, reason = False, _describe(exc)
         except Exception as exc:  # noqa: BLE001 - any probe error is a failed probe
             ok, reason = False, _describe(exc)
         else:
@@ -187,15 +192,25 @@ class HealthProbe:
     # -- the background task -------------------------------------------------
 
     async def start(self) -> None:
-        """Start the loop: one tick now, then one every ``interval``. Idempotent."""
+        """Start the loop and return once its first tick is done. Idempotent.
+
+        The first tick runs at once, then one every ``interval``; waiting for
+        it means ``async with probe:`` begins with every verdict in the cache.
+        """
         self.start_soon()
-        # Let the first tick begin before start() returns.
-        await asyncio.sleep(0)
+        task, first = self._task, self._first_tick
+        if task is not None and first is not None and not first.is_set():
+            waiter = asyncio.ensure_future(first.wait())
+            try:
+                await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
 
     def start_soon(self) -> None:
         """Start the loop from sync code running in the event loop. Idempotent."""
         if self.running:
             return
+        self._first_tick = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(
             self.run(), name="litellm-circuit-breaker-probe"
         )
@@ -234,6 +249,8 @@ class HealthProbe:
             except Exception:
                 self._tick_errors += 1
                 logger.exception("health probe tick failed; the loop goes on")
+            if self._first_tick is not None:
+                self._first_tick.set()
             next_at += self._interval
             now = self._clock()
             if next_at <= now:

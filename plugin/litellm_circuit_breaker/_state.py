@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["BreakerState", "ProviderState", "StateChange", "StateListener"]
+__all__ = ["BreakerState", "ProviderState", "StateChange", "StateListener", "state_at"]
 
 
 class BreakerState(enum.StrEnum):
@@ -36,11 +36,16 @@ class ProviderState:
 
     def breaker_state(self, now: float) -> BreakerState:
         """The breaker state this copy stands for at time ``now``."""
-        if self.healthy:
-            return BreakerState.CLOSED
-        if self.unhealthy_until > now:
-            return BreakerState.OPEN
-        return BreakerState.HALF_OPEN
+        return state_at(self.healthy, self.unhealthy_until, now)
+
+
+def state_at(healthy: bool, unhealthy_until: float, now: float) -> BreakerState:
+    """The one rule: closed while healthy, open until the window ends, then half-open."""
+    if healthy:
+        return BreakerState.CLOSED
+    if unhealthy_until > now:
+        return BreakerState.OPEN
+    return BreakerState.HALF_OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,16 @@ class StateChange:
     reason: str | None
     at: float
     """When it happened, in the cache clock's units."""
+
+    @property
+    def id(self) -> str:
+        """The deployment id (alias of ``deployment``)."""
+        return self.deployment
+
+    @property
+    def time(self) -> float:
+        """When it happened (alias of ``at``)."""
+        return self.at
 
 
 class StateListener(Protocol):

@@ -1,0 +1,410 @@
+"""The ``litellm-circuit-breaker`` command: check a LiteLLM config's endpoints from a shell.
+
+``check CONFIG.yaml`` reads a proxy config's ``model_list`` and sends each
+endpoint the same token-free probe the plugin runs in the background, once,
+so an operator can see before deploying which endpoints answer. Exit status:
+0 when no deployment is down, 1 when one is, 2 when the command line or the
+config file is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import importlib.metadata
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# PyYAML ships no type hints and its stubs are not a dev dependency; the
+# "unused-ignore" code keeps mypy quiet once they are.
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, resolve_secret, run_http_probe
+from ._litellm_kwargs import Deployment, deployment_of
+from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_SEC
+from ._redact import Redactor
+
+__all__ = ["CheckRow", "Result", "main"]
+
+PROG = "litellm-circuit-breaker"
+ERROR_CHARS = 120
+"""Longest error shown per deployment: enough for a provider's one-line message."""
+EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
+
+
+class Result(enum.StrEnum):
+    """What one check says about one deployment."""
+
+    UP = "up"
+    DOWN = "DOWN"
+    UNPROBED = "unprobed"
+    """The endpoint answered 404/405 to its list call: it has no cheap probe."""
+    NO_VERDICT = "no verdict"
+    """It answered (429 or another 4xx) without saying whether it is up."""
+    PASSIVE = "passive"
+    """No probe exists for this provider; only real traffic can tell."""
+
+
+_RESULT_OF = {
+    ProbeAnswer.UP: Result.UP,
+    ProbeAnswer.NO_LIST_CALL: Result.UNPROBED,
+    ProbeAnswer.NO_VERDICT: Result.NO_VERDICT,
+}
+_NOTES = {
+    Result.UNPROBED: "unprobed: the endpoint answered 404/405 to its list call (no cheap probe)",
+    Result.NO_VERDICT: "no verdict: the endpoint answered, but not whether it is up",
+    Result.PASSIVE: "passive: no probe for this provider; only real traffic can tell",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRow:
+    """One deployment's line of the report; holds no secret."""
+
+    deployment: str
+    model_group: str
+    endpoint: str | None
+    probe: str | None
+    result: Result
+    latency_ms: float | None
+    error: str | None
+
+    def as_json(self) -> dict[str, object]:
+        """The row under the stable keys ``--json`` promises."""
+        return {
+            "deployment": self.deployment,
+            "model_group": self.model_group,
+            "endpoint": self.endpoint,
+            "probe": self.probe,
+            "result": self.result.value,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the probe of one endpoint said, before it is fanned out to its deployments."""
+
+    result: Result
+    latency_ms: float
+    error: str | None
+
+
+class _ConfigFileError(Exception):
+    """The config file cannot be read as a LiteLLM config; the message says why."""
+
+
+# -- reading the config --------------------------------------------------------
+
+
+def load_model_list(path: Path) -> list[Mapping[str, Any]]:
+    """The ``model_list`` entries of a proxy config file, or :class:`_ConfigFileError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise _ConfigFileError(f"cannot read {path}: not UTF-8 text") from None
+    config = _parse_yaml(path, text)
+    model_list = config.get("model_list") if isinstance(config, Mapping) else None
+    if model_list is None:
+        raise _ConfigFileError(f"{path} has no model_list: expected a LiteLLM proxy config")
+    if not isinstance(model_list, list):
+        # Named by its type only: the value may hold keys.
+        found = type(model_list).__name__
+        raise _ConfigFileError(f"{path}: model_list is a {found}, expected a list of deployments")
+    if not model_list:
+        raise _ConfigFileError(f"{path}: model_list is empty, so there is nothing to check")
+    for index, entry in enumerate(model_list):
+        if not isinstance(entry, Mapping):
+            raise _ConfigFileError(f"{path}: model_list[{index}] is not a mapping")
+    return model_list
+
+
+def _parse_yaml(path: Path, text: str) -> object:
+    """The YAML document in ``text``; errors name the line, never quote it (it may hold a key)."""
+    try:
+        return yaml.safe_load(text)  # type: ignore[no-any-return, unused-ignore]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _ConfigFileError(f"{path} is not valid YAML: {exc.problem}{where}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids, e.g. a control character
+        where = f"{exc.reason} at character {exc.position + 1}"
+        raise _ConfigFileError(f"{path} is not valid YAML: {where}") from None
+    except yaml.YAMLError as exc:  # pragma: no cover - safe_load raises only the two above
+        raise _ConfigFileError(f"{path} is not valid YAML: {type(exc).__name__}") from None
+
+
+def _with_env_resolved(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``entry`` with ``os.environ/NAME`` values in litellm_params read, as the proxy does.
+
+    The proxy resolves every string of a deployment's litellm_params (api_base
+    too) before building its Router, so probes and generated ids must see the
+    same values.
+    """
+    params = entry.get("litellm_params")
+    if not isinstance(params, Mapping):
+        return entry
+    resolved = {
+        name: resolve_secret(value)
+        if isinstance(value, str) and value.startswith("os.environ/")
+        else value
+        for name, value in params.items()
+    }
+    return {**entry, "litellm_params": resolved}
+
+
+def deployments_of(path: Path, model_list: Sequence[Mapping[str, Any]]) -> list[Deployment]:
+    """Typed deployments, in config order; an entry LiteLLM would reject is an error."""
+    deployments: list[Deployment] = []
+    for index, entry in enumerate(model_list):
+        deployment = deployment_of(_with_env_resolved(entry))
+        if deployment is None:
+            raise _ConfigFileError(
+                f"{path}: model_list[{index}] needs model_name and litellm_params.model"
+            )
+        deployments.append(deployment)
+    return deployments
+
+
+# -- probing -------------------------------------------------------------------
+
+_error_answers: ContextVar[list[str] | None] = ContextVar("_error_answers", default=None)
+"""Where the probe running in this task keeps the error answers it got."""
+
+
+async def _keep_error_answer(response: httpx.Response) -> None:
+    """Note a failing answer's status and message: :class:`ProbeError` carries only the status."""
+    answers = _error_answers.get()
+    if answers is None or response.status_code < 400:
+        return
+    await response.aread()
+    message = _message_of(response.content)
+    status = response.status_code
+    answers.append(f"HTTP {status}: {message}" if message else f"HTTP {status}")
+
+
+def _message_of(body: bytes) -> str | None:
+    """The one-line message in an error body, if it has one worth showing."""
+    text = body.decode("utf-8", errors="replace").strip()
+    if not text or text.startswith("<"):  # an HTML error page says no more than its status
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text
+    return _message_in(payload) or text
+
+
+def _message_in(payload: object) -> str | None:
+    """``error.message`` (OpenAI, Anthropic, Azure), ``message`` or ``detail``."""
+    if isinstance(payload, str):
+        return payload or None
+    if isinstance(payload, Mapping):
+        for name in ("error", "message", "detail"):
+            found = _message_in(payload.get(name))
+            if found:
+                return found
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """The exception's type and first line: ``ConnectError: All connection attempts failed``."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+async def _probe_one(
+    client: httpx.AsyncClient, target: ProbeTarget, per_probe_sec: float, limit: asyncio.Semaphore
+) -> _Outcome:
+    """Probe one endpoint; every way it can fail is an outcome, never an exception."""
+    async with limit:
+        answers: list[str] = []
+        _error_answers.set(answers)
+        started = time.perf_counter()
+        try:
+            # The client's timeout bounds each phase; this bounds the probe as a whole.
+            async with asyncio.timeout(per_probe_sec):
+                answer = await run_http_probe(client, target)
+        except (TimeoutError, httpx.TimeoutException):
+            error: str | None = f"no answer within {per_probe_sec:g}s"
+            result = Result.DOWN
+        except ProbeError as exc:
+            error, result = (answers[-1] if answers else str(exc)), Result.DOWN
+        # Refused, reset, or a key httpx cannot send: real calls would fail the same way.
+        except Exception as exc:  # noqa: BLE001
+            error, result = _describe(exc), Result.DOWN
+        else:
+            error, result = (answers[-1] if answers else None), _RESULT_OF[answer]
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return _Outcome(result, latency_ms, error)
+
+
+async def probe_all(
+    targets: Mapping[str, ProbeTarget], per_probe_sec: float
+) -> dict[str, _Outcome]:
+    """Probe every distinct target once, concurrently, through one shared client."""
+    limit = asyncio.Semaphore(DEFAULT_PROBE_CONCURRENCY)
+    async with httpx.AsyncClient(
+        timeout=per_probe_sec, event_hooks={"response": [_keep_error_answer]}
+    ) as client:
+        outcomes = await asyncio.gather(
+            *(_probe_one(client, target, per_probe_sec, limit) for target in targets.values())
+        )
+    return dict(zip(targets, outcomes, strict=True))
+
+
+def check(deployments: Sequence[Deployment], per_probe_sec: float) -> list[CheckRow]:
+    """One row per deployment; deployments sharing a probe share its one request."""
+    redact = Redactor()
+    for deployment in deployments:
+        redact.add_secret(deployment.api_key)
+        # A key read from a file or variable often carries a stray newline or space.
+        redact.add_secret(deployment.api_key.strip() if deployment.api_key else None)
+    targets = {d.probe.key: d.probe for d in deployments if d.probe is not None}
+    outcomes = asyncio.run(probe_all(targets, per_probe_sec)) if targets else {}
+    return [_row(d, outcomes[d.probe.key] if d.probe else None, redact) for d in deployments]
+
+
+def _row(deployment: Deployment, outcome: _Outcome | None, redact: Redactor) -> CheckRow:
+    """The report line of one deployment; no outcome means it has no probe."""
+    probe = deployment.probe
+    return CheckRow(
+        deployment=deployment.id,
+        model_group=deployment.model_group,
+        endpoint=deployment.display_base or (probe.display_url if probe else None),
+        probe=probe.kind if probe else None,
+        result=outcome.result if outcome else Result.PASSIVE,
+        latency_ms=outcome.latency_ms if outcome else None,
+        error=(redact(outcome.error, limit=ERROR_CHARS) or None) if outcome else None,
+    )
+
+
+# -- output ----------------------------------------------------------------------
+
+_HEADERS = ("DEPLOYMENT", "MODEL GROUP", "ENDPOINT", "PROBE", "RESULT", "LATENCY MS", "ERROR")
+_RIGHT_ALIGNED = frozenset({5})
+
+
+def format_table(rows: Sequence[CheckRow]) -> str:
+    """Aligned plain-text columns, a summary line, and notes on the results that need one."""
+    cells = [
+        (
+            row.deployment,
+            row.model_group,
+            row.endpoint or "-",
+            row.probe or "-",
+            row.result.value,
+            "-" if row.latency_ms is None else f"{row.latency_ms:.1f}",
+            row.error or "",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in (_HEADERS, *cells)) for i in range(len(_HEADERS))]
+    lines = [_format_line(line, widths) for line in (_HEADERS, *cells)]
+    counts = {result: sum(row.result is result for row in rows) for result in Result}
+    tally = ", ".join(f"{n} {result.value}" for result, n in counts.items() if n)
+    lines.extend(("", f"{len(rows)} deployments: {tally}"))
+    lines.extend(note for result, note in _NOTES.items() if counts[result])
+    return "\n".join(lines)
+
+
+def _format_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    padded = (
+        cell.rjust(width) if i in _RIGHT_ALIGNED else cell.ljust(width)
+        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+    )
+    return "  ".join(padded).rstrip()
+
+
+def format_json(rows: Sequence[CheckRow]) -> str:
+    """A JSON list with one object per deployment."""
+    return json.dumps([row.as_json() for row in rows], indent=2)
+
+
+# -- the command line --------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected seconds > 0")
+    return value
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("litellm-circuit-breaker")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser; each subcommand sets ``run``, so ``status`` can slot in beside ``check``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Per-deployment circuit breakers and token-free health probes."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check_parser = commands.add_parser(
+        "check",
+        help="probe every deployment of a LiteLLM config once",
+        description=(
+            "Probe every deployment in a LiteLLM proxy config once, without spending "
+            "tokens. Exit status: 0 none down, 1 some deployment DOWN, 2 unusable config."
+        ),
+    )
+    check_parser.add_argument("config", metavar="CONFIG.yaml", type=Path)
+    check_parser.add_argument("--json", action="store_true", help="print a JSON list")
+    check_parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_PROBE_TIMEOUT_SEC,
+        metavar="SEC",
+        help=f"seconds each probe may take (default {DEFAULT_PROBE_TIMEOUT_SEC:g})",
+    )
+    check_parser.set_defaults(run=_run_check)
+    return parser
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    path: Path = args.config
+    try:
+        deployments = deployments_of(path, load_model_list(path))
+    except _ConfigFileError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = check(deployments, args.timeout)
+    print(format_json(rows) if args.json else format_table(rows))
+    return EXIT_DOWN if any(row.result is Result.DOWN for row in rows) else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status instead of exiting, for in-process use."""
+    # Probing needs no prices: keep LiteLLM from downloading its cost map when
+    # the first probe target is built (the user's own setting wins).
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits for --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
