@@ -125,6 +125,10 @@ class _EndpointProbe(HealthProbe):
         super().__init__(owner.cache, {}, on_ok="half_open", **kwargs)
         self._owner = owner
 
+    async def tick_once(self) -> dict[str, ProbeResult]:
+        self._owner._before_tick()
+        return await super().tick_once()
+
     def _apply(self, result: ProbeResult) -> None:
         self._owner._apply_probe_result(result)
 
@@ -207,7 +211,11 @@ class CircuitBreaker(CustomLogger):
         self._endpoints: dict[str, tuple[ProbeTarget, frozenset[str]]] = {}
         self._unprobed: set[str] = set()
         """Probe keys whose endpoint answered 404/405 to its list call."""
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (call id, breaker id) reported by the inline hooks, and by the queued
+        # log events: the proxy shares one call id across a request's retries,
+        # so inline reports are never de-duplicated against each other.
+        self._inline_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._logged_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._trials: dict[str, str | None] = {}
         """Deployment id -> trace id of the request holding its half-open trial permit."""
         self._groups_seen: dict[str, tuple[int, str | None, str | None]] = {}
@@ -384,6 +392,9 @@ class CircuitBreaker(CustomLogger):
                 k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
             }
         self._prober.set_probes(probes)
+
+    def _before_tick(self) -> None:
+        """Called before every probe round; adapters refresh the probed set here."""
 
     async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
         client = _client.get()
@@ -631,7 +642,9 @@ class CircuitBreaker(CustomLogger):
         self, request_data: dict[str, Any], response: Any, call_type: Any
     ) -> Any:
         """Inline: the attempt succeeded."""
-        self._guard("success", self._on_success, request_data, default=None)
+        self._guard(
+            "success", functools.partial(self._on_success, inline=True), request_data, default=None
+        )
         return None
 
     async def async_post_call_failure_deployment_hook(
@@ -642,31 +655,53 @@ class CircuitBreaker(CustomLogger):
         fallback_depth: int | None = None,
     ) -> None:
         """Inline: the attempt failed."""
-        self._guard("failure", self._on_failure, request_data, exception, default=None)
+        self._guard(
+            "failure",
+            functools.partial(self._on_failure, inline=True),
+            request_data,
+            exception,
+            default=None,
+        )
 
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Queued: covers finished streams; de-duplicated against the inline hook."""
-        self._guard("success", self._on_success, kwargs, default=None)
+        self._guard(
+            "success", functools.partial(self._on_success, inline=False), kwargs, default=None
+        )
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Queued: covers streams broken mid-way; de-duplicated against the inline hook."""
-        self._guard("failure", self._on_failure, kwargs, kwargs.get("exception"), default=None)
+        self._guard(
+            "failure",
+            functools.partial(self._on_failure, inline=False),
+            kwargs,
+            kwargs.get("exception"),
+            default=None,
+        )
 
     def log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Sync calls, on LiteLLM's logging thread."""
-        self._guard("success", self._on_success, kwargs, default=None)
+        self._guard(
+            "success", functools.partial(self._on_success, inline=False), kwargs, default=None
+        )
 
     def log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Sync calls, inline before the caller sees the error."""
-        self._guard("failure", self._on_failure, kwargs, kwargs.get("exception"), default=None)
+        self._guard(
+            "failure",
+            functools.partial(self._on_failure, inline=False),
+            kwargs,
+            kwargs.get("exception"),
+            default=None,
+        )
 
     def _hold_trial(self, deployment_id: str, trace_id: object) -> None:
         with self._lock:
@@ -685,20 +720,20 @@ class CircuitBreaker(CustomLogger):
             del self._trials[deployment_id]
             return True
 
-    def _on_success(self, kwargs: Mapping[str, Any]) -> None:
+    def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
-        if self._first_report(attempt):
-            assert attempt.breaker_id is not None  # noqa: S101 - _first_report checked it
+        if self._should_count(attempt, inline=inline):
+            assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
 
-    def _on_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
+    def _on_failure(self, kwargs: Mapping[str, Any], exception: object, *, inline: bool) -> None:
         if not isinstance(exception, BaseException):
             return
         attempt = attempt_of(kwargs)
-        if not self._first_report(attempt):
+        if not self._should_count(attempt, inline=inline):
             return
-        assert attempt.breaker_id is not None  # noqa: S101 - _first_report checked it
+        assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
         verdict = self._policy.classify(exception, self._redact)
         if verdict.counts:
             self._end_trial(attempt.breaker_id, any_trace=True)
@@ -711,17 +746,30 @@ class CircuitBreaker(CustomLogger):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
             self.cache.release(attempt.breaker_id)
 
-    def _first_report(self, attempt: Attempt) -> bool:
-        """True the first time an attempt reports; later copies of it are ignored."""
+    def _should_count(self, attempt: Attempt, *, inline: bool) -> bool:
+        """Count each attempt once, preferring the inline hook's report.
+
+        Inline hooks fire once per attempt and always count. A queued log event
+        counts only for an attempt no inline hook reported (streams, sync calls)
+        and only once, however many copies of it arrive.
+        """
         if attempt.breaker_id is None or attempt.is_health_check:
             return False
         if attempt.call_id is None:
             return True
         key = (attempt.call_id, attempt.breaker_id)
         with self._lock:
-            if key in self._seen:
+            if inline:
+                _remember(self._inline_seen, key)
+                return True
+            if key in self._inline_seen or key in self._logged_seen:
                 return False
-            self._seen[key] = None
-            if len(self._seen) > _SEEN_CALLS:
-                self._seen.popitem(last=False)
-        return True
+            _remember(self._logged_seen, key)
+            return True
+
+
+def _remember(seen: OrderedDict[tuple[str, str], None], key: tuple[str, str]) -> None:
+    seen[key] = None
+    seen.move_to_end(key)
+    if len(seen) > _SEEN_CALLS:
+        seen.popitem(last=False)

@@ -1,0 +1,141 @@
+"""Start the real `litellm` proxy on loopback for end-to-end tests, and always stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+MASTER_KEY = "sk-e2e-master-5c1d9a7b"
+STARTUP_TIMEOUT_SEC = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Proxy:
+    """A running proxy: its base URL, its process and where its output goes."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def chat(self, model: str, timeout: float = 60.0) -> httpx.Response:
+        return httpx.post(
+            f"{self.url}/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            timeout=timeout,
+        )
+
+
+def litellm_command() -> str:
+    return str(Path(sys.executable).with_name("litellm"))
+
+
+def proxy_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("CIRCUIT_BREAKER_", "LITELLM_"))
+    }
+    env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_MASTER_KEY": MASTER_KEY,
+            "DISABLE_AIOHTTP_TRANSPORT": "True",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def running_proxy(config: str, workdir: Path, env: Mapping[str, str]) -> Iterator[Proxy]:
+    """Write the config, start the proxy, wait until it answers, and kill it afterwards."""
+    config_path = workdir / "config.yaml"
+    config_path.write_text(config)
+    port = free_port()
+    log = workdir / "proxy.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(  # noqa: S603 - our own venv's litellm, fixed arguments
+            [
+                litellm_command(),
+                "--config",
+                str(config_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=proxy_env(env),
+            cwd=workdir,
+            start_new_session=True,
+        )
+    proxy = Proxy(f"http://127.0.0.1:{port}", process, log)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SEC
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"proxy exited with {process.returncode}:\n{proxy.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{proxy.url}/health/liveliness", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"proxy did not start in time:\n{proxy.output()[-3000:]}")
+            time.sleep(0.1)
+        yield proxy
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the proxy and every process it started (its whole session)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+    with contextlib.suppress(ProcessLookupError):  # stragglers left in the session
+        os.killpg(process.pid, signal.SIGKILL)
+    wait_for(lambda: not group_alive(process.pid), 20, "proxy processes outlived the test")
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the proxy's session is still alive."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(condition: object, timeout: float, message: str) -> None:
+    """Poll ``condition()`` until it is true; real time, since the proxy runs on it."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.05)

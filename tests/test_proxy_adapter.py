@@ -1,0 +1,128 @@
+"""The proxy adapter in-process: settings from the environment, one breaker, 503 answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import HTTPException
+
+from litellm_circuit_breaker import AllDeploymentsOpenError, CircuitOpenError, ConfigurationError
+from litellm_circuit_breaker._proxy import (
+    ENV_VARS,
+    ProxyCircuitBreaker,
+    ProxySettings,
+    proxy_breaker,
+    settings_from_env,
+)
+
+
+def test_no_variables_give_the_documented_defaults() -> None:
+    """An empty environment means 2 failures, 60 s, probes every 30 s with 3 s, fail_open."""
+    assert settings_from_env({}) == ProxySettings()
+    s = ProxySettings()
+    assert (s.failure_threshold, s.unhealthy_backoff_sec) == (2, 60.0)
+    assert (s.probe_interval, s.probe_timeout, s.when_all_open) == (30.0, 3.0, "fail_open")
+
+
+def test_every_variable_is_read() -> None:
+    """Each documented variable reaches its setting."""
+    settings = settings_from_env(
+        {
+            "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3",
+            "CIRCUIT_BREAKER_BACKOFF_SEC": "12.5",
+            "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off",
+            "CIRCUIT_BREAKER_PROBE_TIMEOUT_SEC": "1",
+            "CIRCUIT_BREAKER_WHEN_ALL_OPEN": "FAIL_FAST",
+            "CIRCUIT_BREAKER_TRIAL_LEASE_SEC": "9",
+            "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": "2",
+            "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": "300",
+            "CIRCUIT_BREAKER_PROBE_CONCURRENCY": "8",
+        }
+    )
+    assert settings == ProxySettings(
+        failure_threshold=3,
+        unhealthy_backoff_sec=12.5,
+        probe_interval=None,
+        probe_timeout=1.0,
+        when_all_open="fail_fast",
+        trial_lease_sec=9.0,
+        backoff_multiplier=2.0,
+        max_backoff_sec=300.0,
+        probe_concurrency=8,
+    )
+    assert len(ENV_VARS) == 9
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "abc"),
+        ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "0"),
+        ("CIRCUIT_BREAKER_FAILURE_THRESHOLD", "2.5"),
+        ("CIRCUIT_BREAKER_BACKOFF_SEC", "-1"),
+        ("CIRCUIT_BREAKER_BACKOFF_SEC", "soon"),
+        ("CIRCUIT_BREAKER_PROBE_INTERVAL_SEC", "0"),
+        ("CIRCUIT_BREAKER_PROBE_TIMEOUT_SEC", "-3"),
+        ("CIRCUIT_BREAKER_WHEN_ALL_OPEN", "maybe"),
+        ("CIRCUIT_BREAKER_TRIAL_LEASE_SEC", "0"),
+        ("CIRCUIT_BREAKER_BACKOFF_MULTIPLIER", "0.5"),
+        ("CIRCUIT_BREAKER_MAX_BACKOFF_SEC", "5"),
+        ("CIRCUIT_BREAKER_PROBE_CONCURRENCY", "0"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_value(variable: str, value: str) -> None:
+    """The error a user sees at startup says which variable and what it held."""
+    with pytest.raises(ConfigurationError) as info:
+        settings_from_env({variable: value})
+    assert str(info.value).startswith(f"{variable}={value!r} is invalid")
+
+
+def test_redis_url_is_refused_until_sharing_exists() -> None:
+    """Asking for shared state that does not exist yet stops startup instead of being ignored."""
+    with pytest.raises(ConfigurationError, match="CIRCUIT_BREAKER_REDIS_URL"):
+        settings_from_env({"CIRCUIT_BREAKER_REDIS_URL": "redis://127.0.0.1:6379"})
+
+
+def test_the_proxy_breaker_only_follows_the_proxy_router() -> None:
+    """Deployments requests bring are never learned, so never probed."""
+    breaker = ProxyCircuitBreaker(ProxySettings(probe_interval=None))
+    assert breaker._learn_from_traffic is False
+    assert breaker.refresh_from_router() is False  # no proxy running here
+
+
+@pytest.mark.asyncio
+async def test_all_open_becomes_a_503_with_retry_after() -> None:
+    """fail_fast through the proxy: 503, Retry-After rounded up, the group in the body."""
+    breaker = ProxyCircuitBreaker(ProxySettings(probe_interval=None))
+    answer: Any = await breaker.async_post_call_failure_hook(
+        {}, AllDeploymentsOpenError("chat", ["a", "b"], retry_after=12.2), None
+    )
+    assert isinstance(answer, HTTPException)
+    assert answer.status_code == 503
+    assert answer.headers == {"Retry-After": "13"}
+    assert answer.detail["model_group"] == "chat"
+    assert answer.detail["deployments"] == ["a", "b"]
+    assert await breaker.async_post_call_failure_hook({}, RuntimeError("x"), None) is None
+    assert await breaker.async_post_call_failure_hook({}, CircuitOpenError("a", 3), None) is None
+
+
+def test_one_breaker_per_process_however_the_module_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Importing proxy.py normally and re-executing it by file path give the same breaker."""
+    for variable in ENV_VARS:
+        monkeypatch.delenv(variable, raising=False)
+    import litellm_circuit_breaker.proxy as imported  # noqa: PLC0415
+
+    path = Path(imported.__file__)
+    spec = importlib.util.spec_from_file_location("proxy_copy_beside_config", path)
+    assert spec is not None
+    assert spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    assert copy.breaker is imported.breaker is proxy_breaker()
+    assert "proxy_copy_beside_config" not in sys.modules

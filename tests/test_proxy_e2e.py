@@ -1,0 +1,159 @@
+"""The real LiteLLM proxy, enabled with the one-line config, against embedded fake providers."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from litellm_circuit_breaker.testing import FakeProvider
+from tests.proxy_harness import (
+    Proxy,
+    group_alive,
+    litellm_command,
+    proxy_env,
+    running_proxy,
+    wait_for,
+)
+
+KEYS = {name: f"sk-e2e-{name}-{'x' * 12}-secret" for name in ("a", "b", "solo", "p", "fb")}
+
+
+@dataclass
+class Fleet:
+    proxy: Proxy
+    providers: dict[str, FakeProvider]
+
+
+def deployment(group: str, name: str, provider: FakeProvider) -> str:
+    return f"""
+  - model_name: {group}
+    litellm_params:
+      model: openai/fake-model
+      api_base: "{provider.base_url}"
+      api_key: {KEYS[name]}
+    model_info: {{id: {name}}}"""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """One proxy with the plugin enabled by one line, over five fake providers."""
+    names = ("a", "b", "solo", "p", "fb")
+    providers = {name: FakeProvider(record=True).start_in_thread() for name in names}
+    try:
+        config = (
+            "model_list:"
+            + deployment("chat", "a", providers["a"])
+            + deployment("chat", "b", providers["b"])
+            + deployment("solo", "solo", providers["solo"])
+            + deployment("primary", "p", providers["p"])
+            + deployment("backup", "fb", providers["fb"])
+            + """
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+router_settings:
+  fallbacks: [{"primary": ["backup"]}]
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+        )
+        env = {
+            "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "0.5",
+            "CIRCUIT_BREAKER_PROBE_TIMEOUT_SEC": "2",
+            "CIRCUIT_BREAKER_WHEN_ALL_OPEN": "fail_fast",
+        }
+        with running_proxy(config, tmp_path_factory.mktemp("proxy"), env) as proxy:
+            yield Fleet(proxy, providers)
+            output = proxy.output()
+        assert not group_alive(proxy.process.pid)
+    finally:
+        for provider in providers.values():
+            provider.stop()
+    leaked = [name for name, key in KEYS.items() if key in output]
+    assert not leaked, f"keys of {leaked} appeared in the proxy's output"
+
+
+def failed_chat_calls(provider: FakeProvider) -> int:
+    return sum(1 for c in provider.recorded() if "chat" in c.path and c.status != 200)
+
+
+def served_chat_calls(provider: FakeProvider) -> int:
+    return sum(1 for c in provider.recorded() if "chat" in c.path and c.status == 200)
+
+
+def test_proxy_keeps_traffic_off_a_dead_provider_and_returns_after_heal(fleet: Fleet) -> None:
+    """The dead one gets at most 2 calls, probes watch it, and it serves again after healing."""
+    a, b = fleet.providers["a"], fleet.providers["b"]
+    assert [fleet.proxy.chat("chat").status_code for _ in range(4)] == [200] * 4
+    a.error(503)
+    answers = [fleet.proxy.chat("chat").status_code for _ in range(20)]
+    assert answers == [200] * 20, "the sibling should have served every request"
+    assert 1 <= failed_chat_calls(a) <= 2
+    dead_chat_calls = a.calls("chat")
+    models_before = a.calls("models")
+    wait_for(lambda: a.calls("models") >= models_before + 3, 30, "probes stopped watching a")
+    assert a.calls("chat") == dead_chat_calls, "chat calls reached an open deployment"
+    assert served_chat_calls(b) >= 20
+    served_before = served_chat_calls(a)
+    a.healthy()
+
+    def a_serves_again() -> bool:
+        assert fleet.proxy.chat("chat").status_code == 200
+        return served_chat_calls(a) > served_before
+
+    wait_for(a_serves_again, 30, "the healed provider never got traffic back")
+
+
+def test_proxy_fail_fast_answers_503_with_retry_after_naming_the_group(fleet: Fleet) -> None:
+    """A single-deployment group, dead, no fallback, fail_fast: 503 + Retry-After at once."""
+    solo = fleet.providers["solo"]
+    solo.error(503)
+    for _ in range(2):
+        fleet.proxy.chat("solo")
+    calls = solo.calls("chat")
+    assert calls <= 2 * 3  # the proxy's own retries of the first two requests at most
+    response = fleet.proxy.chat("solo")
+    assert response.status_code == 503
+    retry_after = int(response.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    assert "solo" in response.text
+    assert "circuit" in response.text
+    assert solo.calls("chat") == calls
+
+
+def test_proxy_sends_an_all_open_group_to_its_fallback_at_once(fleet: Fleet) -> None:
+    """With a fallback configured the open primary is skipped: no calls, no errors."""
+    primary, backup = fleet.providers["p"], fleet.providers["fb"]
+    primary.error(503)
+    statuses = [fleet.proxy.chat("primary").status_code for _ in range(8)]
+    assert statuses == [200] * 8
+    assert 1 <= failed_chat_calls(primary) <= 2
+    assert served_chat_calls(backup) == 8
+
+
+def test_a_bad_setting_stops_the_proxy_at_startup_naming_it(tmp_path: Path) -> None:
+    """CIRCUIT_BREAKER_FAILURE_THRESHOLD=abc: the proxy refuses to start and says why."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        """model_list:
+  - model_name: chat
+    litellm_params: {model: openai/fake-model, api_base: "http://127.0.0.1:9/v1", api_key: k}
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+"""
+    )
+    done = subprocess.run(  # noqa: S603 - our own venv's litellm, fixed arguments
+        [litellm_command(), "--config", str(config), "--host", "127.0.0.1", "--port", "9"],
+        env=proxy_env({"CIRCUIT_BREAKER_FAILURE_THRESHOLD": "abc"}),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "CIRCUIT_BREAKER_FAILURE_THRESHOLD='abc' is invalid" in output
