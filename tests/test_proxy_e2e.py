@@ -157,3 +157,36 @@ litellm_settings:
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "CIRCUIT_BREAKER_FAILURE_THRESHOLD='abc' is invalid" in output
+
+
+def test_the_proxys_own_health_checks_are_never_counted(tmp_path: Path) -> None:
+    """background_health_checks hit a failing deployment again and again: it stays closed."""
+    with FakeProvider(models_follow_mode=False).start_in_thread() as sick:
+        sick.error(503)  # completions fail; /models stays healthy, so probes pass
+        config = (
+            "model_list:"
+            + deployment("chat", "a", sick)
+            + """
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+  background_health_checks: true
+  health_check_interval: 1
+"""
+        )
+        env = {
+            "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "0.5",
+            "CIRCUIT_BREAKER_FAILURE_THRESHOLD": "2",
+        }
+        with running_proxy(config, tmp_path, env) as proxy:
+            wait_for(lambda: sick.calls("chat") >= 4, 60, "health checks stopped or never ran")
+            assert "circuit opened" not in proxy.output()
+            # real traffic still counts: two user requests open it
+            for _ in range(2):
+                proxy.chat("chat")
+            wait_for(
+                lambda: "deployment a circuit opened" in proxy.output(),
+                10,
+                "user traffic should still open the breaker",
+            )

@@ -626,8 +626,8 @@ class CircuitBreaker(CustomLogger):
         if kwargs.get("fallbacks"):
             return
         attempt = attempt_of(kwargs)
-        if attempt.via_router or attempt.breaker_id is None:
-            return
+        if attempt.via_router or attempt.breaker_id is None or attempt.is_health_check:
+            return  # the proxy's own health checks are never refused, nor counted
         half_open = attempt.breaker_id in self.cache.unhealthy_ids()
         if not self.cache.try_acquire(attempt.breaker_id):
             self._bump("sdk_refused")
