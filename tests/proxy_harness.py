@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,9 @@ def proxy_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_proxy(config: str, workdir: Path, env: Mapping[str, str]) -> Iterator[Proxy]:
+def running_proxy(
+    config: str, workdir: Path, env: Mapping[str, str], args: Sequence[str] = ()
+) -> Iterator[Proxy]:
     """Write the config, start the proxy, wait until it answers, and kill it afterwards."""
     config_path = workdir / "config.yaml"
     config_path.write_text(config)
@@ -83,6 +85,7 @@ def running_proxy(config: str, workdir: Path, env: Mapping[str, str]) -> Iterato
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *args,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,

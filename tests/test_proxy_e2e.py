@@ -190,3 +190,27 @@ general_settings:
                 10,
                 "user traffic should still open the breaker",
             )
+
+
+def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> None:
+    """--num_workers 2: traffic keeps flowing, the dead one sees at most threshold per worker."""
+    with FakeProvider().start_in_thread() as dead, FakeProvider().start_in_thread() as live:
+        config = (
+            "model_list:"
+            + deployment("chat", "a", dead)
+            + deployment("chat", "b", live)
+            + """
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+        )
+        env = {"CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off"}
+        with running_proxy(config, tmp_path, env, args=("--num_workers", "2")) as proxy:
+            dead.error(503)
+            statuses = [proxy.chat("chat").status_code for _ in range(30)]
+            assert statuses == [200] * 30
+            assert dead.calls("chat") <= 2 * 2
+            assert proxy.output().count("deployment a circuit opened") <= 2
+            assert proxy.output().count("Application startup complete") == 2  # two workers
