@@ -10,8 +10,11 @@ from collections.abc import Iterator
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DISABLE_AIOHTTP_TRANSPORT", "True")
 
+import litellm
 import pytest
+import respx
 
+from litellm_circuit_breaker import CircuitBreaker
 from litellm_circuit_breaker.testing import FakeClock
 
 
@@ -34,10 +37,23 @@ _CALLBACK_LISTS = (
 @pytest.fixture
 def litellm_callbacks() -> Iterator[None]:
     """Restore every LiteLLM callback list after the test, so breakers never leak."""
-    import litellm  # noqa: PLC0415 - only after the environment above is set
-
     litellm.disable_aiohttp_transport = True
     saved = {name: list(getattr(litellm, name)) for name in _CALLBACK_LISTS}
     yield
     for name, value in saved.items():
         setattr(litellm, name, value)
+
+
+@pytest.fixture
+def breaker(clock: FakeClock, litellm_callbacks: None) -> CircuitBreaker:
+    """A breaker on the fake clock, attached the way app code does, probes off."""
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    litellm.callbacks.append(cb)
+    return cb
+
+
+@pytest.fixture
+def mock() -> Iterator[respx.MockRouter]:
+    """respx in place of every provider; unmatched routes fail the request."""
+    with respx.mock(assert_all_called=False) as m:
+        yield m

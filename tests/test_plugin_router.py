@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import litellm
@@ -21,20 +21,6 @@ from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, status
 
 GROUP = "chat"
-
-
-@pytest.fixture
-def breaker(clock: FakeClock, litellm_callbacks: None) -> CircuitBreaker:
-    """A breaker on the fake clock, attached the way app code does, probes off."""
-    cb = CircuitBreaker(clock=clock, probe_interval=None)
-    litellm.callbacks.append(cb)
-    return cb
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as m:
-        yield m
 
 
 async def ask(r: litellm.Router, group: str = GROUP) -> str:

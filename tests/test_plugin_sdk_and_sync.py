@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import litellm
 import pytest
@@ -21,19 +20,6 @@ from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, st
 PRIMARY = "http://primary.test/v1"
 BACKUP = "http://backup.test/v1"
 PRIMARY_KEY = f"{PRIMARY}|openai/m"
-
-
-@pytest.fixture
-def breaker(clock: FakeClock, litellm_callbacks: None) -> CircuitBreaker:
-    cb = CircuitBreaker(clock=clock, probe_interval=None)
-    litellm.callbacks.append(cb)
-    return cb
-
-
-@pytest.fixture
-def mock() -> Iterator[respx.MockRouter]:
-    with respx.mock(assert_all_called=False) as m:
-        yield m
 
 
 async def sdk_call(**kwargs: object) -> str:

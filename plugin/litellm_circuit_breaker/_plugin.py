@@ -72,6 +72,7 @@ from ._probe import (
 from ._redact import Redactor
 from ._routers import group_deployment_ids, group_has_fallback
 from ._state import BreakerState
+from ._tasks import cancel_and_wait
 
 __all__ = ["CircuitBreaker", "DeploymentStatus", "WhenAllOpen"]
 
@@ -302,18 +303,7 @@ class CircuitBreaker(CustomLogger):
     async def aclose(self) -> None:
         """Stop the probe loop and close its HTTP client; safe to call any time."""
         task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        if task.get_loop() is not asyncio.get_running_loop():
-            task.get_loop().call_soon_threadsafe(task.cancel)
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(task)
 
     async def __aenter__(self) -> Self:
         await self.start()

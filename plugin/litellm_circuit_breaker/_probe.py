@@ -20,6 +20,7 @@ from typing import Literal, Self
 
 from ._cache import Clock, ProviderHealthCache, _check_number
 from ._errors import ConfigurationError
+from ._tasks import cancel_and_wait
 
 __all__ = [
     "DEFAULT_PROBE_CONCURRENCY",
@@ -218,15 +219,7 @@ class HealthProbe:
     async def stop(self) -> None:
         """Cancel the loop and wait for it to end; safe before start and twice."""
         task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(task)
 
     async def __aenter__(self) -> Self:
         await self.start()
