@@ -526,7 +526,8 @@ class CircuitBreaker(CustomLogger):
             else:
                 refused.append((deployment_id, entry))
         if kept or not refused:
-            self._bump("skipped", len(refused))
+            if refused:
+                self._bump("skipped", len(refused))
             return kept
         return self._all_open(group, refused, request_kwargs)
 
