@@ -322,3 +322,29 @@ async def test_removed_deployments_are_forgotten(clock: FakeClock) -> None:
     assert cb.remove_deployment("a2")
     assert not cb.remove_deployment("never-seen")
     assert set(cb.deployments) == {"a1"}
+
+
+@pytest.mark.asyncio
+async def test_a_broken_probe_never_fails_a_request(
+    mock: respx.MockRouter,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    litellm_callbacks: None,
+) -> None:
+    """With every probe raising a bug, requests through the Router all still succeed."""
+
+    async def broken(*args: object) -> bool:
+        raise RuntimeError("probe bug")
+
+    monkeypatch.setattr("litellm_circuit_breaker._plugin.run_http_probe", broken)
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    cb = CircuitBreaker(clock=clock, probe_interval=0.01, model_list=[config()[0]])
+    litellm.callbacks.append(cb)
+    r = router(deployment("chat", "a1", "a.test", KEY_A))
+    async with cb:
+        for _ in range(20):
+            response = await r.acompletion(model="chat", messages=MESSAGES)
+            assert response.choices[0].message.content == "a"
+            await asyncio.sleep(0.005)  # let probe rounds run between requests
+    assert cb.internal_errors["probe"] >= 2
+    assert cb.cache.breaker_state("a1") is BreakerState.CLOSED

@@ -126,3 +126,41 @@ def test_one_breaker_per_process_however_the_module_is_loaded(
     spec.loader.exec_module(copy)
     assert copy.breaker is imported.breaker is proxy_breaker()
     assert "proxy_copy_beside_config" not in sys.modules
+
+
+def test_the_probed_set_follows_the_proxy_router_at_runtime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deployments added to or deleted from the proxy's router are picked up on refresh."""
+    import litellm  # noqa: PLC0415
+    from litellm.types.router import Deployment, LiteLLM_Params  # noqa: PLC0415
+
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "chat",
+                "litellm_params": {"model": "openai/m", "api_base": "http://a.test/v1"},
+                "model_info": {"id": "a"},
+            }
+        ]
+    )
+    proxy_server = type(sys)("litellm.proxy.proxy_server")
+    proxy_server.llm_router = router  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "litellm.proxy.proxy_server", proxy_server)
+    breaker = ProxyCircuitBreaker(ProxySettings(probe_interval=None))
+    assert breaker.refresh_from_router()
+    assert set(breaker.deployments) == {"a"}
+    router.add_deployment(
+        Deployment(
+            model_name="chat",
+            litellm_params=LiteLLM_Params(model="openai/m", api_base="http://b.test/v1"),
+            model_info={"id": "b"},
+        )
+    )
+    breaker.cache.mark_unhealthy("a", "x")
+    breaker.refresh_from_router()
+    assert set(breaker.deployments) == {"a", "b"}
+    router.delete_deployment(id="a")
+    breaker.refresh_from_router()
+    assert set(breaker.deployments) == {"b"}
+    assert breaker.cache.get_state("a") is None  # removed deployments leak no state
