@@ -34,12 +34,3 @@ def test_app_example_keeps_traffic_off_the_dead_provider_and_returns_after_heal(
     assert "'from backup', 'from backup'" in done.stdout
     assert "after the heal: ['from primary', 'from primary']" in done.stdout
     assert "sk-example" not in done.stdout + done.stderr
-
-
-def test_core_demo_tells_the_outage_story() -> None:
-    """examples/demo.py: the breaker opens, half-opens on a probe and closes again."""
-    done = run("demo.py")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "closed -> open" in done.stdout
-    assert "open -> half_open  (probe passed)" in done.stdout
-    assert "requests sent to it while dead:      2" in done.stdout

@@ -105,6 +105,9 @@ def test_proxy_keeps_traffic_off_a_dead_provider_and_returns_after_heal(fleet: F
         return served_chat_calls(a) > served_before
 
     wait_for(a_serves_again, 30, "the healed provider never got traffic back")
+    output = fleet.proxy.output()
+    assert "deployment a circuit opened" in output  # every transition is in the proxy's log
+    wait_for(lambda: "deployment a recovered" in fleet.proxy.output(), 10, "no recovery line")
 
 
 def test_proxy_fail_fast_answers_503_with_retry_after_naming_the_group(fleet: Fleet) -> None:
@@ -208,9 +211,14 @@ general_settings:
         )
         env = {"CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off"}
         with running_proxy(config, tmp_path, env, args=("--num_workers", "2")) as proxy:
+            # liveliness answers once the first worker is up; wait for both
+            wait_for(
+                lambda: proxy.output().count("Application startup complete") == 2,
+                120,
+                "the second worker never started",
+            )
             dead.error(503)
             statuses = [proxy.chat("chat").status_code for _ in range(30)]
             assert statuses == [200] * 30
             assert dead.calls("chat") <= 2 * 2
             assert proxy.output().count("deployment a circuit opened") <= 2
-            assert proxy.output().count("Application startup complete") == 2  # two workers

@@ -224,6 +224,8 @@ class CircuitBreaker(CustomLogger):
         self._logged_errors: set[str] = set()
         self.internal_errors: Counter[str] = Counter()
         """Internal errors caught in hooks, by hook; each kind was logged once."""
+        self.probe_listeners: list[Callable[[ProbeResult], None]] = []
+        """Called with each probe round's result per endpoint (metrics use it)."""
         self.counters: Counter[str] = Counter()
         """skipped (attempts kept off open deployments), trials, fail_open, fail_fast,
         fallback (all-open groups sent to their fallback), sdk_refused."""
@@ -418,6 +420,8 @@ class CircuitBreaker(CustomLogger):
                 self.cache.mark_probe_passed(deployment_id)
             else:
                 self.cache.mark_unhealthy(deployment_id, f"probe: {self._redact(result.reason)}")
+        for listener in tuple(self.probe_listeners):
+            self._guard("probe_listener", listener, result, default=None)
 
     # -- status ----------------------------------------------------------------
 

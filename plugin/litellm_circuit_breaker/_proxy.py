@@ -10,6 +10,7 @@ loop per process (one per worker with ``--num_workers``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import sys
@@ -28,6 +29,8 @@ from ._plugin import CircuitBreaker, WhenAllOpen
 from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_INTERVAL_SEC, DEFAULT_PROBE_TIMEOUT_SEC
 
 __all__ = ["ENV_VARS", "ProxyCircuitBreaker", "ProxySettings", "proxy_breaker"]
+
+logger = logging.getLogger("litellm_circuit_breaker")
 
 # How long the probe task waits for the proxy to build its router after import.
 ROUTER_WAIT_SEC = 60.0
@@ -196,6 +199,25 @@ class ProxyCircuitBreaker(CircuitBreaker):
         )
 
 
+def _show_transitions() -> None:
+    """Let operators see every transition in the proxy's output, not only openings.
+
+    We log transitions, never traffic, so INFO is a few lines per outage. The
+    proxy configures no root handler, and Python's last-resort handler prints
+    WARNING and up only; so, unless logging was configured (a handler on our
+    logger or the root, e.g. ``--log_config``), we add one of our own.
+    """
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s - litellm_circuit_breaker:%(levelname)s - %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 _lock = threading.Lock()
 _breaker: ProxyCircuitBreaker | None = None
 
@@ -210,6 +232,7 @@ def proxy_breaker() -> ProxyCircuitBreaker:
     with _lock:
         if _breaker is None:
             _breaker = ProxyCircuitBreaker(settings_from_env())
+            _show_transitions()
         breaker = _breaker
     try:
         asyncio.get_running_loop()

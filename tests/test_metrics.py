@@ -1,0 +1,362 @@
+"""BreakerMetrics: Prometheus series read from a real breaker on a fake clock."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+
+import httpx
+import litellm
+import pytest
+import respx
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+
+import litellm_circuit_breaker.metrics
+from litellm_circuit_breaker import (
+    BreakerState,
+    CircuitBreaker,
+    ConfigurationError,
+    ProbeResult,
+)
+from litellm_circuit_breaker.metrics import BreakerMetrics
+from litellm_circuit_breaker.testing import FakeClock
+from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router
+
+NS = "litellm_circuit_breaker"
+KEY = "sk-metrics-secret-0123456789"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    """A registry of this test's own."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def cb(clock: FakeClock, litellm_callbacks: None) -> CircuitBreaker:
+    """A breaker with two deployments in "chat" and one in "embed", probes off."""
+    breaker = CircuitBreaker(
+        probe_interval=None,
+        clock=clock,
+        model_list=[
+            deployment("chat", "a", "a.test", key=KEY),
+            deployment("chat", "b", "b.test", key=KEY),
+            deployment("embed", "e", "e.test", key=KEY),
+        ],
+    )
+    litellm.callbacks.append(breaker)
+    return breaker
+
+
+@pytest.fixture
+def metrics(cb: CircuitBreaker, registry: CollectorRegistry) -> Iterator[BreakerMetrics]:
+    """Metrics for ``cb`` on ``registry``, detached afterwards."""
+    m = BreakerMetrics(cb, registry=registry)
+    yield m
+    m.detach()
+
+
+def state(registry: CollectorRegistry, dep: str, group: str = "chat") -> float | None:
+    return registry.get_sample_value(f"{NS}_state", {"deployment": dep, "model_group": group})
+
+
+def transitions(registry: CollectorRegistry, dep: str, new: str, group: str = "chat") -> float:
+    labels = {"deployment": dep, "model_group": group, "state": new}
+    return registry.get_sample_value(f"{NS}_transitions_total", labels) or 0.0
+
+
+def probes(registry: CollectorRegistry, dep: str, result: str, group: str = "chat") -> float:
+    labels = {"deployment": dep, "model_group": group, "result": result}
+    return registry.get_sample_value(f"{NS}_probe_results_total", labels) or 0.0
+
+
+def test_every_known_deployment_has_a_closed_state_before_any_traffic(
+    metrics: BreakerMetrics, registry: CollectorRegistry
+) -> None:
+    """Configured deployments the cache has never seen are exported as closed (0)."""
+    assert state(registry, "a") == 0
+    assert state(registry, "b") == 0
+    assert state(registry, "e", "embed") == 0
+    assert transitions(registry, "a", "open") == 0
+
+
+def test_state_gauge_follows_the_breaker_including_time_driven_half_open(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """Open is 2; when the window ends the scrape itself shows half-open (1) and counts it."""
+    open_breaker(cb.cache, "a")
+    assert state(registry, "a") == 2
+    assert state(registry, "b") == 0
+    assert transitions(registry, "a", "open") == 1
+    clock.advance(cb.cache.unhealthy_backoff_sec)
+    assert state(registry, "a") == 1  # no call touched the breaker: read at scrape time
+    assert transitions(registry, "a", "half_open") == 1
+    cb.cache.mark_healthy("a")
+    assert state(registry, "a") == 0
+    assert transitions(registry, "a", "closed") == 1
+    assert (transitions(registry, "a", "open"), transitions(registry, "a", "half_open")) == (1, 1)
+
+
+def test_transitions_are_counted_by_new_state_per_deployment(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """Two openings of one deployment count twice; failures while open count nothing."""
+    open_breaker(cb.cache, "a")
+    cb.cache.mark_unhealthy("a", "still down")
+    cb.cache.mark_healthy("a")
+    open_breaker(cb.cache, "a")
+    open_breaker(cb.cache, "e")
+    assert transitions(registry, "a", "open") == 2
+    assert transitions(registry, "a", "closed") == 1
+    assert transitions(registry, "e", "open", "embed") == 1
+    assert transitions(registry, "b", "open") == 0
+
+
+@pytest.mark.asyncio
+async def test_skipped_and_trial_calls_come_from_real_router_traffic(
+    metrics: BreakerMetrics,
+    cb: CircuitBreaker,
+    registry: CollectorRegistry,
+    clock: FakeClock,
+    mock: respx.MockRouter,
+) -> None:
+    """An open deployment skipped by the Router counts; its half-open trial counts once."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    r = router(
+        deployment("chat", "a", "a.test", key=KEY), deployment("chat", "b", "b.test", key=KEY)
+    )
+    open_breaker(cb.cache, "a")
+    for _ in range(5):
+        await r.acompletion(model="chat", messages=MESSAGES)
+    skipped = registry.get_sample_value(f"{NS}_calls_skipped_total", {"path": "router"})
+    assert skipped is not None
+    assert skipped >= 1
+    assert registry.get_sample_value(f"{NS}_trial_calls_total") == 0
+    clock.advance(cb.cache.unhealthy_backoff_sec)
+    for _ in range(5):
+        await r.acompletion(model="chat", messages=MESSAGES)
+    assert registry.get_sample_value(f"{NS}_trial_calls_total") == 1
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+    assert state(registry, "a") == 0
+    assert transitions(registry, "a", "closed") == 1
+
+
+def test_decision_counters_map_every_breaker_counter(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """skipped/sdk_refused, trials and the all-open actions are read at scrape time."""
+    cb.counters.update(skipped=3, sdk_refused=2, trials=4, fail_open=5, fail_fast=6, fallback=7)
+    value = registry.get_sample_value
+    assert value(f"{NS}_calls_skipped_total", {"path": "router"}) == 3
+    assert value(f"{NS}_calls_skipped_total", {"path": "sdk"}) == 2
+    assert value(f"{NS}_trial_calls_total") == 4
+    assert value(f"{NS}_all_open_total", {"action": "fail_open"}) == 5
+    assert value(f"{NS}_all_open_total", {"action": "fail_fast"}) == 6
+    assert value(f"{NS}_all_open_total", {"action": "fallback"}) == 7
+
+
+def test_probe_results_and_latency_by_deployment(
+    metrics: BreakerMetrics, registry: CollectorRegistry
+) -> None:
+    """up, down and no_verdict are counted apart; latencies land in le buckets."""
+    metrics.observe_probe(ProbeResult("a", True, None, 0.02))
+    metrics.observe_probe(ProbeResult("a", False, "ConnectError", 0.5))
+    metrics.observe_probe(ProbeResult("a", None, None, 0.01))
+    metrics.observe_probe(ProbeResult("b", True, None, 20.0))
+    assert (probes(registry, "a", "up"), probes(registry, "a", "down")) == (1, 1)
+    assert probes(registry, "a", "no_verdict") == 1
+    assert probes(registry, "b", "up") == 1
+    labels = {"deployment": "a", "model_group": "chat"}
+    value = registry.get_sample_value
+    assert value(f"{NS}_probe_latency_seconds_count", labels) == 3
+    assert value(f"{NS}_probe_latency_seconds_sum", labels) == pytest.approx(0.53)
+    assert value(f"{NS}_probe_latency_seconds_bucket", {**labels, "le": "0.01"}) == 1
+    assert value(f"{NS}_probe_latency_seconds_bucket", {**labels, "le": "0.025"}) == 2
+    assert value(f"{NS}_probe_latency_seconds_bucket", {**labels, "le": "0.5"}) == 3
+    b_labels = {"deployment": "b", "model_group": "chat"}
+    assert value(f"{NS}_probe_latency_seconds_bucket", {**b_labels, "le": "10.0"}) == 0
+    assert value(f"{NS}_probe_latency_seconds_bucket", {**b_labels, "le": "+Inf"}) == 1
+
+
+def test_probe_result_keyed_by_endpoint_counts_for_every_deployment_behind_it(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """The probe loop applies results by endpoint key: each deployment on it is counted."""
+    cb.add_deployments([deployment("chat-mini", "a2", "a.test", key=KEY)])
+    target = cb.deployments["a"].probe
+    assert target is not None
+    assert cb.deployments["a2"].probe == target  # one endpoint, one key: one probe
+    metrics.observe_probe(ProbeResult(target.key, False, "ConnectError", 0.1))
+    assert probes(registry, "a", "down") == 1
+    assert probes(registry, "a2", "down", "chat-mini") == 1
+    assert probes(registry, "b", "down") == 0
+    metrics.observe_probe(ProbeResult("unknown-endpoint", True, None, 0.1))
+    assert "unknown-endpoint" not in generate_latest(registry).decode()
+
+
+@pytest.mark.asyncio
+async def test_results_of_a_real_probe_round_are_observed(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry, mock: respx.MockRouter
+) -> None:
+    """A probe round reaches the metrics through the breaker's probe hook, once each."""
+    mock.get("http://a.test/v1/models").mock(return_value=httpx.Response(200, json={"data": []}))
+    mock.get("http://b.test/v1/models").mock(side_effect=httpx.ConnectError("refused"))
+    mock.get("http://e.test/v1/models").mock(return_value=httpx.Response(200, json={"data": []}))
+    await cb.probe_once()
+    assert probes(registry, "a", "up") == 1
+    assert probes(registry, "b", "down") == 1
+    assert probes(registry, "e", "up", "embed") == 1
+    count = registry.get_sample_value(
+        f"{NS}_probe_latency_seconds_count", {"deployment": "b", "model_group": "chat"}
+    )
+    assert count == 1
+
+
+def test_exposition_holds_no_key_url_or_error_text(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """Labels are deployment id and model group only: no api key, host, URL or reason."""
+    cb.cache.mark_unhealthy("a", f"ConnectError: http://user:{KEY}@a.test/v1 refused")
+    cb.cache.mark_unhealthy("a", "HTTP 503 from a.test")
+    target = cb.deployments["a"].probe
+    assert target is not None
+    metrics.observe_probe(ProbeResult(target.key, False, f"http://a.test/v1?key={KEY}", 0.2))
+    # The breaker id of a direct SDK call is built from its URL: never a label.
+    cb.cache.mark_unhealthy("http://sdk.test/v1|openai/m", "down")
+    cb.cache.mark_unhealthy("http://sdk.test/v1|openai/m", "down")
+    text = generate_latest(registry).decode()
+    assert 'deployment="a"' in text
+    for secret in (KEY, "a.test", "sdk.test", "http", "ConnectError", "503"):
+        assert secret not in text
+
+
+def test_forgotten_deployments_lose_their_series(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """A deployment removed from the breaker stops being exported, counters included."""
+    open_breaker(cb.cache, "b")
+    metrics.observe_probe(ProbeResult("b", False, "down", 0.1))
+    assert transitions(registry, "b", "open") == 1
+    cb.remove_deployment("b")
+    assert state(registry, "b") is None
+    assert 'deployment="b"' not in generate_latest(registry).decode()
+    assert state(registry, "a") == 0
+
+
+def test_attach_and_detach_are_idempotent(
+    metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """A second attach adds no second listener; detached, nothing is exported or counted."""
+    metrics.attach()
+    open_breaker(cb.cache, "a")
+    assert transitions(registry, "a", "open") == 1
+    metrics.detach()
+    metrics.detach()
+    assert (metrics.attached, state(registry, "a")) == (False, None)
+    cb.cache.mark_healthy("a")
+    metrics.attach()
+    assert metrics.attached
+    assert transitions(registry, "a", "closed") == 0  # it happened while detached
+    assert transitions(registry, "a", "open") == 1  # counts survive a detach
+
+
+def test_attach_joins_the_breakers_probe_listeners_once_when_it_has_them(
+    cb: CircuitBreaker, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a ``probe_listeners`` hook on the breaker, observe_probe is wired in and out."""
+    listeners: list[object] = []
+    monkeypatch.setattr(cb, "probe_listeners", listeners, raising=False)
+    m = BreakerMetrics(cb, registry=registry)
+    m.attach()
+    assert listeners == [m.observe_probe]
+    m.detach()
+    assert listeners == []
+
+
+def test_a_failing_metric_update_never_reaches_the_breaker_or_the_scrape(
+    metrics: BreakerMetrics,
+    cb: CircuitBreaker,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Listener, probe hook and scrape swallow the error, log it once and count it."""
+
+    def broken(self: CircuitBreaker) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(CircuitBreaker, "deployments", property(broken))
+    open_breaker(cb.cache, "a")
+    metrics.observe_probe(ProbeResult("a", True, None, 0.1))
+    text = generate_latest(registry).decode()
+    assert f"{NS}_state" not in text
+    assert metrics.errors == 3
+    assert cb.cache.listener_errors == 0  # isolated by BreakerMetrics itself
+    assert cb.cache.breaker_state("a") is BreakerState.OPEN
+    assert sum("metrics" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_two_breakers_on_two_registries_do_not_clash(clock: FakeClock) -> None:
+    """Each registry exports its own breaker's values under the same names."""
+    one = CircuitBreaker(probe_interval=None, clock=clock, model_list=[deployment("g", "x", "x")])
+    two = CircuitBreaker(probe_interval=None, clock=clock, model_list=[deployment("g", "x", "x")])
+    r1, r2 = CollectorRegistry(), CollectorRegistry()
+    m1, m2 = BreakerMetrics(one, registry=r1), BreakerMetrics(two, registry=r2)
+    open_breaker(one.cache, "x")
+    assert state(r1, "x", "g") == 2
+    assert state(r2, "x", "g") == 0
+    assert transitions(r2, "x", "open", "g") == 0
+    m1.detach()
+    m2.detach()
+
+
+def test_one_registry_needs_distinct_namespaces(
+    cb: CircuitBreaker, registry: CollectorRegistry
+) -> None:
+    """The same names twice on one registry are refused; another namespace is fine."""
+    first = BreakerMetrics(cb, registry=registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        BreakerMetrics(cb, registry=registry)
+    second = BreakerMetrics(cb, registry=registry, namespace="replica_b")
+    labels = {"deployment": "a", "model_group": "chat"}
+    assert registry.get_sample_value("replica_b_state", labels) == 0
+    assert state(registry, "a") == 0
+    second.detach()
+    first.detach()
+
+
+def test_default_registry_is_the_process_registry(cb: CircuitBreaker) -> None:
+    """Without ``registry=`` the metrics join the registry LiteLLM's /metrics serves."""
+    m = BreakerMetrics(cb)
+    try:
+        assert m.registry is REGISTRY
+        assert state(REGISTRY, "a") == 0
+    finally:
+        m.detach()
+    assert state(REGISTRY, "a") is None
+
+
+@pytest.mark.parametrize("namespace", ["", "has-dash", "9lives", "a b"])
+def test_invalid_namespace_is_refused(
+    cb: CircuitBreaker, registry: CollectorRegistry, namespace: str
+) -> None:
+    """A namespace that is no metric name prefix raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match="namespace="):
+        BreakerMetrics(cb, registry=registry, namespace=namespace)
+
+
+def test_without_prometheus_the_module_imports_and_the_error_says_what_to_install(
+    cb: CircuitBreaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The package works without the extra; BreakerMetrics names the pip command."""
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setattr(litellm_circuit_breaker, "metrics", litellm_circuit_breaker.metrics)
+    monkeypatch.delitem(sys.modules, "litellm_circuit_breaker.metrics")
+    fresh = importlib.import_module("litellm_circuit_breaker.metrics")
+    with pytest.raises(
+        ImportError, match=r"pip install 'litellm-circuit-breaker\[prometheus\]'"
+    ) as info:
+        fresh.BreakerMetrics(cb, registry=None)
+    assert isinstance(info.value.__cause__, ImportError)
