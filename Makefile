@@ -33,5 +33,9 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# Figures are ratios and counts measured side by side; never asserted in tests.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

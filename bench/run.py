@@ -1,0 +1,180 @@
+"""Run the benchmarks: hot-path overhead, failover quality, probe scale.
+
+    .venv/bin/python bench/run.py                 # all three, about 6 minutes on 2 cores
+    .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe)
+    .venv/bin/python bench/run.py --quick         # smaller and more compressed: a smoke run
+
+Each suite writes ``bench/results/<suite>.json`` (with the machine, Python and
+litellm version it ran on); ``bench/results/RESULTS.md`` is then rebuilt from
+every JSON file present, so running one suite keeps the others' last tables.
+Nothing here asserts on a timing: the numbers are reported, never judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import failover
+import hot_path
+import probe_scale
+from common import RESULTS, progress, read_json, write_json
+
+from litellm_circuit_breaker import DEFAULT_PROBE_CONCURRENCY
+
+SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale}
+
+
+def _header(results: dict[str, dict[str, Any]], total_s: float | None) -> str:
+    newest = max(results.values(), key=lambda r: r["machine"]["date"])["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {newest['cpu_count']} CPUs ({newest['cpu_model']}), {newest['platform']}; "
+        f"Python {newest['python']}; litellm {newest['litellm']}; "
+        f"litellm-circuit-breaker {newest['litellm_circuit_breaker']}; httpx {newest['httpx']}.",
+        "",
+        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`; `--only hot|failover|probe`, "
+        "`--quick`). Raw figures: `bench/results/<suite>.json`.",
+        "",
+    ]
+    suite_lines = []
+    for name, result in results.items():
+        m = result["machine"]
+        load = result.get("load_before")
+        load_text = (
+            f", load average {load:.2f} before / {m['loadavg_1m']:.2f} after" if load else ""
+        )
+        quick = ", **--quick**" if result.get("quick") else ""
+        suite_lines.append(f"- `{name}`: {m['date']}, {result['wall_s']:.0f} s{quick}{load_text}")
+    lines += ["Runs (date, wall time, 1-minute load average of the machine):", "", *suite_lines]
+    if total_s is not None:
+        lines += ["", f"Whole run: {total_s:.0f} s."]
+    return "\n".join(lines)
+
+
+def _hot_targets(hot: dict[str, Any]) -> list[str]:
+    lines = []
+    for row in hot["sizes"]:
+        if row["deployments"] != 200:
+            continue
+        direct, implied = row["wall"]["plugin_vs_without"], row["instrumented"]["implied_ratio"]
+        low, high = direct["ci95"]
+        verdict = (
+            "too scattered to confirm or refute 1 %"
+            if low <= 1.01 <= high
+            else ("below" if high < 1.01 else "above") + " 1.01 with 95 % confidence"
+        )
+        lines.append(
+            f"- Ratio <= 1.01 at 200 deployments: plugin hooks imply **{implied:.4f}**; the "
+            f"direct comparison reads {direct['ratio']:.3f} (95 % CI {low:.3f} to {high:.3f}), "
+            f"{verdict}."
+        )
+    per = [
+        f"{r['deployments']:,}: {1e3 * r['timeit']['filter_some_open_us'] / r['deployments']:.0f}"
+        for r in hot["sizes"]
+    ]
+    lines.append(
+        "- Growth no worse than linear: with all breakers closed the filter is flat in the "
+        "group size; with a few open it walks the whole list, ns per deployment "
+        f"({'; '.join(per)})."
+    )
+    return lines
+
+
+def _failover_targets(failover_result: dict[str, Any]) -> list[str]:
+    threshold = failover_result["failure_threshold"]
+    interval = failover_result["scaled_settings_s"]["probe_interval"]
+    dead, failed, slow = [], [], []
+    for sc in failover_result["scenarios"]:
+        run = next(r for r in sc["runs"] if r["config"] == "plugin")
+        worst = max(run["dead_calls_per_outage"])
+        if worst > threshold:
+            dead.append(f"{sc['name']} ({worst})")
+        if run["client_failures"]:
+            failed.append(f"{sc['name']} ({run['client_failures']})")
+        late = [r for r in run["recovery_s"] if r is None or r > interval]
+        if late:
+            slow.append(sc["name"])
+    total = len(failover_result["scenarios"])
+    return [
+        f"- At most `failure_threshold` ({threshold}) calls to a dead deployment per outage: "
+        + (
+            f"met in {total - len(dead)}/{total}; missed in {', '.join(dead)}."
+            if dead
+            else f"met in all {total} scenarios."
+        ),
+        "- Zero client-visible failures with a fallback or sibling: "
+        + (f"missed in {', '.join(failed)}." if failed else f"met in all {total} scenarios."),
+        f"- Recovery within one probe interval ({interval:g} s scaled) of the heal: "
+        + (f"missed in {', '.join(slow)}." if slow else f"met in all {total} scenarios."),
+    ]
+
+
+def _probe_targets(probe: dict[str, Any]) -> list[str]:
+    return [
+        f"- {row['endpoints']:,} endpoints at the default `probe_concurrency`: a round takes "
+        f"{min(row['tick_s']):.1f} s (default `probe_interval` 30 s); "
+        f"{row['endpoints'] - min(row['probes_ok'])} healthy endpoints failed their probe."
+        for row in probe["sizes"]
+        if row["probe_concurrency"] == DEFAULT_PROBE_CONCURRENCY
+    ]
+
+
+def _targets(results: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "## Against the targets of issue 6",
+        "",
+        "Read from the tables above; reported, never asserted.",
+        "",
+    ]
+    if "hot" in results:
+        lines += _hot_targets(results["hot"])
+    if "failover" in results:
+        lines += _failover_targets(results["failover"])
+    if "probe" in results:
+        lines += _probe_targets(results["probe"])
+    return "\n".join(lines)
+
+
+def write_markdown(total_s: float | None) -> None:
+    results = {name: r for name in SUITES if (r := read_json(name)) is not None}
+    if not results:
+        return
+    parts = [_header(results, total_s), _targets(results)]
+    parts += [SUITES[name].markdown(result) for name, result in results.items()]
+    (RESULTS / "RESULTS.md").write_text("\n\n".join(parts) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(SUITES),
+        help="run only this suite (repeatable); default: all three",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests, 20x time compression, 1,000 probes"
+    )
+    args = parser.parse_args(argv)
+    chosen = [name for name in SUITES if not args.only or name in args.only]
+    started = time.perf_counter()
+    for name in chosen:
+        progress(f"{name}: running{' (quick)' if args.quick else ''}")
+        load_before = os.getloadavg()[0]
+        result = SUITES[name].run(quick=args.quick)
+        result["load_before"] = load_before
+        path = write_json(name, result)
+        progress(f"{name}: {result['wall_s']:.0f} s, wrote {path.relative_to(RESULTS.parent)}")
+    total = time.perf_counter() - started
+    write_markdown(total if len(chosen) == len(SUITES) else None)
+    progress(f"done in {total:.0f} s; tables in {RESULTS / 'RESULTS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
