@@ -31,7 +31,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import httpx
 import openai
 import yaml
 
-from litellm_circuit_breaker.testing import FakeProvider
+from litellm_circuit_breaker.testing import FakeProvider, free_port, stop_process_group
 
 EXAMPLES = Path(__file__).resolve().parent
 CONFIG = EXAMPLES / "proxy" / "config.yaml"
@@ -192,13 +191,6 @@ class Proxy:
     log: Path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def proxy_env(extra: dict[str, str], master_key: str) -> dict[str, str]:
     # Settings from the caller's shell must not change the demo's story.
     env = {
@@ -252,21 +244,6 @@ def running_proxy(config: Path, workdir: Path, env: dict[str, str]) -> Iterator[
     finally:
         stop_process_group(process)
         print(f"  proxy stopped (pid {process.pid})", flush=True)
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the proxy's whole session, SIGKILL whatever is left after a grace period."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):  # stragglers left in the session
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def tail(log: Path, lines: int = 30) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from litellm_circuit_breaker.testing import free_port, stop_process_group
+
 MASTER_KEY = "sk-e2e-master-5c1d9a7b"
 STARTUP_TIMEOUT_SEC = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -107,32 +100,7 @@ def running_proxy(
             time.sleep(0.1)
         yield proxy
     finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the proxy and every process it started (its whole session)."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):  # stragglers left in the session
-        os.killpg(process.pid, signal.SIGKILL)
-    wait_for(lambda: not group_alive(process.pid), 20, "proxy processes outlived the test")
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any process of the proxy's session is still alive."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        stop_process_group(process)
 
 
 def wait_for(condition: object, timeout: float, message: str) -> None:

@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from litellm_circuit_breaker.testing import FakeProvider
-from tests.proxy_harness import (
-    Proxy,
-    group_alive,
-    litellm_command,
-    proxy_env,
-    running_proxy,
-    wait_for,
-)
+from litellm_circuit_breaker.testing import FakeProvider, group_alive
+from tests.proxy_harness import Proxy, litellm_command, proxy_env, running_proxy, wait_for
 
 KEYS = {name: f"sk-e2e-{name}-{'x' * 12}-secret" for name in ("a", "b", "solo", "p", "fb")}
 

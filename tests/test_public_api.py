@@ -61,6 +61,9 @@ def test_testing_helpers_are_exported() -> None:
         "FakeProvider",
         "Mode",
         "RecordedCall",
+        "free_port",
+        "group_alive",
+        "stop_process_group",
     }
 
 

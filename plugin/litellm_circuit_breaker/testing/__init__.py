@@ -2,5 +2,15 @@
 
 from ._clock import FakeClock
 from ._fake_provider import Endpoint, FakeProvider, Mode, RecordedCall
+from ._processes import free_port, group_alive, stop_process_group
 
-__all__ = ["Endpoint", "FakeClock", "FakeProvider", "Mode", "RecordedCall"]
+__all__ = [
+    "Endpoint",
+    "FakeClock",
+    "FakeProvider",
+    "Mode",
+    "RecordedCall",
+    "free_port",
+    "group_alive",
+    "stop_process_group",
+]
