@@ -262,17 +262,15 @@ def test_attach_and_detach_are_idempotent(
     assert transitions(registry, "a", "open") == 1  # counts survive a detach
 
 
-def test_attach_joins_the_breakers_probe_listeners_once_when_it_has_them(
-    cb: CircuitBreaker, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+def test_attach_joins_the_breakers_probe_listeners_once(
+    cb: CircuitBreaker, registry: CollectorRegistry
 ) -> None:
-    """With a ``probe_listeners`` hook on the breaker, observe_probe is wired in and out."""
-    listeners: list[object] = []
-    monkeypatch.setattr(cb, "probe_listeners", listeners, raising=False)
+    """observe_probe joins ``breaker.probe_listeners`` once, and leaves it on detach."""
     m = BreakerMetrics(cb, registry=registry)
     m.attach()
-    assert listeners == [m.observe_probe]
+    assert cb.probe_listeners.count(m.observe_probe) == 1
     m.detach()
-    assert listeners == []
+    assert m.observe_probe not in cb.probe_listeners
 
 
 def test_a_failing_metric_update_never_reaches_the_breaker_or_the_scrape(

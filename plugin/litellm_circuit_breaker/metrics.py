@@ -159,9 +159,8 @@ class BreakerMetrics:
             self._registry.register(self)
             self._attached = True
         self._breaker.cache.add_listener(self._on_change)
-        probe_listeners = self._probe_listeners()
-        if probe_listeners is not None and self.observe_probe not in probe_listeners:
-            probe_listeners.append(self.observe_probe)
+        if self.observe_probe not in self._breaker.probe_listeners:
+            self._breaker.probe_listeners.append(self.observe_probe)
 
     def detach(self) -> None:
         """Stop listening and unregister; counts are kept for a later :meth:`attach`."""
@@ -170,16 +169,9 @@ class BreakerMetrics:
                 return
             self._attached = False
         self._breaker.cache.remove_listener(self._on_change)
-        probe_listeners = self._probe_listeners()
-        if probe_listeners is not None and self.observe_probe in probe_listeners:
-            probe_listeners.remove(self.observe_probe)
+        if self.observe_probe in self._breaker.probe_listeners:
+            self._breaker.probe_listeners.remove(self.observe_probe)
         self._registry.unregister(self)
-
-    def _probe_listeners(self) -> list[object] | None:
-        # The breaker's per-probe hook, once it has one: a list of callables
-        # receiving each ProbeResult. Until then, call observe_probe yourself.
-        found = getattr(self._breaker, "probe_listeners", None)
-        return found if isinstance(found, list) else None
 
     # -- events ----------------------------------------------------------------
 
