@@ -25,6 +25,8 @@ os.environ.setdefault("DISABLE_AIOHTTP_TRANSPORT", "True")
 
 import litellm
 
+from litellm_circuit_breaker.testing import restored_litellm_callbacks
+
 litellm.disable_aiohttp_transport = True
 litellm.suppress_debug_info = True
 
@@ -35,15 +37,6 @@ _errors_only.setLevel(logging.ERROR)
 logging.getLogger("litellm_circuit_breaker").addHandler(_errors_only)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-_CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "failure_callback",
-    "_async_success_callback",
-    "_async_failure_callback",
-    "input_callback",
-)
 
 
 def progress(message: str) -> None:
@@ -58,13 +51,9 @@ def attached(*callbacks: Any) -> Iterator[None]:
     LiteLLM copies ``litellm.callbacks`` into five other lists as calls run, so
     removing a callback means restoring all six (see LITELLM_NOTES.md).
     """
-    saved = {name: list(getattr(litellm, name)) for name in _CALLBACK_LISTS}
-    litellm.callbacks.extend(callbacks)
-    try:
+    with restored_litellm_callbacks():
+        litellm.callbacks.extend(callbacks)
         yield
-    finally:
-        for name, value in saved.items():
-            setattr(litellm, name, value)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

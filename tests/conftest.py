@@ -15,7 +15,7 @@ import pytest
 import respx
 
 from litellm_circuit_breaker import CircuitBreaker
-from litellm_circuit_breaker.testing import FakeClock
+from litellm_circuit_breaker.testing import FakeClock, restored_litellm_callbacks
 
 
 @pytest.fixture
@@ -24,24 +24,12 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-_CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "failure_callback",
-    "_async_success_callback",
-    "_async_failure_callback",
-    "input_callback",
-)
-
-
 @pytest.fixture
 def litellm_callbacks() -> Iterator[None]:
     """Restore every LiteLLM callback list after the test, so breakers never leak."""
     litellm.disable_aiohttp_transport = True
-    saved = {name: list(getattr(litellm, name)) for name in _CALLBACK_LISTS}
-    yield
-    for name, value in saved.items():
-        setattr(litellm, name, value)
+    with restored_litellm_callbacks():
+        yield
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ def test_testing_helpers_are_exported() -> None:
         "RecordedCall",
         "free_port",
         "group_alive",
+        "restored_litellm_callbacks",
         "stop_process_group",
     }
 

@@ -637,9 +637,7 @@ class CircuitBreaker(CustomLogger):
         self, request_data: dict[str, Any], response: Any, call_type: Any
     ) -> Any:
         """Inline: the attempt succeeded."""
-        self._guard(
-            "success", functools.partial(self._on_success, inline=True), request_data, default=None
-        )
+        self._guard("success", self._inline_success, request_data, default=None)
         return None
 
     async def async_post_call_failure_deployment_hook(
@@ -652,7 +650,7 @@ class CircuitBreaker(CustomLogger):
         """Inline: the attempt failed."""
         self._guard(
             "failure",
-            functools.partial(self._on_failure, inline=True),
+            self._inline_failure,
             request_data,
             exception,
             default=None,
@@ -662,9 +660,7 @@ class CircuitBreaker(CustomLogger):
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Queued: covers finished streams; de-duplicated against the inline hook."""
-        self._guard(
-            "success", functools.partial(self._on_success, inline=False), kwargs, default=None
-        )
+        self._guard("success", self._logged_success, kwargs, default=None)
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -672,7 +668,7 @@ class CircuitBreaker(CustomLogger):
         """Queued: covers streams broken mid-way; de-duplicated against the inline hook."""
         self._guard(
             "failure",
-            functools.partial(self._on_failure, inline=False),
+            self._logged_failure,
             kwargs,
             kwargs.get("exception"),
             default=None,
@@ -682,9 +678,7 @@ class CircuitBreaker(CustomLogger):
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Sync calls, on LiteLLM's logging thread."""
-        self._guard(
-            "success", functools.partial(self._on_success, inline=False), kwargs, default=None
-        )
+        self._guard("success", self._logged_success, kwargs, default=None)
 
     def log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -692,7 +686,7 @@ class CircuitBreaker(CustomLogger):
         """Sync calls, inline before the caller sees the error."""
         self._guard(
             "failure",
-            functools.partial(self._on_failure, inline=False),
+            self._logged_failure,
             kwargs,
             kwargs.get("exception"),
             default=None,
@@ -740,6 +734,19 @@ class CircuitBreaker(CustomLogger):
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
             self.cache.release(attempt.breaker_id)
+
+    # Named entry points instead of a partial built on every request.
+    def _inline_success(self, kwargs: Mapping[str, Any]) -> None:
+        self._on_success(kwargs, inline=True)
+
+    def _inline_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
+        self._on_failure(kwargs, exception, inline=True)
+
+    def _logged_success(self, kwargs: Mapping[str, Any]) -> None:
+        self._on_success(kwargs, inline=False)
+
+    def _logged_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
+        self._on_failure(kwargs, exception, inline=False)
 
     def _should_count(self, attempt: Attempt, *, inline: bool) -> bool:
         """Count each attempt once, preferring the inline hook's report.

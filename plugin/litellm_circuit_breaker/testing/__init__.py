@@ -2,6 +2,7 @@
 
 from ._clock import FakeClock
 from ._fake_provider import Endpoint, FakeProvider, Mode, RecordedCall
+from ._litellm import restored_litellm_callbacks
 from ._processes import free_port, group_alive, stop_process_group
 
 __all__ = [
@@ -12,5 +13,6 @@ __all__ = [
     "RecordedCall",
     "free_port",
     "group_alive",
+    "restored_litellm_callbacks",
     "stop_process_group",
 ]
