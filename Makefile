@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Never download LiteLLM's cost map; tests, demo and bench are offline.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The Redis tests start their own redis-server; install Debian's when missing and
+# we may (CI runs as root). Elsewhere they skip, and fail under CI=true.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (Debian package) for the Redis tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server not found: the Redis tests will skip (apt-get install redis-server)"; \
+	  fi; }
+
+test: lint redis-server
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage combine --quiet

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 # Before anything imports litellm: never download the cost map, and let respx
 # see litellm's HTTP calls (its default aiohttp transport bypasses httpx).
@@ -16,6 +18,9 @@ import respx
 
 from litellm_circuit_breaker import CircuitBreaker
 from litellm_circuit_breaker.testing import FakeClock, restored_litellm_callbacks
+from tests.redis_harness import RedisServer
+
+_namespaces = itertools.count(1)
 
 
 @pytest.fixture
@@ -45,3 +50,33 @@ def mock() -> Iterator[respx.MockRouter]:
     """respx in place of every provider; unmatched routes fail the request."""
     with respx.mock(assert_all_called=False) as m:
         yield m
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (fails under CI when not installed)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis URL."""
+    return redis_server.url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A key namespace of this test's own, so tests never see each other's breakers."""
+    return f"test-{os.getpid()}-{next(_namespaces)}"
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server this test may kill and restart."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

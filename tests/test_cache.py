@@ -527,3 +527,55 @@ def test_events_also_answer_to_id_and_time(clock: FakeClock) -> None:
     cache.mark_unhealthy("a", "x")
     cache.mark_unhealthy("a", "x")
     assert (seen[0].id, seen[0].time) == ("a", clock())
+
+
+def test_adopting_another_replicas_opening_refuses_calls_for_its_window(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """adopt(OPEN, retry_in=40): open for 40 s here, listeners told which replica, one INFO."""
+    cache = make(clock)
+    events: list[StateChange] = []
+    cache.add_listener(events.append)
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    cache.adopt("d", BreakerState.OPEN, retry_in=40.0, failures=3, reason="HTTP 503", replica="r2")
+    assert not cache.is_healthy("d")
+    assert cache.retry_in("d") == 40.0
+    state = cache.get_state("d")
+    assert state is not None
+    assert (state.consecutive_failures, state.last_error) == (3, "HTTP 503")
+    assert [(e.new, e.replica) for e in events] == [(BreakerState.OPEN, "r2")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "deployment d circuit open, shared by replica r2: HTTP 503"
+    ]
+    cache.adopt("d", BreakerState.OPEN, retry_in=50.0, replica="r3")
+    assert len(events) == 1  # still open: no transition, the window follows the record
+    assert cache.retry_in("d") == 50.0
+    clock.advance(50.0)
+    assert cache.try_acquire("d")  # then this replica's own half-open trial
+
+
+def test_adopted_hold_and_release_behave_like_local_ones(clock: FakeClock) -> None:
+    """An adopted hold ignores successes; an adopted close ends it and clears the count."""
+    cache = make(clock)
+    cache.adopt("d", BreakerState.OPEN, retry_in=math.inf, reason="maintenance", replica="ops")
+    assert cache.is_held("d")
+    cache.mark_healthy("d")
+    assert cache.breaker_state("d") is BreakerState.OPEN
+    cache.adopt("d", BreakerState.CLOSED, replica="ops")
+    assert not cache.is_held("d")
+    assert cache.breaker_state("d") is BreakerState.CLOSED
+    state = cache.get_state("d")
+    assert state is not None
+    assert (state.consecutive_failures, state.last_error) == (0, None)
+    assert not cache.is_held("unknown")
+
+
+def test_adopted_half_open_hands_out_one_trial(clock: FakeClock) -> None:
+    """A probe passed elsewhere: here too the next call is the single trial."""
+    cache = make(clock)
+    for _ in range(2):
+        cache.mark_unhealthy("d", "HTTP 500")
+    cache.adopt("d", BreakerState.HALF_OPEN, failures=2, reason="HTTP 500", replica="r2")
+    assert cache.breaker_state("d") is BreakerState.HALF_OPEN
+    assert cache.try_acquire("d")
+    assert not cache.try_acquire("d")

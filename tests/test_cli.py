@@ -350,7 +350,6 @@ def test_config_without_usable_model_list_exits_two(
     [
         [],
         ["check"],
-        ["status"],
         ["check", "c.yaml", "--timeout", "0"],
         ["check", "c.yaml", "--timeout", "soon"],
         ["check", "c.yaml", "-x"],

@@ -41,6 +41,11 @@ def test_every_variable_is_read() -> None:
             "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": "2",
             "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": "300",
             "CIRCUIT_BREAKER_PROBE_CONCURRENCY": "8",
+            "CIRCUIT_BREAKER_REDIS_URL": " redis://:pw@cache:6379/2 ",
+            "CIRCUIT_BREAKER_REDIS_NAMESPACE": "prod-eu",
+            "CIRCUIT_BREAKER_REPLICA_NAME": "pod-7",
+            "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": "600",
+            "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": "2.5",
         }
     )
     assert settings == ProxySettings(
@@ -53,8 +58,14 @@ def test_every_variable_is_read() -> None:
         backoff_multiplier=2.0,
         max_backoff_sec=300.0,
         probe_concurrency=8,
+        redis_url="redis://:pw@cache:6379/2",
+        redis_namespace="prod-eu",
+        replica_name="pod-7",
+        redis_state_ttl_sec=600.0,
+        redis_reconcile_sec=2.5,
     )
-    assert len(ENV_VARS) == 9
+    assert len(ENV_VARS) == 14
+    assert "pw" not in repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -72,6 +83,11 @@ def test_every_variable_is_read() -> None:
         ("CIRCUIT_BREAKER_BACKOFF_MULTIPLIER", "0.5"),
         ("CIRCUIT_BREAKER_MAX_BACKOFF_SEC", "5"),
         ("CIRCUIT_BREAKER_PROBE_CONCURRENCY", "0"),
+        ("CIRCUIT_BREAKER_REDIS_URL", "cache:6379"),
+        ("CIRCUIT_BREAKER_REDIS_NAMESPACE", "two words"),
+        ("CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC", "0"),
+        ("CIRCUIT_BREAKER_REDIS_RECONCILE_SEC", "never"),
+        ("CIRCUIT_BREAKER_REDIS_FROM_LITELLM", "perhaps"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_value(variable: str, value: str) -> None:
@@ -81,10 +97,54 @@ def test_a_bad_value_names_the_variable_and_the_value(variable: str, value: str)
     assert str(info.value).startswith(f"{variable}={value!r} is invalid")
 
 
-def test_redis_url_is_refused_until_sharing_exists() -> None:
-    """Asking for shared state that does not exist yet stops startup instead of being ignored."""
-    with pytest.raises(ConfigurationError, match="CIRCUIT_BREAKER_REDIS_URL"):
-        settings_from_env({"CIRCUIT_BREAKER_REDIS_URL": "redis://127.0.0.1:6379"})
+def test_a_bad_redis_url_is_named_without_its_password() -> None:
+    """The variable and the host are in the error; the password never is."""
+    with pytest.raises(ConfigurationError) as info:
+        settings_from_env({"CIRCUIT_BREAKER_REDIS_URL": "http://u:hunter2@cache:6379/0"})
+    assert str(info.value).startswith("CIRCUIT_BREAKER_REDIS_URL='http://cache:6379/0'")
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("litellm_env", "url"),
+    [
+        ({"REDIS_URL": "redis://r:1/3"}, "redis://r:1/3"),
+        ({"REDIS_HOST": "cache", "REDIS_PORT": "6380"}, "redis://cache:6380"),
+        ({"REDIS_HOST": "cache", "REDIS_PASSWORD": "p@ss"}, "redis://:p%40ss@cache:6379"),
+        (
+            {"REDIS_HOST": "c", "REDIS_USERNAME": "u", "REDIS_PASSWORD": "p", "REDIS_SSL": "True"},
+            "rediss://u:p@c:6379",
+        ),
+    ],
+)
+def test_the_redis_litellm_uses_is_reused_when_asked(litellm_env: dict[str, str], url: str) -> None:
+    """CIRCUIT_BREAKER_REDIS_FROM_LITELLM=true takes LiteLLM's own REDIS_* variables."""
+    assert settings_from_env(litellm_env).redis_url is None  # only when asked
+    asked = settings_from_env({**litellm_env, "CIRCUIT_BREAKER_REDIS_FROM_LITELLM": "true"})
+    assert asked.redis_url == url
+
+
+def test_reusing_litellms_redis_needs_one_and_only_one_source() -> None:
+    """Asked to reuse LiteLLM's Redis with none configured, or with our own URL too: refused."""
+    with pytest.raises(ConfigurationError, match="CIRCUIT_BREAKER_REDIS_FROM_LITELLM"):
+        settings_from_env({"CIRCUIT_BREAKER_REDIS_FROM_LITELLM": "true"})
+    with pytest.raises(ConfigurationError, match="CIRCUIT_BREAKER_REDIS_FROM_LITELLM"):
+        settings_from_env(
+            {
+                "CIRCUIT_BREAKER_REDIS_FROM_LITELLM": "yes",
+                "CIRCUIT_BREAKER_REDIS_URL": "redis://a:1",
+                "REDIS_HOST": "b",
+            }
+        )
+    with pytest.raises(ConfigurationError) as info:
+        settings_from_env(
+            {
+                "CIRCUIT_BREAKER_REDIS_FROM_LITELLM": "1",
+                "REDIS_URL": "memcached://:secret-pw@b",
+            }
+        )
+    assert info.value.field == "CIRCUIT_BREAKER_REDIS_FROM_LITELLM"
+    assert "secret-pw" not in str(info.value)
 
 
 def test_the_proxy_breaker_only_follows_the_proxy_router() -> None:

@@ -7,10 +7,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from litellm_circuit_breaker.testing import FakeProvider, group_alive
-from tests.proxy_harness import Proxy, litellm_command, proxy_env, running_proxy, wait_for
+from tests.proxy_harness import (
+    MASTER_KEY,
+    Proxy,
+    litellm_command,
+    proxy_env,
+    running_proxy,
+    wait_for,
+)
 
 KEYS = {name: f"sk-e2e-{name}-{'x' * 12}-secret" for name in ("a", "b", "solo", "p", "fb")}
 
@@ -46,7 +54,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             + deployment("backup", "fb", providers["fb"])
             + """
 litellm_settings:
-  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+  callbacks: ["prometheus", "litellm_circuit_breaker.proxy.breaker"]
 router_settings:
   fallbacks: [{"primary": ["backup"]}]
 general_settings:
@@ -101,6 +109,30 @@ def test_proxy_keeps_traffic_off_a_dead_provider_and_returns_after_heal(fleet: F
     output = fleet.proxy.output()
     assert "deployment a circuit opened" in output  # every transition is in the proxy's log
     wait_for(lambda: "deployment a recovered" in fleet.proxy.output(), 10, "no recovery line")
+
+
+def test_breaker_metrics_are_on_the_proxys_metrics_endpoint(fleet: Fleet) -> None:
+    """With LiteLLM's Prometheus on, /metrics carries every deployment's breaker, no secrets."""
+    assert fleet.proxy.chat("chat").status_code == 200
+    response = httpx.get(
+        f"{fleet.proxy.url}/metrics/",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    for name, group in (("a", "chat"), ("b", "chat"), ("solo", "solo"), ("p", "primary")):
+        assert f'litellm_circuit_breaker_state{{deployment="{name}",model_group="{group}"}}' in (
+            response.text
+        )
+    assert "litellm_proxy_total_requests" in response.text  # LiteLLM's own, same endpoint
+    assert not [key for key in KEYS.values() if key in response.text]
+    ours = "\n".join(
+        line for line in response.text.splitlines() if "litellm_circuit_breaker_" in line
+    )
+    assert "litellm_circuit_breaker_transitions_total" in ours
+    # LiteLLM labels its own series with the api_base; ours carry no URL at all.
+    assert not [p.base_url for p in fleet.providers.values() if p.base_url in ours]
+    assert "127.0.0.1" not in ours
 
 
 def test_proxy_fail_fast_answers_503_with_retry_after_naming_the_group(fleet: Fleet) -> None:

@@ -25,10 +25,12 @@ from ._errors import ConfigurationError
 from ._state import BreakerState, ProviderState, StateChange, StateListener, state_at
 
 __all__ = [
+    "BACKOFF_ELAPSED",
     "DEFAULT_FAILURE_THRESHOLD",
     "DEFAULT_TRIAL_LEASE_SEC",
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "MAX_RETRY_AFTER_SEC",
+    "PROBE_PASSED",
     "ProviderHealthCache",
 ]
 
@@ -38,6 +40,10 @@ DEFAULT_TRIAL_LEASE_SEC = 30.0
 # A provider's Retry-After is honoured as a floor on the open window, but a
 # buggy or hostile header must not park a deployment for days.
 MAX_RETRY_AFTER_SEC = 3600.0
+# The reasons of the two OPEN -> HALF_OPEN transitions: one is evidence (shared
+# with other replicas), the other is only time passing (each replica sees it).
+PROBE_PASSED = "probe passed"
+BACKOFF_ELAPSED = "backoff elapsed"
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -354,7 +360,7 @@ class ProviderHealthCache:
             moved = not b.forced and b.state(now) is BreakerState.OPEN
             if moved:
                 b.unhealthy_until = now
-                events += self._move(provider_id, b, BreakerState.HALF_OPEN, "probe passed", now)
+                events += self._move(provider_id, b, BreakerState.HALF_OPEN, PROBE_PASSED, now)
         if moved:
             logger.info("deployment %s half-open: probe passed, next call is a trial", provider_id)
         self._emit(events)
@@ -395,6 +401,61 @@ class ProviderHealthCache:
             self._unhealthy.discard(provider_id)
             return self._breakers.pop(provider_id, None) is not None
 
+    # -- shared state ---------------------------------------------------------
+
+    def adopt(
+        self,
+        provider_id: str,
+        state: BreakerState,
+        *,
+        retry_in: float = 0.0,
+        failures: int = 0,
+        reason: str | None = None,
+        replica: str,
+    ) -> None:
+        """Take another replica's breaker as this one's (state shared through Redis).
+
+        OPEN with ``retry_in`` seconds left (``math.inf``: held open by an
+        operator), HALF_OPEN or CLOSED. Listeners get the change with
+        ``replica`` set, so a sharing adapter does not send it back.
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.setdefault(provider_id, _Breaker())
+            events = self._observe(provider_id, b, now)
+            b.trial_until = 0.0
+            b.last_check = now
+            if state is BreakerState.CLOSED:
+                b.healthy, b.forced = True, False
+                b.consecutive_failures, b.openings = 0, 0
+                b.last_error, b.unhealthy_until = None, 0.0
+            else:
+                if b.reported is BreakerState.CLOSED:
+                    b.openings += 1
+                b.healthy = False
+                b.consecutive_failures = max(failures, 1)
+                b.last_error = reason
+                left = max(0.0, retry_in) if state is BreakerState.OPEN else 0.0
+                b.forced = math.isinf(left)
+                b.unhealthy_until = now + left
+            events += self._move(provider_id, b, b.state(now), reason, now, replica=replica)
+        for event in events:
+            if event.replica is not None:
+                logger.info(
+                    "deployment %s circuit %s, shared by replica %s%s",
+                    provider_id,
+                    event.new.value.replace("_", "-"),
+                    replica,
+                    f": {reason}" if reason and event.new is not BreakerState.CLOSED else "",
+                )
+        self._emit(events)
+
+    def is_held(self, provider_id: str) -> bool:
+        """True while an operator holds the breaker open (``force_open`` without seconds)."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            return b is not None and b.forced
+
     # -- listeners -----------------------------------------------------------
 
     def add_listener(self, listener: StateListener) -> None:
@@ -422,12 +483,19 @@ class ProviderHealthCache:
         """Report the one transition time makes on its own: OPEN -> HALF_OPEN."""
         if b.reported is BreakerState.OPEN and b.state(now) is BreakerState.HALF_OPEN:
             return self._move(
-                provider_id, b, BreakerState.HALF_OPEN, "backoff elapsed", b.unhealthy_until
+                provider_id, b, BreakerState.HALF_OPEN, BACKOFF_ELAPSED, b.unhealthy_until
             )
         return []
 
     def _move(
-        self, provider_id: str, b: _Breaker, new: BreakerState, reason: str | None, at: float
+        self,
+        provider_id: str,
+        b: _Breaker,
+        new: BreakerState,
+        reason: str | None,
+        at: float,
+        *,
+        replica: str | None = None,
     ) -> list[StateChange]:
         if b.healthy:
             self._unhealthy.discard(provider_id)
@@ -437,7 +505,7 @@ class ProviderHealthCache:
         if old is new:
             return []
         b.reported = new
-        return [StateChange(provider_id, old, new, reason, at)]
+        return [StateChange(provider_id, old, new, reason, at, replica)]
 
     def _emit(self, events: list[StateChange]) -> None:
         if not events:

@@ -1,10 +1,14 @@
-"""The ``litellm-circuit-breaker`` command: check a LiteLLM config's endpoints from a shell.
+"""The ``litellm-circuit-breaker`` command: check endpoints, or see the fleet's breakers.
 
 ``check CONFIG.yaml`` reads a proxy config's ``model_list`` and sends each
 endpoint the same token-free probe the plugin runs in the background, once,
 so an operator can see before deploying which endpoints answer. Exit status:
 0 when no deployment is down, 1 when one is, 2 when the command line or the
 config file is unusable.
+
+``status --redis-url URL`` prints the breakers every replica shares through
+Redis. Exit status: 0 when none is open or half-open, 1 when one is, 2 when
+Redis does not answer.
 """
 
 from __future__ import annotations
@@ -31,9 +35,13 @@ import httpx
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, resolve_secret, run_http_probe
+from ._errors import ConfigurationError
 from ._litellm_kwargs import Deployment, deployment_of
 from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_SEC
-from ._redact import Redactor
+from ._redact import Redactor, public_url
+from ._shared import DEFAULT_NAMESPACE, check_url
+from ._state import BreakerState
+from ._status import format_status_json, format_status_table, read_status
 
 __all__ = ["CheckRow", "Result", "main"]
 
@@ -381,7 +389,54 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds each probe may take (default {DEFAULT_PROBE_TIMEOUT_SEC:g})",
     )
     check_parser.set_defaults(run=_run_check)
+    status_parser = commands.add_parser(
+        "status",
+        help="print the breakers every replica shares through Redis",
+        description=(
+            "Print every deployment's shared breaker: state, failures, seconds until its "
+            "trial, the replica that changed it last. Exit status: 0 all closed, 1 some "
+            "breaker open or half-open, 2 Redis unusable."
+        ),
+    )
+    status_parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("CIRCUIT_BREAKER_REDIS_URL"),
+        metavar="URL",
+        help="the replicas' Redis (default: $CIRCUIT_BREAKER_REDIS_URL)",
+    )
+    status_parser.add_argument(
+        "--namespace",
+        default=os.environ.get("CIRCUIT_BREAKER_REDIS_NAMESPACE") or DEFAULT_NAMESPACE,
+        help=f"their key namespace (default: $CIRCUIT_BREAKER_REDIS_NAMESPACE or "
+        f"{DEFAULT_NAMESPACE})",
+    )
+    status_parser.add_argument("--json", action="store_true", help="print a JSON list")
+    status_parser.set_defaults(run=_run_status)
     return parser
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    if not args.redis_url:
+        print(f"{PROG}: error: give --redis-url or set CIRCUIT_BREAKER_REDIS_URL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        url = check_url(args.redis_url)
+    except ConfigurationError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        records = read_status(url, args.namespace)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is "Redis unusable"
+        print(
+            f"{PROG}: error: Redis at {public_url(url)} did not answer: {type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.json:
+        print(format_status_json(records))
+    else:
+        print(format_status_table(records, url, args.namespace))
+    return EXIT_DOWN if any(r.state is not BreakerState.CLOSED for r in records) else EXIT_OK
 
 
 def _run_check(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ class ConfigurationError(CircuitBreakerError, ValueError):
     def __init__(self, field: str, value: object, expected: str) -> None:
         self.field = field
         self.value = value
+        self.expected = expected
         super().__init__(f"{field}={value!r} is invalid: expected {expected}")
 
 

@@ -21,11 +21,13 @@ deliberate ``CircuitOpenError`` ever reaches a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -71,6 +73,14 @@ from ._probe import (
 )
 from ._redact import Redactor
 from ._routers import group_deployment_ids, group_has_fallback
+from ._shared import (
+    CONNECT_TIMEOUT_SEC,
+    DEFAULT_NAMESPACE,
+    DEFAULT_RECONCILE_SEC,
+    DEFAULT_STATE_TTL_SEC,
+    RedisShare,
+    check_namespace,
+)
 from ._state import BreakerState
 from ._tasks import cancel_and_wait
 
@@ -126,9 +136,19 @@ class _EndpointProbe(HealthProbe):
         super().__init__(owner.cache, {}, on_ok="half_open", **kwargs)
         self._owner = owner
 
-    async def tick_once(self) -> dict[str, ProbeResult]:
+    async def tick_once(self, only: Iterable[str] | None = None) -> dict[str, ProbeResult]:
         self._owner._before_tick()
-        return await super().tick_once()
+        return await super().tick_once(only)
+
+    async def _scheduled_tick(self) -> dict[str, ProbeResult]:
+        # With shared state, each endpoint is probed by the replica holding its
+        # lease; the others learn the verdict from the transitions it causes.
+        self._owner._before_tick()
+        share = self._owner._share
+        if share is None:
+            return await super().tick_once()
+        lease = 1.5 * self.interval + self._owner.probe_timeout + self.jitter
+        return await super().tick_once(await share.claim_probes(self.provider_ids, lease))
 
     def _apply(self, result: ProbeResult) -> None:
         self._owner._apply_probe_result(result)
@@ -163,6 +183,11 @@ class CircuitBreaker(CustomLogger):
         max_backoff_sec: float | None = None,
         trial_lease_sec: float = DEFAULT_TRIAL_LEASE_SEC,
         learn_from_traffic: bool = True,
+        redis_url: str | None = None,
+        redis_namespace: str = DEFAULT_NAMESPACE,
+        replica_name: str | None = None,
+        redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
+        redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC,
     ) -> None:
         super().__init__()
         if probe_interval is not None:
@@ -199,7 +224,18 @@ class CircuitBreaker(CustomLogger):
         )
         # LiteLLM merges callbacks whose class and public scalar attributes are
         # equal; a distinct public id keeps two breakers from being merged.
-        self.instance_id = f"circuit-breaker-{os.getpid()}-{next(_instance_numbers)}"
+        number = next(_instance_numbers)
+        self.instance_id = f"circuit-breaker-{os.getpid()}-{number}"
+        self._share = _sharing(
+            self.cache,
+            self._group_of,
+            number,
+            redis_url=redis_url,
+            redis_namespace=redis_namespace,
+            replica_name=replica_name,
+            redis_state_ttl_sec=redis_state_ttl_sec,
+            redis_reconcile_sec=redis_reconcile_sec,
+        )
         self.when_all_open: WhenAllOpen = when_all_open
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
@@ -246,8 +282,18 @@ class CircuitBreaker(CustomLogger):
 
     @property
     def running(self) -> bool:
-        """True while the background probe task is alive."""
+        """True while the background task (probes, Redis sharing) is alive."""
         return self._task is not None and not self._task.done()
+
+    @property
+    def shared(self) -> RedisShare | None:
+        """The Redis sharing adapter, or None when state is local to this process."""
+        return self._share
+
+    def _group_of(self, deployment_id: str) -> str | None:
+        with self._lock:
+            deployment = self._deployments.get(deployment_id)
+        return deployment.model_group if deployment else None
 
     def add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
         """Learn deployments from the operator's configuration; returns their ids."""
@@ -298,9 +344,17 @@ class CircuitBreaker(CustomLogger):
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the background probe loop in the running event loop. Idempotent."""
+        """Start the background task in the running event loop. Idempotent.
+
+        With ``redis_url`` it returns once the first sync with Redis is done
+        (or failed), so a new replica begins with the fleet's view.
+        """
         self._ensure_background()
         await asyncio.sleep(0)
+        if self._share is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * CONNECT_TIMEOUT_SEC):
+                    await self._share.wait_synced()
 
     async def aclose(self) -> None:
         """Stop the probe loop and close its HTTP client; safe to call any time."""
@@ -320,19 +374,33 @@ class CircuitBreaker(CustomLogger):
         await self.aclose()
 
     def _ensure_background(self) -> None:
-        """Start (or restart, in a new event loop) the probe task; no-op when disabled."""
-        if self._probe_interval is None:
+        """Start (or restart, in a new event loop) the background task; no-op when unneeded."""
+        if self._probe_interval is None and self._share is None:
             return
         task = self._task
         loop = asyncio.get_running_loop()
         if task is not None and not task.done() and task.get_loop() is loop:
             return
+        if self._share is not None:
+            self._share.arm()
         self._task = loop.create_task(self._background(), name="litellm-circuit-breaker")
 
     async def _background(self) -> None:
         async with self._new_client() as client:
             _client.set(client)
-            await self._prober.run()
+            jobs = [self._share.run()] if self._share is not None else []
+            if self._probe_interval is not None:
+                jobs.append(self._probe_loop())
+            await asyncio.gather(*jobs)
+
+    async def _probe_loop(self) -> None:
+        if self._share is not None:
+            # Probe leases live in Redis: claim them before the first round, so a
+            # new replica does not probe what another already watches.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * CONNECT_TIMEOUT_SEC):
+                    await self._share.wait_synced()
+        await self._prober.run()
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -768,6 +836,42 @@ class CircuitBreaker(CustomLogger):
                 return False
             _remember(self._logged_seen, key)
             return True
+
+
+def _sharing(
+    cache: ProviderHealthCache,
+    group_of: Callable[[str], str | None],
+    number: int,
+    *,
+    redis_url: str | None,
+    redis_namespace: str,
+    replica_name: str | None,
+    redis_state_ttl_sec: float,
+    redis_reconcile_sec: float,
+) -> RedisShare | None:
+    """The Redis adapter the settings ask for, or None; every setting checked either way."""
+    # Checked even without a URL: a typo must not wait for the day Redis is enabled.
+    ttl = _check_number("redis_state_ttl_sec", redis_state_ttl_sec, minimum=1.0)
+    reconcile = _check_number(
+        "redis_reconcile_sec", redis_reconcile_sec, minimum=0.0, inclusive=False
+    )
+    check_namespace(redis_namespace)
+    if replica_name is not None and (not isinstance(replica_name, str) or not replica_name.strip()):
+        raise ConfigurationError("replica_name", replica_name, "a non-empty name")
+    if redis_url is None:
+        return None
+    if replica_name is None:
+        replica_name = f"{socket.gethostname()}:{os.getpid()}"
+        replica_name += f"#{number}" if number > 1 else ""
+    return RedisShare(
+        cache,
+        url=redis_url,
+        replica=replica_name.strip(),
+        namespace=redis_namespace,
+        state_ttl_sec=ttl,
+        reconcile_sec=reconcile,
+        group_of=group_of,
+    )
 
 
 def _remember(seen: OrderedDict[tuple[str, str], None], key: tuple[str, str]) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -113,6 +113,11 @@ class HealthProbe:
         return self._interval
 
     @property
+    def jitter(self) -> float:
+        """Most seconds added at random to each sleep."""
+        return self._jitter
+
+    @property
     def timeout(self) -> float:
         """Seconds one probe may take before it counts as failed."""
         return self._timeout
@@ -143,9 +148,12 @@ class HealthProbe:
 
     # -- one round ------------------------------------------------------------
 
-    async def tick_once(self) -> dict[str, ProbeResult]:
-        """Run every probe once, concurrently, and apply the results to the cache."""
+    async def tick_once(self, only: Iterable[str] | None = None) -> dict[str, ProbeResult]:
+        """Run every probe (or those in ``only``) once, concurrently, and apply the results."""
         probes = list(self._probes.items())
+        if only is not None:
+            wanted = set(only)
+            probes = [(pid, fn) for pid, fn in probes if pid in wanted]
         semaphore = asyncio.Semaphore(self._max_concurrency)
 
         async def run(provider_id: str, probe: ProbeFn) -> ProbeResult:
@@ -181,6 +189,10 @@ class HealthProbe:
             else:
                 ok, reason = False, "probe returned false"
         return ProbeResult(provider_id, ok, reason, time.perf_counter() - started)
+
+    async def _scheduled_tick(self) -> dict[str, ProbeResult]:
+        """One round of the loop; subclasses may narrow it (e.g. to the probes they lease)."""
+        return await self.tick_once()
 
     def _apply(self, result: ProbeResult) -> None:
         """Feed one result into the cache; subclasses may fan it out to several ids."""
@@ -241,7 +253,7 @@ class HealthProbe:
         next_at = self._clock()
         while True:
             try:
-                await self.tick_once()
+                await self._scheduled_tick()
             except Exception:
                 self._tick_errors += 1
                 logger.exception("health probe tick failed; the loop goes on")

@@ -10,14 +10,16 @@ loop per process (one per worker with ``--num_workers``).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import math
 import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from ._cache import (
     DEFAULT_FAILURE_THRESHOLD,
@@ -27,6 +29,11 @@ from ._cache import (
 from ._errors import AllDeploymentsOpenError, ConfigurationError
 from ._plugin import CircuitBreaker, WhenAllOpen
 from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_INTERVAL_SEC, DEFAULT_PROBE_TIMEOUT_SEC
+from ._redact import public_url
+from ._shared import DEFAULT_NAMESPACE, DEFAULT_RECONCILE_SEC, DEFAULT_STATE_TTL_SEC
+
+if TYPE_CHECKING:
+    from .metrics import BreakerMetrics
 
 __all__ = ["ENV_VARS", "ProxyCircuitBreaker", "ProxySettings", "proxy_breaker"]
 
@@ -50,6 +57,12 @@ class ProxySettings:
     backoff_multiplier: float = 1.0
     max_backoff_sec: float | None = None
     probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY
+    redis_url: str | None = field(default=None, repr=False)
+    """May carry a password: kept out of repr."""
+    redis_namespace: str = DEFAULT_NAMESPACE
+    replica_name: str | None = None
+    redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC
+    redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC
 
 
 def _integer(raw: str) -> int:
@@ -68,6 +81,19 @@ def _choice(raw: str) -> str:
     return raw.strip().lower()
 
 
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 # variable -> (setting, parser, what the documentation promises)
 ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_FAILURE_THRESHOLD": ("failure_threshold", _integer, "an integer >= 1"),
@@ -79,22 +105,50 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": ("backoff_multiplier", _number, "a number >= 1"),
     "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": ("max_backoff_sec", _number, "seconds >= the backoff"),
     "CIRCUIT_BREAKER_PROBE_CONCURRENCY": ("probe_concurrency", _integer, "an integer >= 1"),
+    "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
+    "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
+    "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),
+    "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": ("redis_state_ttl_sec", _number, "seconds >= 1"),
+    "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": ("redis_reconcile_sec", _number, "seconds > 0"),
 }
+REUSE_LITELLM_REDIS = "CIRCUIT_BREAKER_REDIS_FROM_LITELLM"
+"""Set to true to share state through the Redis LiteLLM itself is given (REDIS_URL or
+REDIS_HOST/REDIS_PORT/REDIS_PASSWORD)."""
+_SECRET_VARIABLES = frozenset({"CIRCUIT_BREAKER_REDIS_URL"})
 # The field a ConfigurationError names -> the variable that set it.
 _VARIABLE_OF = {setting: variable for variable, (setting, _, _) in ENV_VARS.items()} | {
     "max_concurrency": "CIRCUIT_BREAKER_PROBE_CONCURRENCY",
 }
-_NOT_YET = {
-    "CIRCUIT_BREAKER_REDIS_URL": "sharing breaker state through Redis is not available yet",
-}
+
+
+def _shown(variable: str, raw: str) -> str:
+    return public_url(raw) if variable in _SECRET_VARIABLES else raw
+
+
+def litellm_redis_url(environ: Mapping[str, str]) -> str:
+    """The Redis LiteLLM is configured with: ``REDIS_URL``, else ``REDIS_HOST`` and friends."""
+    url = environ.get("REDIS_URL", "").strip()
+    if url:
+        return url
+    host = environ.get("REDIS_HOST", "").strip()
+    if not host:
+        raise ConfigurationError(
+            REUSE_LITELLM_REDIS, "true", "REDIS_URL or REDIS_HOST set for LiteLLM as well"
+        )
+    port = environ.get("REDIS_PORT", "").strip() or "6379"
+    user = quote(environ.get("REDIS_USERNAME", "").strip(), safe="")
+    password = quote(environ.get("REDIS_PASSWORD", "").strip(), safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    scheme = "rediss" if environ.get("REDIS_SSL", "").strip().lower() == "true" else "redis"
+    return f"{scheme}://{auth}{host}:{port}"
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> ProxySettings:
-    """Read and check every ``CIRCUIT_BREAKER_*`` variable; errors name variable and value."""
+    """Read and check every ``CIRCUIT_BREAKER_*`` variable; errors name variable and value.
+
+    Values that may carry a secret (the Redis URL) are shown without it.
+    """
     env = os.environ if environ is None else environ
-    for name, why in _NOT_YET.items():
-        if env.get(name, "").strip():
-            raise ConfigurationError(name, env[name], f"unset ({why})")
     values: dict[str, Any] = {}
     for variable, (setting, parse, expected) in ENV_VARS.items():
         raw = env.get(variable)
@@ -103,7 +157,18 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> ProxySettings
         try:
             values[setting] = parse(raw)
         except ValueError:
-            raise ConfigurationError(variable, raw, expected) from None
+            raise ConfigurationError(variable, _shown(variable, raw), expected) from None
+    reuse = env.get(REUSE_LITELLM_REDIS, "").strip()
+    try:
+        reuse_litellm = bool(reuse) and _flag(reuse)
+    except ValueError:
+        raise ConfigurationError(REUSE_LITELLM_REDIS, reuse, "true or false") from None
+    if reuse_litellm:
+        if "redis_url" in values:
+            raise ConfigurationError(
+                REUSE_LITELLM_REDIS, reuse, "unset while CIRCUIT_BREAKER_REDIS_URL is set"
+            )
+        values["redis_url"] = litellm_redis_url(env)
     settings = ProxySettings(**values)
     try:  # the breaker's own checks, reported under the variable's name
         CircuitBreaker(**_kwargs(settings), probe_interval=settings.probe_interval)
@@ -112,6 +177,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> ProxySettings
         if found is None:  # pragma: no cover - every setting has its variable
             raise
         variable = found
+        if variable in _SECRET_VARIABLES:  # the value shown is already without its password
+            named = REUSE_LITELLM_REDIS if reuse_litellm else variable
+            raise ConfigurationError(named, exc.value, exc.expected) from None
         raise ConfigurationError(
             variable, env.get(variable, exc.value), ENV_VARS[variable][2]
         ) from None
@@ -128,6 +196,11 @@ def _kwargs(settings: ProxySettings) -> dict[str, Any]:
         "backoff_multiplier": settings.backoff_multiplier,
         "max_backoff_sec": settings.max_backoff_sec,
         "probe_concurrency": settings.probe_concurrency,
+        "redis_url": settings.redis_url,
+        "redis_namespace": settings.redis_namespace,
+        "replica_name": settings.replica_name,
+        "redis_state_ttl_sec": settings.redis_state_ttl_sec,
+        "redis_reconcile_sec": settings.redis_reconcile_sec,
     }
 
 
@@ -151,6 +224,8 @@ class ProxyCircuitBreaker(CircuitBreaker):
             **_kwargs(settings), probe_interval=settings.probe_interval, learn_from_traffic=False
         )
         self.settings = settings
+        self.metrics: BreakerMetrics | None = None
+        """The Prometheus collector on the default registry, once exported."""
 
     def refresh_from_router(self) -> bool:
         """Make the probed set the proxy router's deployments; False if it has none yet."""
@@ -218,6 +293,27 @@ def _show_transitions() -> None:
         logger.propagate = False
 
 
+def _export_metrics(breaker: ProxyCircuitBreaker) -> None:
+    """Put the breaker's series where LiteLLM's ``/metrics`` reads: the default registry.
+
+    Harmless when LiteLLM's Prometheus is off (nothing serves the registry).
+    In Prometheus multiprocess mode (LiteLLM turns it on with
+    ``--num_workers`` > 1) ``/metrics`` reads only the workers' files, never a
+    collector: say so once instead of exporting series nobody sees.
+    """
+    if importlib.util.find_spec("prometheus_client") is None:
+        return
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        logger.warning(
+            "circuit breaker metrics are not on /metrics: Prometheus multiprocess mode "
+            "(--num_workers > 1) serves only its own files; see `litellm-circuit-breaker status`"
+        )
+        return
+    from .metrics import BreakerMetrics  # noqa: PLC0415 - only with the prometheus extra
+
+    breaker.metrics = BreakerMetrics(breaker)
+
+
 _lock = threading.Lock()
 _breaker: ProxyCircuitBreaker | None = None
 
@@ -233,6 +329,7 @@ def proxy_breaker() -> ProxyCircuitBreaker:
         if _breaker is None:
             _breaker = ProxyCircuitBreaker(settings_from_env())
             _show_transitions()
+            _breaker._guard("metrics", _export_metrics, _breaker, default=None)
         breaker = _breaker
     try:
         asyncio.get_running_loop()

@@ -58,6 +58,8 @@ class StateChange:
     reason: str | None
     at: float
     """When it happened, in the cache clock's units."""
+    replica: str | None = None
+    """None when this process made the change; else the replica it was adopted from."""
 
     @property
     def id(self) -> str:

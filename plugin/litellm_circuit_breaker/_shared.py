@@ -1,0 +1,611 @@
+"""Breaker state shared by every process pointing at one Redis: the Redis adapter.
+
+Requests never wait for Redis: every decision reads the local cache. This
+adapter is a cache listener plus one background task per process:
+
+* a local transition marks its deployment dirty; the writer pushes the local
+  state through one Lua script that applies it atomically (an opening wins over
+  a shorter window; a close or half-open based on a stale version loses to a
+  newer opening) and publishes the record it kept;
+* a subscriber adopts what other replicas publish, within milliseconds;
+* a reconcile every ``reconcile_sec``, and after every reconnect, reads every
+  shared record, so a lost message or a Redis restart heals by itself;
+* probes are claimed per endpoint with a lease, so one replica probes each
+  endpoint and the others learn its verdict through the transitions.
+
+Redis down: the task logs one warning, retries with back-off, and when Redis
+answers again pushes what changed here and adopts what changed elsewhere.
+
+Records (``{namespace}:breaker:{id}`` hashes) and probe leases carry TTLs; an
+index sorted set lists live records for ``status`` and reconciles. Times in
+records are Redis's own clock (``TIME``), so replicas' clocks may disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._cache import PROBE_PASSED, ProviderHealthCache
+from ._errors import ConfigurationError
+from ._redact import public_url
+from ._state import BreakerState, ProviderState, StateChange
+from ._tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "DEFAULT_RECONCILE_SEC",
+    "DEFAULT_STATE_TTL_SEC",
+    "RedisShare",
+    "SharedKeys",
+    "SharedRecord",
+    "check_namespace",
+    "check_url",
+    "fetch_records",
+]
+
+DEFAULT_NAMESPACE = "litellm_circuit_breaker"
+DEFAULT_RECONCILE_SEC = 5.0
+DEFAULT_STATE_TTL_SEC = 86400.0
+CONNECT_TIMEOUT_SEC = 1.0
+MIN_RECONNECT_SEC = 0.1
+MAX_RECONNECT_SEC = 10.0
+
+logger = logging.getLogger("litellm_circuit_breaker")
+
+_INSTALL_HINT = "pip install 'litellm-circuit-breaker[redis]'"
+
+# One record as JSON, built the same way by every script.
+_RECORD_LUA = """
+local function record(key, now)
+  local r = redis.call('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
+                       'replica', 'version', 'changed', 'group')
+  if not r[2] then return false end
+  return cjson.encode({id = r[1], state = r[2], open_until = tonumber(r[3]) or 0,
+                       failures = tonumber(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
+                       version = tonumber(r[7]) or 0, changed = tonumber(r[8]) or 0,
+                       group = r[9] or '', now = now})
+end
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: record, index. ARGV: id, state, window_ms (-1 held), failures, reason,
+# replica, base_version, ttl_ms, channel, group.
+# Returns {1 if written, the record as JSON}.
+_TRANSITION_LUA = (
+    _RECORD_LUA
+    + """
+local now = redis_now()
+local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local cur = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'version')
+local cur_until = tonumber(cur[2]) or 0
+local version = tonumber(cur[3]) or 0
+local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
+local new_until = 0
+if state == 'open' then
+  if window < 0 then new_until = -1 else new_until = now + window end
+end
+local accept
+if state == 'open' then
+  -- The later window wins; a hold (-1) outlasts any window.
+  accept = not (cur_open and (cur_until < 0 or (new_until >= 0 and cur_until >= new_until)))
+else
+  -- A close or half-open must have seen the opening it ends.
+  accept = cur[1] ~= state and (not cur_open or version <= base)
+end
+if accept then
+  -- Versions only grow, even across a Redis restart that lost the data.
+  version = math.max(version + 1, now)
+  local life = ttl
+  if new_until > 0 then life = ttl + window end
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
+             'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
+             'changed', now, 'group', ARGV[10])
+  redis.call('PEXPIRE', KEYS[1], life)
+  redis.call('ZADD', KEYS[2], now + life, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('PTTL', KEYS[2]) < life then redis.call('PEXPIRE', KEYS[2], life) end
+end
+local out = record(KEYS[1], now)
+if accept then redis.call('PUBLISH', ARGV[9], out) end
+return {accept and 1 or 0, out}
+"""
+)
+
+# KEYS: index. ARGV: record key prefix. Returns every live record as JSON.
+_SNAPSHOT_LUA = (
+    _RECORD_LUA
+    + """
+local now = redis_now()
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  local r = record(ARGV[1] .. id, now)
+  if r then table.insert(out, r) end
+end
+return out
+"""
+)
+
+# KEYS: probe leases. ARGV: replica, lease_ms. Returns 1 per lease now held here.
+_CLAIM_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if not owner or owner == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedKeys:
+    """Every Redis name the adapter uses, under one namespace."""
+
+    namespace: str = DEFAULT_NAMESPACE
+
+    @property
+    def index(self) -> str:
+        """Sorted set of live record ids, scored by expiry."""
+        return f"{self.namespace}:breakers"
+
+    @property
+    def channel(self) -> str:
+        """Pub/sub channel carrying every written record."""
+        return f"{self.namespace}:transitions"
+
+    @property
+    def record_prefix(self) -> str:
+        return f"{self.namespace}:breaker:"
+
+    def record(self, deployment: str) -> str:
+        """The hash holding one deployment's shared breaker."""
+        return self.record_prefix + deployment
+
+    def probe_lease(self, probe_key: str) -> str:
+        """The lease naming the replica that probes one endpoint (hashed: no URL in Redis)."""
+        return f"{self.namespace}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRecord:
+    """One deployment's breaker as Redis holds it; safe to print."""
+
+    deployment: str
+    model_group: str | None
+    state: BreakerState
+    retry_in: float
+    """Seconds until a trial is allowed: 0 unless open, ``math.inf`` while held open."""
+    consecutive_failures: int
+    last_error: str | None
+    replica: str
+    """The replica that made the last change."""
+    version: int
+    changed_ago: float
+    """Seconds since that change, by Redis's clock."""
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> SharedRecord:
+        """Parse a record written by the transition script."""
+        data = json.loads(raw)
+        now, until = float(data["now"]), float(data["open_until"])
+        state = BreakerState(data["state"])
+        if state is not BreakerState.OPEN:
+            retry_in = 0.0
+        elif until < 0:
+            retry_in = math.inf
+        else:
+            retry_in = max(0.0, (until - now) / 1000)
+            if retry_in == 0.0:
+                state = BreakerState.HALF_OPEN  # the window ran out: what every replica sees
+        return cls(
+            deployment=str(data["id"]),
+            model_group=str(data["group"]) or None,
+            state=state,
+            retry_in=retry_in,
+            consecutive_failures=int(data["failures"]),
+            last_error=str(data["reason"]) or None,
+            replica=str(data["replica"]),
+            version=int(data["version"]),
+            changed_ago=max(0.0, (now - float(data["changed"])) / 1000),
+        )
+
+
+def _load_redis() -> Any:
+    try:
+        import redis.asyncio  # noqa: PLC0415 - optional extra, imported only when asked for
+    except ImportError:
+        raise ImportError(f"sharing state through Redis needs redis-py: {_INSTALL_HINT}") from None
+    return redis.asyncio
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import RedisError  # noqa: PLC0415 - optional extra
+
+    return (RedisError, OSError, TimeoutError)
+
+
+def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
+    """An async client that fails fast: no hidden retries, short timeouts."""
+    module = _load_redis()
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - optional extra
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    client: Redis = module.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return client
+
+
+def check_url(url: object, field: str = "redis_url") -> str:
+    """A Redis URL redis-py accepts; otherwise a ConfigurationError without its password."""
+    shown = public_url(url) if isinstance(url, str) else url
+    expected = "a redis://, rediss:// or unix:// URL"
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError(field, shown, expected)
+    try:
+        from redis.asyncio.connection import parse_url  # noqa: PLC0415 - optional extra
+    except ImportError:
+        raise ConfigurationError(field, shown, f"the redis extra: {_INSTALL_HINT}") from None
+    try:
+        parse_url(url.strip())
+    except ValueError:
+        raise ConfigurationError(field, shown, expected) from None
+    return url.strip()
+
+
+def check_namespace(namespace: object) -> str:
+    """A key prefix: non-empty, no whitespace."""
+    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
+        raise ConfigurationError("redis_namespace", namespace, "a non-empty name, no spaces")
+    return namespace
+
+
+async def fetch_records(
+    url: str, namespace: str = DEFAULT_NAMESPACE, *, connect_timeout: float = CONNECT_TIMEOUT_SEC
+) -> list[SharedRecord]:
+    """Every live shared record, sorted by group and id (for ``status``)."""
+    keys = SharedKeys(namespace)
+    client = connect(url, timeout=connect_timeout)
+    try:
+        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
+    finally:
+        await client.aclose()
+    records = [SharedRecord.from_json(r) for r in raw]
+    records.sort(key=lambda r: (r.model_group or "", r.deployment))
+    return records
+
+
+class RedisShare:
+    """Shares one cache's transitions with every replica on the same Redis.
+
+    Register it as a listener (done here) and run :meth:`run` in a task owned
+    by the breaker. ``group_of`` names a deployment's model group for the
+    shared record; ``sleep`` is injectable for the reconnect back-off.
+    """
+
+    def __init__(
+        self,
+        cache: ProviderHealthCache,
+        *,
+        url: str,
+        replica: str,
+        namespace: str = DEFAULT_NAMESPACE,
+        state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
+        reconcile_sec: float = DEFAULT_RECONCILE_SEC,
+        group_of: Callable[[str], str | None] = lambda _id: None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self._url = check_url(url)
+        self.display_url = public_url(self._url)
+        check_namespace(namespace)
+        self._cache = cache
+        self.replica = replica
+        self.keys = SharedKeys(namespace)
+        self._ttl_ms = int(state_ttl_sec * 1000)
+        self._reconcile_sec = reconcile_sec
+        self._group_of = group_of
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self._in_flight: set[str] = set()
+        self._seen: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._client: Redis | None = None
+        self._synced: asyncio.Event | None = None
+        self._down = False
+        self.errors = 0
+        """Redis operations that failed (connects included); the first of each outage is logged."""
+        self.pushed = 0
+        """Local transitions written to Redis."""
+        self.adopted = 0
+        """Records from other replicas taken into the local cache."""
+        cache.add_listener(self)
+
+    # -- the listener (any thread) ------------------------------------------
+
+    def __call__(self, event: StateChange) -> None:
+        """Mark a local transition for the writer; never blocks, never does I/O."""
+        if event.replica is not None:
+            return  # adopted from another replica: it is in Redis already
+        if event.new is BreakerState.HALF_OPEN and event.reason != PROBE_PASSED:
+            return  # time passing: every replica sees that on its own
+        with self._lock:
+            self._dirty.add(event.deployment)
+        self._poke()
+
+    def _poke(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return  # not running yet: the first sync pushes it
+        with contextlib.suppress(RuntimeError):  # the loop closed under us
+            loop.call_soon_threadsafe(wake.set)
+
+    @property
+    def connected(self) -> bool:
+        """True while Redis answers."""
+        return self._client is not None
+
+    # -- the background task ------------------------------------------------
+
+    def arm(self) -> None:
+        """Bind to the running loop before :meth:`run` starts; the owner calls it first."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._wake.set()  # whatever changed before the loop ran gets pushed
+        self._synced = asyncio.Event()
+
+    async def run(self) -> None:
+        """Connect, sync, follow; on any Redis error log once, back off and start over."""
+        if self._loop is not asyncio.get_running_loop():
+            self.arm()
+        synced = self._synced
+        assert synced is not None  # noqa: S101 - arm() made it
+        delay = MIN_RECONNECT_SEC
+        while True:
+            client = connect(self._url)
+            try:
+                await self._session(client)
+            except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
+                self._went_down(exc)
+            finally:
+                if self._client is not None:
+                    delay = MIN_RECONNECT_SEC  # it was up: start the back-off over
+                self._client = None
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            synced.set()  # whoever waits for the first sync stops waiting
+            await self._sleep(delay)
+            delay = min(delay * 2, MAX_RECONNECT_SEC)
+
+    async def wait_synced(self) -> None:
+        """Wait until the first sync with Redis succeeded or failed (bound it yourself)."""
+        if self._synced is not None:
+            await self._synced.wait()
+
+    async def _session(self, client: Redis) -> None:
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self.keys.channel)
+            await self._reconcile(client, after_connect=True)
+            self._client = client
+            if self._down:
+                self._down = False
+                logger.info(
+                    "circuit breaker: Redis at %s answers again; state reconciled",
+                    self.display_url,
+                )
+            assert self._synced is not None  # noqa: S101 - set by run()
+            self._synced.set()
+            tasks = [
+                asyncio.create_task(self._follow(pubsub), name="circuit-breaker-redis-follow"),
+                asyncio.create_task(self._write(client), name="circuit-breaker-redis-write"),
+                asyncio.create_task(self._every_while(client), name="circuit-breaker-reconcile"),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    task.result()
+            finally:
+                for task in tasks:
+                    await cancel_and_wait(task)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+    def _went_down(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self._down:
+            return
+        self._down = True
+        ours = not isinstance(exc, _redis_errors())
+        logger.warning(
+            "circuit breaker: Redis at %s unreachable (%s); deciding on local state, "
+            "reconnecting with back-off (logged once per outage)",
+            self.display_url,
+            type(exc).__name__,
+            exc_info=ours,  # not Redis's fault: our bug, show where
+        )
+
+    async def _follow(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message.get("type") == "message":
+                self._take(SharedRecord.from_json(message["data"]))
+
+    async def _write(self, client: Redis) -> None:
+        assert self._wake is not None  # noqa: S101 - set by run()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._push_dirty(client)
+
+    async def _every_while(self, client: Redis) -> None:
+        while True:
+            await self._sleep(self._reconcile_sec)
+            await self._reconcile(client)
+
+    # -- Redis operations ---------------------------------------------------
+
+    async def _push_dirty(self, client: Redis) -> None:
+        with self._lock:
+            batch, self._dirty = self._dirty, set()
+        pending = sorted(batch)
+        try:
+            while pending:
+                await self._push(client, pending[-1])
+                pending.pop()
+        finally:
+            if pending:  # Redis failed mid-way: keep the rest for the next session
+                with self._lock:
+                    self._dirty.update(pending)
+
+    async def _push(self, client: Redis, deployment: str) -> None:
+        cache = self._cache
+        state = cache.breaker_state(deployment)
+        current = cache.get_state(deployment)
+        if current is None:
+            return  # forgotten meanwhile
+        window = 0
+        if state is BreakerState.OPEN:
+            left = cache.retry_in(deployment)
+            window = -1 if cache.is_held(deployment) or math.isinf(left) else int(left * 1000)
+        with self._lock:
+            base = self._seen.get(deployment, 0)
+            self._in_flight.add(deployment)
+        try:
+            written, raw = await self._transition(
+                client,
+                deployment=deployment,
+                state=state,
+                window=window,
+                current=current,
+                base=base,
+            )
+        finally:
+            with self._lock:
+                self._in_flight.discard(deployment)
+        record = SharedRecord.from_json(raw)
+        if written:
+            self.pushed += 1
+            with self._lock:
+                self._seen[deployment] = max(self._seen.get(deployment, 0), record.version)
+        elif record.state is BreakerState.OPEN or record.state is not cache.breaker_state(
+            deployment
+        ):
+            # Another replica's state won in Redis: take it, even if already seen.
+            self._adopt(record)
+
+    async def _transition(
+        self,
+        client: Redis,
+        *,
+        deployment: str,
+        state: BreakerState,
+        window: int,
+        current: ProviderState,
+        base: int,
+    ) -> tuple[int, str]:
+        keys = self.keys
+        written, raw = await client.eval(
+            _TRANSITION_LUA,
+            2,
+            keys.record(deployment),
+            keys.index,
+            deployment,
+            state.value,
+            window,
+            current.consecutive_failures,
+            current.last_error or "",
+            self.replica,
+            base,
+            self._ttl_ms,
+            keys.channel,
+            self._group_of(deployment) or "",
+        )
+        return int(written), str(raw)
+
+    async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
+        """Push what changed here, then adopt whatever Redis holds that is newer."""
+        await self._push_dirty(client)
+        raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
+        records = [SharedRecord.from_json(r) for r in raw]
+        for record in records:
+            self._take(record)
+        if after_connect:
+            # After a (re)connect: local outages Redis does not hold (it
+            # restarted empty, or we opened while it was down) are shared now.
+            shared = {r.deployment for r in records}
+            missing = self._cache.unhealthy_ids() - shared
+            if missing:
+                with self._lock:
+                    self._dirty.update(missing)
+                await self._push_dirty(client)
+
+    def _take(self, record: SharedRecord) -> None:
+        """Adopt a record if it is newer than what this replica has seen."""
+        with self._lock:
+            if record.version <= self._seen.get(record.deployment, 0):
+                return
+            self._seen[record.deployment] = record.version
+            # A change of ours is on its way to Redis: a close or half-open must
+            # not erase it here first; the script decides between them.
+            pending = record.deployment in self._dirty or record.deployment in self._in_flight
+        if record.replica == self.replica:
+            return  # our own write, echoed back
+        if pending and record.state is not BreakerState.OPEN:
+            return
+        self._adopt(record)
+
+    def _adopt(self, record: SharedRecord) -> None:
+        self.adopted += 1
+        self._cache.adopt(
+            record.deployment,
+            record.state,
+            retry_in=record.retry_in,
+            failures=record.consecutive_failures,
+            reason=record.last_error,
+            replica=record.replica,
+        )
+
+    async def claim_probes(self, probe_keys: Iterable[str], lease_sec: float) -> set[str]:
+        """The probe keys this replica should probe this round (all of them when Redis is down)."""
+        wanted = list(probe_keys)
+        client = self._client
+        if client is None or not wanted:
+            return set(wanted)
+        try:
+            held = await client.eval(
+                _CLAIM_LUA,
+                len(wanted),
+                *(self.keys.probe_lease(k) for k in wanted),
+                self.replica,
+                max(1, int(lease_sec * 1000)),
+            )
+        except _redis_errors():
+            self.errors += 1  # the follow task notices the outage and logs it
+            return set(wanted)
+        return {key for key, mine in zip(wanted, held, strict=True) if mine}

@@ -1,0 +1,106 @@
+"""``litellm-circuit-breaker status``: the fleet's shared breakers as Redis holds them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Sequence
+
+from ._redact import public_url
+from ._shared import SharedRecord, fetch_records
+from ._state import BreakerState
+
+__all__ = ["format_status_json", "format_status_table", "read_status"]
+
+ERROR_CHARS = 120
+_HEADERS = (
+    "DEPLOYMENT",
+    "MODEL GROUP",
+    "STATE",
+    "FAILURES",
+    "TRIAL IN",
+    "CHANGED BY",
+    "CHANGED",
+    "LAST ERROR",
+)
+_RIGHT_ALIGNED = frozenset({3, 4, 6})
+
+
+def read_status(url: str, namespace: str) -> list[SharedRecord]:
+    """Every live record; raises the Redis client's error when Redis does not answer."""
+    return asyncio.run(fetch_records(url, namespace))
+
+
+def _trial_in(record: SharedRecord) -> str:
+    if record.state is not BreakerState.OPEN:
+        return "-"
+    return "held" if math.isinf(record.retry_in) else f"{record.retry_in:.0f}s"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+def _short(text: str | None) -> str:
+    if not text:
+        return ""
+    line = text.splitlines()[0]
+    return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
+
+
+def format_status_table(records: Sequence[SharedRecord], url: str, namespace: str) -> str:
+    """Aligned columns and a one-line summary; the URL is shown without its password."""
+    where = f"{public_url(url)}, namespace {namespace}"
+    if not records:
+        return f"no shared breakers at {where}"
+    cells = [
+        (
+            r.deployment,
+            r.model_group or "-",
+            r.state.value,
+            str(r.consecutive_failures),
+            _trial_in(r),
+            r.replica,
+            _ago(r.changed_ago),
+            _short(r.last_error),
+        )
+        for r in records
+    ]
+    widths = [max(len(line[i]) for line in (_HEADERS, *cells)) for i in range(len(_HEADERS))]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i in _RIGHT_ALIGNED else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in (_HEADERS, *cells)
+    ]
+    counts = {s: sum(r.state is s for r in records) for s in BreakerState}
+    tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    lines.extend(("", f"{len(records)} shared breakers at {where}: {tally}"))
+    return "\n".join(lines)
+
+
+def format_status_json(records: Sequence[SharedRecord]) -> str:
+    """One object per deployment; ``retry_in`` is null while an operator holds it open."""
+    return json.dumps(
+        [
+            {
+                "deployment": r.deployment,
+                "model_group": r.model_group,
+                "state": r.state.value,
+                "consecutive_failures": r.consecutive_failures,
+                "retry_in": None if math.isinf(r.retry_in) else round(r.retry_in, 3),
+                "held": math.isinf(r.retry_in),
+                "last_error": r.last_error,
+                "changed_by": r.replica,
+                "changed_ago": round(r.changed_ago, 3),
+            }
+            for r in records
+        ],
+        indent=2,
+    )

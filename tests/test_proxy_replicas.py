@@ -1,0 +1,67 @@
+"""Two real proxy replicas sharing breaker state through one real Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litellm_circuit_breaker.testing import FakeProvider
+from tests.proxy_harness import running_proxy, wait_for
+from tests.test_proxy_e2e import KEYS, deployment
+
+
+def test_the_second_replica_skips_a_dead_provider_it_never_called(
+    tmp_path: Path, redis_url: str, namespace: str
+) -> None:
+    """Replica A trips on the dead provider; B, sharing A's Redis, never sends it a call."""
+    with FakeProvider().start_in_thread() as dead, FakeProvider().start_in_thread() as live:
+        config = (
+            "model_list:"
+            + deployment("chat", "a", dead)
+            + deployment("chat", "b", live)
+            + """
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+        )
+        shared = {
+            "CIRCUIT_BREAKER_REDIS_URL": redis_url,
+            "CIRCUIT_BREAKER_REDIS_NAMESPACE": namespace,
+            # No probes: B can only learn of the outage from A, through Redis.
+            "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off",
+        }
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        with (
+            running_proxy(
+                config, tmp_path / "a", {**shared, "CIRCUIT_BREAKER_REPLICA_NAME": "replica-a"}
+            ) as replica_a,
+            running_proxy(
+                config, tmp_path / "b", {**shared, "CIRCUIT_BREAKER_REPLICA_NAME": "replica-b"}
+            ) as replica_b,
+        ):
+            dead.error(503)
+            statuses = [replica_a.chat("chat").status_code for _ in range(10)]
+            assert statuses == [200] * 10, "A's sibling should have served every request"
+            wait_for(
+                lambda: "deployment a circuit opened" in replica_a.output(),
+                10,
+                "A never opened the dead deployment's breaker",
+            )
+            calls_from_a = dead.calls("chat")
+            assert 1 <= calls_from_a <= 2
+            wait_for(
+                lambda: (
+                    "deployment a circuit open, shared by replica replica-a" in replica_b.output()
+                ),
+                10,
+                "B never heard of A's opening",
+            )
+            statuses = [replica_b.chat("chat").status_code for _ in range(20)]
+            assert statuses == [200] * 20
+            assert dead.calls("chat") == calls_from_a, "B sent a call to the dead provider"
+            assert live.calls("chat") >= 28
+            output = replica_a.output() + replica_b.output()
+    assert "deployment a circuit" in output
+    assert not [name for name, key in KEYS.items() if key in output]

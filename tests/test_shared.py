@@ -1,0 +1,510 @@
+"""Breaker state shared through a real redis-server: propagation, atomicity, outages, TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker.testing import FakeClock, FakeProvider
+from tests.redis_harness import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PROPAGATION_BAR_SEC = 1.0
+WAIT_SEC = 10.0
+
+
+async def eventually(predicate: Callable[[], bool], what: str, within: float = WAIT_SEC) -> float:
+    """Poll until ``predicate`` holds; returns the seconds it took (fails after ``within``)."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > within:
+            pytest.fail(f"not within {within}s: {what}")
+        await asyncio.sleep(0.002)
+    return time.monotonic() - started
+
+
+def replica(name: str, url: str, namespace: str, **kwargs: Any) -> CircuitBreaker:
+    kwargs.setdefault("probe_interval", None)
+    return CircuitBreaker(redis_url=url, redis_namespace=namespace, replica_name=name, **kwargs)
+
+
+@asynccontextmanager
+async def replicas(*breakers: CircuitBreaker) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        for cb in breakers:
+            await stack.enter_async_context(cb)
+        yield
+
+
+def trip(cb: CircuitBreaker, deployment: str, reason: str = "HTTP 503") -> None:
+    for _ in range(cb.cache.failure_threshold):
+        cb.cache.mark_unhealthy(deployment, reason)
+
+
+@pytest.mark.asyncio
+async def test_an_opening_on_one_replica_opens_the_breaker_on_the_others(
+    redis_url: str, namespace: str, clock: FakeClock
+) -> None:
+    """A trips d1; B and C refuse d1 with about the same window, having seen no failure."""
+    a, b, c = (replica(n, redis_url, namespace, clock=clock) for n in "ABC")
+    async with replicas(a, b, c):
+        trip(a, "d1", "HTTP 503: upstream down")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B sees d1 open")
+        await eventually(lambda: not c.cache.is_healthy("d1"), "C sees d1 open")
+        for other in (b, c):
+            assert 59.0 < other.cache.retry_in("d1") <= 60.0
+            assert other.cache.get_state("d1").last_error == "HTTP 503: upstream down"  # type: ignore[union-attr]
+        clock.advance(60.0)
+        assert b.cache.breaker_state("d1") is BreakerState.HALF_OPEN
+        assert b.cache.try_acquire("d1")  # B's own trial decides for B
+        b.cache.mark_healthy("d1")
+        await eventually(lambda: a.cache.breaker_state("d1") is BreakerState.CLOSED, "A closed")
+        await eventually(lambda: c.cache.breaker_state("d1") is BreakerState.CLOSED, "C closed")
+
+
+@pytest.mark.asyncio
+async def test_every_kind_of_transition_is_shared(redis_url: str, namespace: str) -> None:
+    """Probe half-open, trial failure re-open, operator hold and force close all reach B."""
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.OPEN, "open")
+        a.cache.mark_probe_passed("d1")
+        await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.HALF_OPEN, "half")
+        b.cache.mark_unhealthy("d1", "trial failed: HTTP 500")
+        await eventually(lambda: a.cache.breaker_state("d1") is BreakerState.OPEN, "re-opened")
+        assert a.cache.get_state("d1").last_error == "trial failed: HTTP 500"  # type: ignore[union-attr]
+
+        a.cache.force_open("d2", reason="maintenance")
+        await eventually(lambda: b.cache.is_held("d2"), "hold shared")
+        assert math.isinf(b.cache.retry_in("d2"))
+        b.cache.mark_healthy("d2")  # a success does not end a hold, here or there
+        assert b.cache.breaker_state("d2") is BreakerState.OPEN
+        b.cache.force_close("d2")
+        await eventually(lambda: a.cache.breaker_state("d2") is BreakerState.CLOSED, "release")
+        assert not a.cache.is_held("d2")
+
+
+@pytest.mark.asyncio
+async def test_a_transition_reaches_another_process_within_one_second(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Measured across two processes: trip here, time until the other replica reports it."""
+    settings = {
+        "redis_url": redis_url,
+        "redis_namespace": namespace,
+        "replica_name": "child",
+        "probe_interval": None,
+    }
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.shared_replica",
+        json.dumps(settings),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert child.stdin is not None
+    assert child.stdout is not None
+    try:
+        async with asyncio.timeout(60):
+            assert (await child.stdout.readline()).strip() == b"ready"
+            here = replica("parent", redis_url, namespace)
+            async with here:
+                timings = []
+                for n in range(5):
+                    deployment = f"d{n}"
+                    child.stdin.write(f"wait {deployment} open\n".encode())
+                    assert (await child.stdout.readline()).strip() == b"waiting"
+                    started = time.monotonic()
+                    trip(here, deployment)
+                    assert (await child.stdout.readline()).strip() == b"seen"
+                    timings.append(time.monotonic() - started)
+                # and back: a close made in the child reaches this process
+                child.stdin.write(b"trip back\n")
+                assert (await child.stdout.readline()).strip() == b"ok"
+                await eventually(lambda: not here.cache.is_healthy("back"), "child's trip here")
+            child.stdin.write(b"quit\n")
+            await child.wait()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    with capsys.disabled():
+        print(f"\ncross-process propagation (s): {', '.join(f'{t:.4f}' for t in timings)}")
+    assert max(timings) <= PROPAGATION_BAR_SEC
+
+
+@pytest.mark.asyncio
+async def test_concurrent_openings_keep_the_latest_window_and_lose_no_update(
+    redis_url: str, namespace: str
+) -> None:
+    """Ten replicas trip one breaker at once with different windows: the longest wins everywhere."""
+    fleet = [
+        replica(f"R{n}", redis_url, namespace, unhealthy_backoff_sec=30.0 + n) for n in range(10)
+    ]
+    async with replicas(*fleet):
+        for cb in fleet:  # all in one loop turn: the writes race in Redis
+            trip(cb, "d1")
+        await eventually(
+            lambda: all(cb.cache.retry_in("d1") > 38.0 for cb in fleet), "everyone has 39 s"
+        )
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            record = await client.hgetall(f"{namespace}:breaker:d1")
+        finally:
+            await client.aclose()
+        assert record["state"] == "open"
+        assert record["replica"] == "R9"
+        # A later close based on what everyone saw ends it for all.
+        fleet[3].cache.mark_healthy("d1")
+        await eventually(lambda: all(cb.cache.is_healthy("d1") for cb in fleet), "everyone closed")
+
+
+@pytest.mark.asyncio
+async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
+    redis_url: str, namespace: str
+) -> None:
+    """B closes on stale knowledge while A has re-opened: the opening stands, B adopts it."""
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B open")
+        a.cache.mark_probe_passed("d1")
+        await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.HALF_OPEN, "half")
+        assert b.shared is not None
+        # Both trials end in the same instant: A's fails, B's succeeds. B's
+        # close and A's re-opening race; whichever lands second, it must not
+        # undo an opening it never saw.
+        b.shared._loop = None  # hold B's write back until A's is in
+        b.cache.mark_healthy("d1")
+        a.cache.mark_unhealthy("d1", "trial failed")
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await eventually_async(
+                lambda: client.hget(f"{namespace}:breaker:d1", "reason"), "trial failed"
+            )
+        finally:
+            await client.aclose()
+        b.shared.arm()  # B's close goes out now, based on the half-open it saw
+        await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.OPEN, "B adopts")
+        assert a.cache.breaker_state("d1") is BreakerState.OPEN
+
+
+async def eventually_async(read: Callable[[], Any], expected: object) -> None:
+    started = time.monotonic()
+    while await read() != expected:
+        if time.monotonic() - started > WAIT_SEC:
+            pytest.fail(f"Redis never held {expected!r}")
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.asyncio
+async def test_decisions_send_nothing_to_redis(redis_url: str, namespace: str) -> None:
+    """Thousands of decisions and closed-state successes cost zero Redis commands."""
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=3600.0)
+    async with a:
+        trip(a, "open-one")
+        await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            before = (await client.info("stats"))["total_commands_processed"]
+            for _ in range(2000):
+                a.cache.try_acquire("open-one")
+                a.cache.is_healthy("healthy-one")
+                a.cache.mark_healthy("healthy-one")
+            await asyncio.sleep(0.05)
+            after = (await client.info("stats"))["total_commands_processed"]
+        finally:
+            await client.aclose()
+    assert after - before == 1  # the first INFO itself
+
+
+@pytest.mark.asyncio
+async def test_redis_killed_mid_run_then_restarted_reconciles_without_raising(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis dies: decisions go on locally, one warning; it returns empty: state is re-shared."""
+    url = own_redis.url
+    a, b = replica("A", url, namespace), replica("B", url, namespace)
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    async with replicas(a, b):
+        trip(a, "before")
+        await eventually(lambda: not b.cache.is_healthy("before"), "shared before the outage")
+        own_redis.stop()
+        await eventually(lambda: not a.shared.connected, "A notices")  # type: ignore[union-attr]
+        for n in range(50):  # traffic during the outage: nothing raises, nothing blocks
+            trip(a, "during")
+            a.cache.mark_healthy(f"other{n}")
+            assert not a.cache.try_acquire("during")
+        await asyncio.sleep(0.3)  # let the reconnect loop fail a few times
+        warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(warnings) == 2  # one per replica, not one per attempt
+        assert "127.0.0.1" in warnings[0].getMessage()
+        assert b.cache.is_healthy("during")  # B could not know yet
+        own_redis.start()  # empty: no persistence
+        await eventually(lambda: not b.cache.is_healthy("during"), "reconciled after restart")
+        assert not b.cache.is_healthy("before")
+        assert any("answers again" in r.getMessage() for r in caplog.records)
+        # and sharing works as before
+        trip(b, "after")
+        await eventually(lambda: not a.cache.is_healthy("after"), "shared after the outage")
+    assert a.internal_errors == {}
+    assert b.internal_errors == {}
+
+
+@pytest.mark.asyncio
+async def test_a_replica_started_while_redis_is_down_works_and_joins_later(
+    tmp_path: Path, namespace: str
+) -> None:
+    """No Redis at start: start() returns promptly, breakers work, sharing begins later."""
+    server = RedisServer(tmp_path)
+    a = replica("A", server.url, namespace)
+    started = time.monotonic()
+    async with a:
+        assert time.monotonic() - started < 5.0
+        trip(a, "d1")
+        assert not a.cache.is_healthy("d1")
+        server.start()
+        try:
+            b = replica("B", server.url, namespace)
+            async with b:
+                await eventually(lambda: not b.cache.is_healthy("d1"), "B learns A's outage")
+        finally:
+            server.stop()
+
+
+@pytest.mark.asyncio
+async def test_records_carry_ttls_and_expire(redis_url: str, namespace: str) -> None:
+    """Every key has a TTL: window plus state TTL on records; an expired record is gone."""
+    a = replica("A", redis_url, namespace, redis_state_ttl_sec=1.0, unhealthy_backoff_sec=0.0)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with a:
+            a.cache.force_open("d1", seconds=100.0)
+            await eventually(lambda: a.shared.pushed == 1, "pushed")  # type: ignore[union-attr]
+            ttl = await client.pttl(f"{namespace}:breaker:d1")
+            assert 100_000 < ttl <= 101_000
+            assert 0 < await client.pttl(f"{namespace}:breakers") <= 101_000
+            trip(a, "short")  # window 0: lives the state TTL only
+            await eventually(lambda: a.shared.pushed == 2, "pushed")  # type: ignore[union-attr]
+            assert 0 < await client.pttl(f"{namespace}:breaker:short") <= 1000
+            # Redis's own expiry, not a window of ours: poll for it.
+            started = time.monotonic()
+            while await client.exists(f"{namespace}:breaker:short"):
+                assert time.monotonic() - started < WAIT_SEC
+                await asyncio.sleep(0.05)
+        for key in await client.keys(f"{namespace}:*"):
+            assert await client.pttl(key) > 0, key
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_namespaces_keep_fleets_apart(redis_url: str, namespace: str) -> None:
+    """Two namespaces on one Redis never see each other's breakers."""
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace + "-other")
+    c = replica("C", redis_url, namespace)
+    async with replicas(a, b, c):
+        trip(a, "d1")
+        await eventually(lambda: not c.cache.is_healthy("d1"), "same namespace sees it")
+        assert b.cache.is_healthy("d1")
+
+
+def test_bad_redis_settings_name_the_field_and_hide_the_password() -> None:
+    """A bad URL is refused at construction; the error names the field, never the password."""
+    with pytest.raises(ConfigurationError) as bad:
+        CircuitBreaker(redis_url="http://user:hunter2@cache:6379/0")
+    assert bad.value.field == "redis_url"
+    assert "hunter2" not in str(bad.value)
+    assert "cache:6379" in str(bad.value)
+    with pytest.raises(ConfigurationError) as ns:
+        CircuitBreaker(redis_url="redis://localhost:6379/0", redis_namespace="has space")
+    assert ns.value.field == "redis_namespace"
+    with pytest.raises(ConfigurationError) as ttl:
+        CircuitBreaker(redis_url="redis://localhost:6379/0", redis_state_ttl_sec=0)
+    assert ttl.value.field == "redis_state_ttl_sec"
+    with pytest.raises(ConfigurationError) as name:
+        CircuitBreaker(redis_url="redis://localhost:6379/0", replica_name=" ")
+    assert name.value.field == "replica_name"
+
+
+@pytest.mark.asyncio
+async def test_the_redis_password_never_reaches_logs(
+    tmp_path: Path, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreachable Redis with a password in its URL is logged without it."""
+    server = RedisServer(tmp_path)  # never started: nothing listens
+    url = f"redis://:s3cret-pass@127.0.0.1:{server.port}/0"
+    caplog.set_level(logging.DEBUG, logger="litellm_circuit_breaker")
+    a = replica("A", url, namespace)
+    async with a:
+        trip(a, "x")
+        await eventually(lambda: a.shared is not None and a.shared.errors >= 2, "retried")
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "unreachable" in messages
+    assert "s3cret-pass" not in messages
+
+
+@pytest.mark.asyncio
+async def test_each_endpoint_is_probed_by_one_process_and_both_learn_the_verdict(
+    redis_url: str, namespace: str
+) -> None:
+    """Two processes probe one endpoint every 0.2 s: one holds the lease, both see it open."""
+    provider = FakeProvider().start_in_thread()
+    try:
+        model_list = [
+            {
+                "model_name": "chat",
+                "litellm_params": {
+                    "model": "openai/m",
+                    "api_base": provider.base_url,
+                    "api_key": "sk-probe-dedup-key",
+                },
+                "model_info": {"id": "fake-1"},
+            }
+        ]
+        settings = {
+            "redis_url": redis_url,
+            "redis_namespace": namespace,
+            "probe_interval": 0.2,
+            "model_list": model_list,
+        }
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.shared_replica",
+                json.dumps({**settings, "replica_name": name}),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                cwd=ROOT,
+            )
+            for name in ("P1", "P2")
+        ]
+        try:
+            async with asyncio.timeout(60):
+
+                async def ask(n: int, line: str) -> str:
+                    child = children[n]
+                    assert child.stdin is not None
+                    assert child.stdout is not None
+                    child.stdin.write(line.encode() + b"\n")
+                    return (await child.stdout.readline()).decode().strip()
+
+                for child in children:
+                    assert child.stdout is not None
+                    assert (await child.stdout.readline()).strip() == b"ready"
+                # Both loops run; wait for a dozen probes in all.
+                while provider.calls("models") < 12:
+                    await asyncio.sleep(0.05)
+                probed = [int(await ask(n, "probed")) for n in (0, 1)]
+                assert sorted(probed)[0] == 0, probed  # one process never probed
+                assert provider.calls("models") <= max(probed) + 1
+                provider.error(503)
+                waits = [await ask(n, "wait fake-1 open") for n in (0, 1)]
+                assert waits == ["waiting", "waiting"]
+                for child in children:
+                    assert child.stdout is not None
+                    assert (await child.stdout.readline()).strip() == b"seen"
+                probed_after = [int(await ask(n, "probed")) for n in (0, 1)]
+                assert sorted(probed_after)[0] == 0, probed_after
+                for n in (0, 1):
+                    await ask(n, "quit")
+        finally:
+            for child in children:
+                if child.returncode is None:
+                    child.kill()
+                await child.wait()
+    finally:
+        provider.stop()
+
+
+async def _write_behind_the_channel(url: str, namespace: str, **fields: str | int) -> None:
+    """Write a record the way the script does, without publishing it: a lost message."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        seconds, micros = await client.time()
+        now = seconds * 1000 + micros // 1000
+        record = {"failures": 2, "reason": "HTTP 502", "replica": "lost", "changed": now,
+                  "version": now, "group": "chat", **fields}  # fmt: skip
+        if "open_in" in record:  # milliseconds from Redis's now; negative: already ended
+            record["open_until"] = now + int(record.pop("open_in"))
+        await client.hset(f"{namespace}:breaker:{record['id']}", mapping=record)
+        await client.expire(f"{namespace}:breaker:{record['id']}", 600)
+        await client.zadd(f"{namespace}:breakers", {str(record["id"]): now + 600_000})
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_the_reconcile_catches_what_the_channel_lost(redis_url: str, namespace: str) -> None:
+    """Records written without a message reach a replica at its next reconcile."""
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
+    async with a:
+        await _write_behind_the_channel(
+            redis_url, namespace, id="lost-open", state="open", open_in=30_000
+        )
+        # an opening whose window already ended is half-open for everyone
+        await _write_behind_the_channel(
+            redis_url, namespace, id="lost-expired", state="open", open_in=-1_000
+        )
+        await eventually(lambda: not a.cache.is_healthy("lost-open"), "reconciled")
+        assert 28.0 < a.cache.retry_in("lost-open") <= 30.0
+        await eventually(
+            lambda: a.cache.breaker_state("lost-expired") is BreakerState.HALF_OPEN, "half"
+        )
+        assert a.shared is not None
+        assert a.shared.adopted == 2
+
+
+@pytest.mark.asyncio
+async def test_probe_leases_in_one_process_and_probing_alone_without_redis(
+    redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Two replicas' loops on one endpoint: one probes. With Redis unreachable, each probes."""
+    provider = FakeProvider().start_in_thread()
+    try:
+        model_list = [{
+            "model_name": "chat",
+            "litellm_params": {"model": "openai/m", "api_base": provider.base_url,
+                               "api_key": "sk-probe-lease-key"},
+            "model_info": {"id": "fake-1"},
+        }]  # fmt: skip
+        counts = {"A": 0, "B": 0}
+        fleet = []
+        for name in counts:
+            cb = replica(name, redis_url, namespace, probe_interval=0.05, model_list=model_list)
+            cb.probe_listeners.append(lambda _r, n=name: counts.__setitem__(n, counts[n] + 1))
+            fleet.append(cb)
+        async with replicas(*fleet):
+            await eventually(lambda: provider.calls("models") >= 10, "ten probes")
+        assert sorted(counts.values())[0] == 0, counts
+
+        nowhere = RedisServer(tmp_path).url  # nothing listens there
+        alone = replica("C", nowhere, namespace, probe_interval=0.05, model_list=model_list)
+        seen = 0
+
+        def count(_result: object) -> None:
+            nonlocal seen
+            seen += 1
+
+        alone.probe_listeners.append(count)
+        async with alone:
+            await eventually(lambda: seen >= 3, "probing on its own")
+    finally:
+        provider.stop()

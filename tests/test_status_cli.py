@@ -1,0 +1,148 @@
+"""``litellm-circuit-breaker status``: the fleet's shared breakers, read from a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from litellm_circuit_breaker import CircuitBreaker
+from litellm_circuit_breaker._cli import main
+from litellm_circuit_breaker._shared import fetch_records
+from tests.redis_harness import RedisServer
+from tests.test_shared import eventually, replica, replicas, trip
+
+MODEL_LIST = [
+    {
+        "model_name": "chat",
+        "litellm_params": {"model": "openai/m", "api_base": "http://a.test/v1", "api_key": "k"},
+        "model_info": {"id": "dep-a"},
+    }
+]
+
+
+async def _fleet_with_an_outage(url: str, namespace: str) -> None:
+    """Replica A opens dep-a after two 503s; B holds dep-b open; C closes dep-c."""
+    a = replica("replica-a", url, namespace, model_list=MODEL_LIST)
+    b = replica("replica-b", url, namespace)
+    async with replicas(a, b):
+        trip(a, "dep-a", "ServiceUnavailableError (503): upstream down")
+        b.cache.force_open("dep-b", reason="maintenance window")
+        trip(b, "dep-c")
+        b.cache.mark_healthy("dep-c")
+        for _ in range(2000):  # the writes are in the background: wait for all three
+            records = {r.deployment: r.state.value for r in await fetch_records(url, namespace)}
+            if records == {"dep-a": "open", "dep-b": "open", "dep-c": "closed"}:
+                return
+            await asyncio.sleep(0.005)
+        pytest.fail(f"Redis never held the three records: {records}")
+
+
+def test_status_prints_every_shared_breaker_with_who_changed_it(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Open, held and closed breakers, their group, failures, trial countdown and replica."""
+    asyncio.run(_fleet_with_an_outage(redis_url, namespace))
+    code = main(["status", "--redis-url", redis_url, "--namespace", namespace])
+    out = capsys.readouterr().out
+    assert code == 1  # something is open
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("dep-")}
+    assert lines["dep-a"].split()[:4] == ["dep-a", "chat", "open", "2"]
+    assert "replica-a" in lines["dep-a"]
+    assert "upstream down" in lines["dep-a"]
+    trial_in = int(lines["dep-a"].split()[4].removesuffix("s"))
+    assert 55 <= trial_in <= 60
+    assert lines["dep-b"].split()[2:5] == ["open", "0", "held"]
+    assert "maintenance window" in lines["dep-b"]
+    assert lines["dep-c"].split()[2] == "closed"
+    assert "replica-b" in lines["dep-c"]
+    assert "3 shared breakers" in out
+    assert f"namespace {namespace}" in out
+
+
+def test_status_json_is_machine_readable(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json: one object per deployment; a held breaker has retry_in null and held true."""
+    asyncio.run(_fleet_with_an_outage(redis_url, namespace))
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace, "--json"]) == 1
+    rows = {row["deployment"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["dep-a"]["state"] == "open"
+    assert rows["dep-a"]["model_group"] == "chat"
+    assert rows["dep-a"]["changed_by"] == "replica-a"
+    assert rows["dep-a"]["consecutive_failures"] == 2
+    assert 55 <= rows["dep-a"]["retry_in"] <= 60
+    assert rows["dep-b"]["held"] is True
+    assert rows["dep-b"]["retry_in"] is None
+    assert rows["dep-c"]["state"] == "closed"
+    assert rows["dep-c"]["retry_in"] == 0
+
+
+def test_status_of_an_empty_namespace_exits_zero(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing shared yet: a plain sentence and exit 0."""
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace]) == 0
+    assert "no shared breakers" in capsys.readouterr().out
+
+
+def test_status_without_redis_fails_clearly_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens: exit 2, a message naming the host, never the password."""
+    silent = RedisServer(tmp_path)  # never started
+    url = f"redis://:pw-never-shown@127.0.0.1:{silent.port}/0"
+    assert main(["status", "--redis-url", url]) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{silent.port}" in err
+    assert "did not answer" in err
+    assert "pw-never-shown" not in err
+    assert main(["status", "--redis-url", "http://:pw-never-shown@x"]) == 2
+    err = capsys.readouterr().err
+    assert "redis_url" in err
+    assert "pw-never-shown" not in err
+
+
+def test_status_without_a_url_says_how_to_give_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --redis-url and no CIRCUIT_BREAKER_REDIS_URL: exit 2 naming both."""
+    monkeypatch.delenv("CIRCUIT_BREAKER_REDIS_URL", raising=False)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert "--redis-url" in err
+    assert "CIRCUIT_BREAKER_REDIS_URL" in err
+
+
+def test_status_reads_the_url_from_the_environment(
+    redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The installed command, with CIRCUIT_BREAKER_REDIS_URL set and no flag."""
+    cb = CircuitBreaker(
+        redis_url=redis_url, redis_namespace=namespace, replica_name="env", probe_interval=None
+    )
+
+    async def one_outage() -> None:
+        async with cb:
+            trip(cb, "dep-env")
+            await eventually(lambda: cb.shared is not None and cb.shared.pushed == 1, "pushed")
+
+    asyncio.run(one_outage())
+    command = Path(sys.executable).with_name("litellm-circuit-breaker")
+    env = {"CIRCUIT_BREAKER_REDIS_URL": redis_url, "CIRCUIT_BREAKER_REDIS_NAMESPACE": namespace}
+    monkeypatch.delenv("CIRCUIT_BREAKER_REDIS_URL", raising=False)
+    done = subprocess.run(  # noqa: S603 - our own console script
+        [str(command), "status"],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "dep-env" in done.stdout
+    assert "env" in done.stdout
