@@ -50,6 +50,7 @@ REAL = {
     "probe_interval": 30.0,
     "probe_timeout": 3.0,
     "trial_lease": 30.0,
+    "stall_after": 0.5,
 }
 
 
@@ -242,6 +243,7 @@ async def _run_once(scenario: Scenario, config: str, scale: float) -> RunResult:
                 probe_interval=REAL["probe_interval"] / scale,
                 probe_timeout=REAL["probe_timeout"] / scale,
                 trial_lease_sec=REAL["trial_lease"] / scale,
+                stall_after_sec=REAL["stall_after"] / scale,
             )
             callbacks.append(breaker)
         with attached(*callbacks):
@@ -481,7 +483,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"tuned (5 s / 30 s real); the plugin at its defaults scaled the same way: "
         f"`unhealthy_backoff_sec` {s['plugin_backoff']:g}, `probe_interval` "
         f"{s['probe_interval']:g}, `probe_timeout` {s['probe_timeout']:g}, `trial_lease_sec` "
-        f"{s['trial_lease']:g} (60 / 30 / 3 / 30 s real), `failure_threshold` "
+        f"{s['trial_lease']:g}, `stall_after_sec` {s['stall_after']:g} "
+        f"(60 / 30 / 3 / 30 / 0.5 s real), `failure_threshold` "
         f"{result['failure_threshold']}. The plugin runs on the *defaults* Router, as the README "
         "shows it. LiteLLM's own retry back-off (0.5 s doubling to 8 s, or Retry-After; "
         "`num_retries` 2) is not scaled. Configurations ran one after another.",

@@ -41,6 +41,7 @@ def test_every_variable_is_read() -> None:
             "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": "2",
             "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": "300",
             "CIRCUIT_BREAKER_PROBE_CONCURRENCY": "8",
+            "CIRCUIT_BREAKER_STALL_AFTER_SEC": "off",
             "CIRCUIT_BREAKER_REDIS_URL": " redis://:pw@cache:6379/2 ",
             "CIRCUIT_BREAKER_REDIS_NAMESPACE": "prod-eu",
             "CIRCUIT_BREAKER_REPLICA_NAME": "pod-7",
@@ -58,13 +59,14 @@ def test_every_variable_is_read() -> None:
         backoff_multiplier=2.0,
         max_backoff_sec=300.0,
         probe_concurrency=8,
+        stall_after_sec=None,
         redis_url="redis://:pw@cache:6379/2",
         redis_namespace="prod-eu",
         replica_name="pod-7",
         redis_state_ttl_sec=600.0,
         redis_reconcile_sec=2.5,
     )
-    assert len(ENV_VARS) == 14
+    assert len(ENV_VARS) == 15
     assert "pw" not in repr(settings)
 
 
@@ -83,6 +85,7 @@ def test_every_variable_is_read() -> None:
         ("CIRCUIT_BREAKER_BACKOFF_MULTIPLIER", "0.5"),
         ("CIRCUIT_BREAKER_MAX_BACKOFF_SEC", "5"),
         ("CIRCUIT_BREAKER_PROBE_CONCURRENCY", "0"),
+        ("CIRCUIT_BREAKER_STALL_AFTER_SEC", "0"),
         ("CIRCUIT_BREAKER_REDIS_URL", "cache:6379"),
         ("CIRCUIT_BREAKER_REDIS_NAMESPACE", "two words"),
         ("CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC", "0"),

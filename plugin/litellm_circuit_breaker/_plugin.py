@@ -26,13 +26,14 @@ import contextvars
 import functools
 import itertools
 import logging
+import math
 import os
 import socket
 import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -70,6 +71,7 @@ from ._probe import (
     HealthProbe,
     ProbeFn,
     ProbeResult,
+    describe_error,
 )
 from ._redact import Redactor
 from ._routers import group_deployment_ids, group_has_fallback
@@ -90,7 +92,15 @@ logger = logging.getLogger("litellm_circuit_breaker")
 
 WhenAllOpen = Literal["fail_open", "fail_fast"]
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 _SEEN_CALLS = 8192
+DEFAULT_STALL_AFTER_SEC = 0.5
+# A call in flight this long is assumed lost (its end event dropped), not stalled.
+_IN_FLIGHT_MAX_AGE_SEC = 600.0
+_IN_FLIGHT_MAX = 10_000
+# At most one stall probe per endpoint per this many stall limits (5 s at the
+# default), so slow but healthy traffic costs a few token-free list calls.
+_STALL_PROBE_GAP = 10
 _instance_numbers = itertools.count(1)
 _client: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
     "litellm_circuit_breaker_probe_client", default=None
@@ -127,6 +137,19 @@ class DeploymentStatus:
     consecutive_failures: int
     last_error: str | None
     retry_in: float
+
+
+@dataclass
+class _StallState:
+    """What the stall watchdog keeps; touched under the breaker's lock."""
+
+    in_flight: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(call id, breaker id) -> monotonic start, for calls not answered yet."""
+    last_answer: dict[str, float] = field(default_factory=dict)
+    """Breaker id -> monotonic time its deployment last answered a call."""
+    probed: dict[str, float] = field(default_factory=dict)
+    """Probe key -> when its last stall probe started."""
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class _EndpointProbe(HealthProbe):
@@ -188,11 +211,14 @@ class CircuitBreaker(CustomLogger):
         replica_name: str | None = None,
         redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
         redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC,
+        stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC,
     ) -> None:
         super().__init__()
         if probe_interval is not None:
             _check_number("probe_interval", probe_interval, minimum=0.0, inclusive=False)
         _check_number("probe_timeout", probe_timeout, minimum=0.0, inclusive=False)
+        if stall_after_sec is not None:
+            _check_number("stall_after_sec", stall_after_sec, minimum=0.0, inclusive=False)
         if when_all_open not in ("fail_open", "fail_fast"):
             raise ConfigurationError("when_all_open", when_all_open, "'fail_open' or 'fail_fast'")
         if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
@@ -237,6 +263,8 @@ class CircuitBreaker(CustomLogger):
             redis_reconcile_sec=redis_reconcile_sec,
         )
         self.when_all_open: WhenAllOpen = when_all_open
+        self._stall_after = stall_after_sec if probe_interval is not None else None
+        self._stalls = _StallState()
         self._probe_interval = probe_interval
         self._probe_timeout = probe_timeout
         self._probe_concurrency = probe_concurrency
@@ -253,6 +281,9 @@ class CircuitBreaker(CustomLogger):
         # so inline reports are never de-duplicated against each other.
         self._inline_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._logged_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._inline_ok: OrderedDict[str, None] = OrderedDict()
+        """Call ids whose success the inline hook reported: a call succeeds once, so the
+        queued success event for one of them is a copy, dropped before any parsing."""
         self._trials: dict[str, str | None] = {}
         """Deployment id -> trace id of the request holding its half-open trial permit."""
         self._groups_seen: dict[str, tuple[int, str | None, str | None]] = {}
@@ -391,6 +422,8 @@ class CircuitBreaker(CustomLogger):
             jobs = [self._share.run()] if self._share is not None else []
             if self._probe_interval is not None:
                 jobs.append(self._probe_loop())
+            if self._stall_after is not None:
+                jobs.append(self._watch_stalls(self._stall_after))
             await asyncio.gather(*jobs)
 
     async def _probe_loop(self) -> None:
@@ -689,15 +722,20 @@ class CircuitBreaker(CustomLogger):
         if kwargs.get("fallbacks"):
             return
         attempt = attempt_of(kwargs)
-        if attempt.via_router or attempt.breaker_id is None or attempt.is_health_check:
+        if attempt.breaker_id is None or attempt.is_health_check:
             return  # the proxy's own health checks are never refused, nor counted
-        half_open = attempt.breaker_id in self.cache.unhealthy_ids()
-        if not self.cache.try_acquire(attempt.breaker_id):
-            self._bump("sdk_refused")
-            raise CircuitOpenError(attempt.breaker_id, self.cache.retry_in(attempt.breaker_id))
-        if half_open:
-            self._bump("trials")
-            self._hold_trial(attempt.breaker_id, attempt.trace_id)
+        if not attempt.via_router:
+            half_open = attempt.breaker_id in self.cache.unhealthy_ids()
+            if not self.cache.try_acquire(attempt.breaker_id):
+                self._bump("sdk_refused")
+                raise CircuitOpenError(attempt.breaker_id, self.cache.retry_in(attempt.breaker_id))
+            if half_open:
+                self._bump("trials")
+                self._hold_trial(attempt.breaker_id, attempt.trace_id)
+        if self._stall_after is not None and attempt.call_id is not None:
+            with self._lock:
+                if len(self._stalls.in_flight) < _IN_FLIGHT_MAX:
+                    self._stalls.in_flight[attempt.call_id, attempt.breaker_id] = time.monotonic()
 
     # -- evidence ------------------------------------------------------------------
 
@@ -779,6 +817,10 @@ class CircuitBreaker(CustomLogger):
 
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
+        if inline and attempt.call_id is not None:
+            with self._lock:
+                _remember(self._inline_ok, attempt.call_id)
+        self._ended(attempt, answered=True)
         if self._should_count(attempt, inline=inline):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._end_trial(attempt.breaker_id, any_trace=True)
@@ -788,10 +830,12 @@ class CircuitBreaker(CustomLogger):
         if not isinstance(exception, BaseException):
             return
         attempt = attempt_of(kwargs)
+        verdict = self._policy.classify(exception, self._redact)
+        # A caller's 400 is still an answer; a timeout or a dropped connection is not.
+        self._ended(attempt, answered=verdict.verdict is Verdict.CALLER)
         if not self._should_count(attempt, inline=inline):
             return
         assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
-        verdict = self._policy.classify(exception, self._redact)
         if verdict.counts:
             self._end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_unhealthy(
@@ -811,10 +855,100 @@ class CircuitBreaker(CustomLogger):
         self._on_failure(kwargs, exception, inline=True)
 
     def _logged_success(self, kwargs: Mapping[str, Any]) -> None:
+        call_id = kwargs.get("litellm_call_id")
+        if isinstance(call_id, str) and call_id in self._inline_ok:
+            return  # the common case: already counted; skip the parsing
         self._on_success(kwargs, inline=False)
 
     def _logged_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
         self._on_failure(kwargs, exception, inline=False)
+
+    def _ended(self, attempt: Attempt, *, answered: bool) -> None:
+        """The attempt is no longer in flight; ``answered`` if its deployment spoke."""
+        if self._stall_after is None or attempt.breaker_id is None:
+            return
+        with self._lock:
+            if attempt.call_id is not None:
+                self._stalls.in_flight.pop((attempt.call_id, attempt.breaker_id), None)
+            if answered:
+                self._stalls.last_answer[attempt.breaker_id] = time.monotonic()
+
+    # -- stalls: a call unanswered, its endpoint probed at once ----------------------
+
+    async def _watch_stalls(self, stall_after: float) -> None:
+        """Look for stalled calls a few times per ``stall_after``; probe their endpoints."""
+        try:
+            while True:
+                await asyncio.sleep(stall_after / 2)
+                self._guard("stall_watch", self._check_stalls, time.monotonic(), default=None)
+        finally:
+            for task in list(self._stalls.tasks):
+                await cancel_and_wait(task)
+
+    def _check_stalls(self, now: float) -> None:
+        """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
+        assert self._stall_after is not None  # noqa: S101 - only watched when set
+        cutoff = now - self._stall_after
+        stalled: dict[str, float] = {}
+        with self._lock:
+            for key, started in list(self._stalls.in_flight.items()):
+                breaker_id = key[1]
+                if started < now - _IN_FLIGHT_MAX_AGE_SEC:
+                    del self._stalls.in_flight[key]  # its end was never reported
+                elif (
+                    started <= cutoff
+                    and self._stalls.last_answer.get(breaker_id, -math.inf) < started
+                ):
+                    stalled[breaker_id] = min(stalled.get(breaker_id, math.inf), started)
+            deployments = {i: self._deployments.get(i) for i in stalled}
+        for breaker_id, started in stalled.items():
+            deployment = deployments[breaker_id]
+            if deployment is None or deployment.probe is None:
+                continue  # only endpoints from the configuration are ever probed
+            if self.cache.breaker_state(breaker_id) is not BreakerState.CLOSED:
+                continue
+            probe_key = deployment.probe.key
+            gap = max(_STALL_PROBE_GAP * self._stall_after, self._probe_timeout)
+            if now - self._stalls.probed.get(probe_key, -math.inf) < gap:
+                continue
+            self._stalls.probed[probe_key] = now
+            self._bump("stall_probes")
+            task = asyncio.get_running_loop().create_task(
+                self._stall_probe(breaker_id, deployment.probe, started),
+                name="litellm-circuit-breaker-stall-probe",
+            )
+            self._stalls.tasks.add(task)
+            task.add_done_callback(self._stalls.tasks.discard)
+
+    async def _stall_probe(self, deployment_id: str, target: ProbeTarget, started: float) -> None:
+        """Probe now; if the endpoint fails too, the stalled call and the probe both count."""
+        began = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._probe_timeout):
+                await self._probe_endpoint(target)
+        except TimeoutError:
+            reason = f"probe timeout after {self._probe_timeout:g}s"
+        except (httpx.HTTPError, ProbeError, OSError) as exc:
+            reason = describe_error(exc)
+        else:
+            return  # it answers: a slow call, not a dead endpoint
+        with self._lock:
+            answered = self._stalls.last_answer.get(deployment_id, -math.inf) >= started
+        if answered:
+            return  # the call came back while we probed
+        self._bump("stalls")
+        waited = time.monotonic() - started
+        self.cache.mark_unhealthy(
+            deployment_id, f"call unanswered for {waited:.1f}s and its endpoint failed a probe"
+        )
+        self._apply_probe_result(
+            ProbeResult(
+                provider_id=target.key,
+                ok=False,
+                reason=self._redact(reason),
+                latency=time.perf_counter() - began,
+            )
+        )
 
     def _should_count(self, attempt: Attempt, *, inline: bool) -> bool:
         """Count each attempt once, preferring the inline hook's report.
@@ -874,7 +1008,7 @@ def _sharing(
     )
 
 
-def _remember(seen: OrderedDict[tuple[str, str], None], key: tuple[str, str]) -> None:
+def _remember(seen: OrderedDict[_K, None], key: _K) -> None:
     seen[key] = None
     seen.move_to_end(key)
     if len(seen) > _SEEN_CALLS:

@@ -178,9 +178,9 @@ class HealthProbe:
             if deadline.expired():
                 ok, reason = False, f"probe timeout after {self._timeout:g}s"
             else:  # the probe raised it itself: name it like any other exception
-                ok, reason = False, _describe(exc)
+                ok, reason = False, describe_error(exc)
         except Exception as exc:  # noqa: BLE001 - any probe error is a failed probe
-            ok, reason = False, _describe(exc)
+            ok, reason = False, describe_error(exc)
         else:
             if verdict is None:
                 ok, reason = None, None
@@ -271,7 +271,7 @@ class HealthProbe:
             await self._sleep(delay)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """A short failure reason naming the exception type (messages are truncated)."""
     message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

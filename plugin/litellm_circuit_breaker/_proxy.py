@@ -27,7 +27,7 @@ from ._cache import (
     DEFAULT_UNHEALTHY_BACKOFF_SEC,
 )
 from ._errors import AllDeploymentsOpenError, ConfigurationError
-from ._plugin import CircuitBreaker, WhenAllOpen
+from ._plugin import DEFAULT_STALL_AFTER_SEC, CircuitBreaker, WhenAllOpen
 from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_INTERVAL_SEC, DEFAULT_PROBE_TIMEOUT_SEC
 from ._redact import public_url
 from ._shared import DEFAULT_NAMESPACE, DEFAULT_RECONCILE_SEC, DEFAULT_STATE_TTL_SEC
@@ -57,6 +57,7 @@ class ProxySettings:
     backoff_multiplier: float = 1.0
     max_backoff_sec: float | None = None
     probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY
+    stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC
     redis_url: str | None = field(default=None, repr=False)
     """May carry a password: kept out of repr."""
     redis_namespace: str = DEFAULT_NAMESPACE
@@ -105,6 +106,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": ("backoff_multiplier", _number, "a number >= 1"),
     "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": ("max_backoff_sec", _number, "seconds >= the backoff"),
     "CIRCUIT_BREAKER_PROBE_CONCURRENCY": ("probe_concurrency", _integer, "an integer >= 1"),
+    "CIRCUIT_BREAKER_STALL_AFTER_SEC": ("stall_after_sec", _number_or_off, "seconds > 0, or off"),
     "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
     "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
     "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),
@@ -196,6 +198,7 @@ def _kwargs(settings: ProxySettings) -> dict[str, Any]:
         "backoff_multiplier": settings.backoff_multiplier,
         "max_backoff_sec": settings.max_backoff_sec,
         "probe_concurrency": settings.probe_concurrency,
+        "stall_after_sec": settings.stall_after_sec,
         "redis_url": settings.redis_url,
         "redis_namespace": settings.redis_namespace,
         "replica_name": settings.replica_name,

@@ -1,0 +1,177 @@
+"""Hang detection: a call unanswered past ``stall_after_sec`` gets its endpoint probed at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import litellm
+import pytest
+
+from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker.testing import FakeProvider
+from tests.llm_helpers import MESSAGES
+
+WAIT_SEC = 10.0
+
+
+async def eventually(predicate: Callable[[], bool], what: str) -> None:
+    """Poll the real clock: the watchdog and the probes run on it."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > WAIT_SEC:
+            pytest.fail(f"not within {WAIT_SEC}s: {what}")
+        await asyncio.sleep(0.01)
+
+
+def model_list(provider: FakeProvider, dep_id: str = "a") -> list[dict[str, Any]]:
+    return [
+        {
+            "model_name": "chat",
+            "litellm_params": {
+                "model": "openai/fake-model",
+                "api_base": provider.base_url,
+                "api_key": "sk-stall-test-key",
+            },
+            "model_info": {"id": dep_id},
+        }
+    ]
+
+
+def stall_breaker(models: list[dict[str, Any]], **kwargs: Any) -> CircuitBreaker:
+    """Probe rounds far apart, so only the stall watchdog can probe during a test."""
+    kwargs.setdefault("stall_after_sec", 0.05)
+    return CircuitBreaker(model_list=models, probe_interval=3600.0, probe_timeout=0.3, **kwargs)
+
+
+async def first_round_done(cb: CircuitBreaker) -> None:
+    """The probe loop's first round (run at start) is over: later probes are the watchdog's."""
+    rounds: list[object] = []
+    cb.probe_listeners.append(rounds.append)
+    await cb.start()
+    await eventually(lambda: bool(rounds), "the first probe round")
+
+
+@pytest.mark.asyncio
+async def test_a_hung_endpoint_opens_before_its_first_call_times_out(
+    litellm_callbacks: None,
+) -> None:
+    """The call hangs, the stall probe hangs too: open well before the 30 s request timeout."""
+    async with FakeProvider() as provider:
+        models = model_list(provider)
+        cb = stall_breaker(models)
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            provider.hang()
+            started = time.monotonic()
+            call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+            await eventually(lambda: cb.cache.breaker_state("a") is BreakerState.OPEN, "open")
+            assert time.monotonic() - started < 5.0
+            state = cb.cache.get_state("a")
+            assert state is not None
+            assert state.consecutive_failures == 2  # the stalled call and the probe
+            assert "probe timeout" in (state.last_error or "")
+            assert cb.counters["stalls"] == 1
+            assert not call.done()  # decided while the call still hangs
+            await provider.aclose()  # drops the hung connection: the call fails now
+            with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
+                await call
+
+
+@pytest.mark.asyncio
+async def test_a_slow_call_on_a_live_endpoint_is_left_alone(litellm_callbacks: None) -> None:
+    """The call is slow but the endpoint answers its probe: nothing counts, the call succeeds."""
+    async with FakeProvider(models_follow_mode=False) as provider:
+        models = model_list(provider)
+        cb = stall_breaker(models)
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            provider.slow(0.4)
+            models_before = provider.calls("models")
+            response = await router.acompletion(model="chat", messages=MESSAGES)
+            assert response.choices[0].message.content == "ok"
+            assert provider.calls("models") == models_before + 1  # one stall probe, it passed
+            assert cb.counters["stall_probes"] == 1
+            assert cb.counters["stalls"] == 0
+            assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+            state = cb.cache.get_state("a")
+            assert state is not None
+            assert state.consecutive_failures == 0
+
+
+@pytest.mark.asyncio
+async def test_stall_probes_are_rate_limited_per_endpoint(litellm_callbacks: None) -> None:
+    """Five slow calls at once on a live endpoint: one stall probe, not five."""
+    async with FakeProvider(models_follow_mode=False) as provider:
+        models = model_list(provider)
+        cb = stall_breaker(models)
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            provider.slow(0.4)
+            models_before = provider.calls("models")
+            await asyncio.gather(
+                *(router.acompletion(model="chat", messages=MESSAGES) for _ in range(5))
+            )
+            assert provider.calls("models") == models_before + 1
+            assert cb.counters["stall_probes"] == 1
+
+
+@pytest.mark.asyncio
+async def test_no_stall_probes_when_turned_off(litellm_callbacks: None) -> None:
+    """stall_after_sec=None: a slow call sends nothing but itself."""
+    async with FakeProvider(models_follow_mode=False) as provider:
+        models = model_list(provider)
+        cb = stall_breaker(models, stall_after_sec=None)
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            provider.slow(0.3)
+            models_before = provider.calls("models")
+            await router.acompletion(model="chat", messages=MESSAGES)
+            assert provider.calls("models") == models_before
+            assert cb.counters["stall_probes"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_hung_sdk_call_to_an_unconfigured_endpoint_is_never_probed(
+    litellm_callbacks: None,
+) -> None:
+    """Probes go only to configured endpoints: a request's own api_base is never probed."""
+    async with FakeProvider() as provider:
+        cb = CircuitBreaker(probe_interval=3600.0, probe_timeout=0.3, stall_after_sec=0.05)
+        litellm.callbacks.append(cb)
+        async with cb:
+            provider.hang()
+            call = asyncio.create_task(
+                litellm.acompletion(
+                    model="openai/fake-model",
+                    api_base=provider.base_url,
+                    api_key="sk-stall-test-key",
+                    messages=MESSAGES,
+                    timeout=30,
+                    max_retries=0,
+                )
+            )
+            # Proving an absence takes time: ten watchdog rounds past the stall limit.
+            await asyncio.sleep(0.3)
+            assert provider.calls("models") == 0
+            assert cb.counters["stall_probes"] == 0
+            await provider.aclose()
+            with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
+                await call
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "1"])
+def test_a_bad_stall_limit_names_the_setting(bad: object) -> None:
+    """stall_after_sec must be seconds > 0 or None."""
+    with pytest.raises(ConfigurationError, match="stall_after_sec"):
+        CircuitBreaker(stall_after_sec=bad)  # type: ignore[arg-type]
