@@ -480,7 +480,28 @@ def test_concurrent_threads_count_every_failure(clock: FakeClock) -> None:
     state = cache.get_state("a")
     assert state is not None
     assert state.consecutive_failures == 2000
-    assert [e.new for e in opened] == [BreakerState.OPEN]
+    transitions = [e for e in opened if e.old is not e.new]
+    assert [e.new for e in transitions] == [BreakerState.OPEN]
+    assert len(opened) == 1 + 1000  # and every failure after it re-armed the window
+
+
+def test_a_window_rearmed_while_open_is_told_as_open_to_open(clock: FakeClock) -> None:
+    """A failure while open, or a hold on an open breaker: an OPEN -> OPEN event."""
+    cache = make(clock)
+    seen: list[StateChange] = []
+    cache.add_listener(seen.append)
+    for _ in range(2):
+        cache.mark_unhealthy("a", "HTTP 503")
+    clock.advance(30)
+    cache.mark_unhealthy("a", "HTTP 504")
+    cache.force_open("a", reason="maintenance")
+    assert [(e.old, e.new, e.reason) for e in seen] == [
+        (BreakerState.CLOSED, BreakerState.OPEN, "HTTP 503"),
+        (BreakerState.OPEN, BreakerState.OPEN, "HTTP 504"),
+        (BreakerState.OPEN, BreakerState.OPEN, "maintenance"),
+    ]
+    assert cache.generation("a") == 3
+    assert cache.generation("unknown") == 0
 
 
 def test_concurrent_threads_get_exactly_one_trial_permit(clock: FakeClock) -> None:

@@ -125,6 +125,7 @@ class CacheMachine(RuleBasedStateMachine):
             (BreakerState.HALF_OPEN, BreakerState.OPEN),
             (BreakerState.HALF_OPEN, BreakerState.CLOSED),
             (BreakerState.OPEN, BreakerState.CLOSED),
+            (BreakerState.OPEN, BreakerState.OPEN),  # the window re-armed while open
         }
         for e in self.events:
             assert e.old is last.get(e.deployment, BreakerState.CLOSED)

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker._shared import _TRANSITION_LUA, SharedRecord
 from litellm_circuit_breaker.testing import FakeClock, FakeProvider
 from tests.redis_harness import RedisServer
 
@@ -178,18 +179,17 @@ async def test_concurrent_openings_keep_the_latest_window_and_lose_no_update(
 async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
     redis_url: str, namespace: str
 ) -> None:
-    """B closes on stale knowledge while A has re-opened: the opening stands, B adopts it."""
-    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    """B's trial passes as A's fails: B's close, based on the half-open, loses to A's re-open."""
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace, redis_reconcile_sec=3600.0)
     async with replicas(a, b):
         trip(a, "d1")
         await eventually(lambda: not b.cache.is_healthy("d1"), "B open")
         a.cache.mark_probe_passed("d1")
         await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.HALF_OPEN, "half")
-        assert b.shared is not None
-        # Both trials end in the same instant: A's fails, B's succeeds. B's
-        # close and A's re-opening race; whichever lands second, it must not
-        # undo an opening it never saw.
-        b.shared._loop = None  # hold B's write back until A's is in
+        share = b.shared
+        assert share is not None
+        held_back, share._run = share._run, None  # B's writer sleeps through A's write
         b.cache.mark_healthy("d1")
         a.cache.mark_unhealthy("d1", "trial failed")
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -197,11 +197,64 @@ async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
             await eventually_async(
                 lambda: client.hget(f"{namespace}:breaker:d1", "reason"), "trial failed"
             )
+            assert b.cache.breaker_state("d1") is BreakerState.CLOSED  # not sent yet
+            share._run = held_back
+            share._poke()  # now B's close goes out, based on the half-open it saw
+            await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.OPEN, "adopt")
+            assert await client.hget(f"{namespace}:breaker:d1", "state") == "open"
         finally:
             await client.aclose()
-        b.shared.arm()  # B's close goes out now, based on the half-open it saw
-        await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.OPEN, "B adopts")
         assert a.cache.breaker_state("d1") is BreakerState.OPEN
+
+
+def _arbiter(
+    client: aioredis.Redis, namespace: str, state: str, *, window_ms: int = 0, base: int = 0
+) -> Any:
+    """Call the transition script as a replica named W would."""
+    return client.eval(
+        _TRANSITION_LUA, 2, f"{namespace}:breaker:d", f"{namespace}:breakers",
+        "d", state, window_ms, 2, "why", "W", base, 60_000, f"{namespace}:transitions", "g", "tok",
+    )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_the_transition_script_keeps_the_rules(redis_url: str, namespace: str) -> None:
+    """Later window wins, holds outlast windows, stale closes and half-opens lose."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        written, raw = await _arbiter(client, namespace, "open", window_ms=10_000)
+        first = SharedRecord.from_json(raw)
+        assert written == 1
+        assert (await _arbiter(client, namespace, "open", window_ms=5_000))[0] == 0
+        written, raw = await _arbiter(client, namespace, "open", window_ms=20_000)
+        assert written == 1
+        second = SharedRecord.from_json(raw)
+        assert second.version > first.version
+        assert 19.0 < second.retry_in <= 20.0
+        # a close based on the first opening never saw the second
+        written, raw = await _arbiter(client, namespace, "closed", base=first.version)
+        assert (written, SharedRecord.from_json(raw).state) == (0, BreakerState.OPEN)
+        assert (await _arbiter(client, namespace, "half_open", base=first.version))[0] == 0
+        # a hold outlasts any window
+        assert (await _arbiter(client, namespace, "open", window_ms=-1))[0] == 1
+        assert (await _arbiter(client, namespace, "open", window_ms=10**9))[0] == 0
+        written, raw = await _arbiter(client, namespace, "closed", base=second.version)
+        assert written == 0  # the hold came after what this close saw
+        held = SharedRecord.from_json(raw)
+        assert math.isinf(held.retry_in)
+        written, raw = await _arbiter(client, namespace, "closed", base=held.version)
+        assert written == 1
+        closed = SharedRecord.from_json(raw)
+        # a half-open never replaces a close, nor does a repeated close count
+        assert (await _arbiter(client, namespace, "half_open", base=closed.version))[0] == 0
+        assert (await _arbiter(client, namespace, "closed", base=closed.version))[0] == 0
+        # versions only grow, even when Redis lost everything
+        await client.delete(f"{namespace}:breaker:d")
+        await asyncio.sleep(0.002)  # Redis's clock moves on by a millisecond
+        written, raw = await _arbiter(client, namespace, "open", window_ms=1_000)
+        assert SharedRecord.from_json(raw).version > closed.version
+    finally:
+        await client.aclose()
 
 
 async def eventually_async(read: Callable[[], Any], expected: object) -> None:
@@ -213,8 +266,9 @@ async def eventually_async(read: Callable[[], Any], expected: object) -> None:
 
 
 @pytest.mark.asyncio
-async def test_decisions_send_nothing_to_redis(redis_url: str, namespace: str) -> None:
+async def test_decisions_send_nothing_to_redis(own_redis: RedisServer, namespace: str) -> None:
     """Thousands of decisions and closed-state successes cost zero Redis commands."""
+    redis_url = own_redis.url  # no other client may talk to it meanwhile
     a = replica("A", redis_url, namespace, redis_reconcile_sec=3600.0)
     async with a:
         trip(a, "open-one")
@@ -250,7 +304,12 @@ async def test_redis_killed_mid_run_then_restarted_reconciles_without_raising(
             trip(a, "during")
             a.cache.mark_healthy(f"other{n}")
             assert not a.cache.try_acquire("during")
-        await asyncio.sleep(0.3)  # let the reconnect loop fail a few times
+        share_a, share_b = a.shared, b.shared
+        assert share_a is not None
+        assert share_b is not None
+        await eventually(  # several failed reconnects each
+            lambda: share_a.errors >= 3 and share_b.errors >= 3, "reconnects failing"
+        )
         warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(warnings) == 2  # one per replica, not one per attempt
         assert "127.0.0.1" in warnings[0].getMessage()
@@ -355,9 +414,8 @@ async def test_the_redis_password_never_reaches_logs(
     async with a:
         trip(a, "x")
         await eventually(lambda: a.shared is not None and a.shared.errors >= 2, "retried")
-    messages = " ".join(r.getMessage() for r in caplog.records)
-    assert "unreachable" in messages
-    assert "s3cret-pass" not in messages
+    assert "unreachable" in caplog.text
+    assert "s3cret-pass" not in caplog.text  # messages and any traceback alike
 
 
 @pytest.mark.asyncio
@@ -508,3 +566,129 @@ async def test_probe_leases_in_one_process_and_probing_alone_without_redis(
             await eventually(lambda: seen >= 3, "probing on its own")
     finally:
         provider.stop()
+
+
+@pytest.mark.asyncio
+async def test_closing_a_breaker_ends_every_redis_task(redis_url: str, namespace: str) -> None:
+    """After aclose() nothing of it runs: no task left, its later changes stay local."""
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace)
+    async with b:
+        async with a:
+            trip(a, "before")
+            await eventually(lambda: not b.cache.is_healthy("before"), "shared while running")
+        ours = [t for t in asyncio.all_tasks() if t.get_name().startswith("circuit-breaker")]
+        assert len(ours) == 3  # B's follow, write and reconcile tasks only
+        trip(a, "after")
+        trip(b, "from-b")
+        await eventually(lambda: b.shared is not None and b.shared.pushed >= 1, "B pushed")
+        await asyncio.sleep(0.05)
+        assert b.cache.is_healthy("after")
+        assert a.cache.is_healthy("from-b")
+
+
+@pytest.mark.asyncio
+async def test_replicas_with_one_name_still_share(redis_url: str, namespace: str) -> None:
+    """Workers of one pod share CIRCUIT_BREAKER_REPLICA_NAME: echoes go by process token."""
+    a = replica("pod-1", redis_url, namespace)
+    b = replica("pod-1", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B adopts its namesake's trip")
+        b.cache.force_close("d1")
+        await eventually(lambda: a.cache.is_healthy("d1"), "and back")
+
+
+@pytest.mark.asyncio
+async def test_a_window_extended_while_open_is_shared(redis_url: str, namespace: str) -> None:
+    """A hold put on an open breaker, and a failure re-arming one, reach the other replica."""
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "open")
+        a.cache.force_open("d1", reason="maintenance")
+        await eventually(lambda: b.cache.is_held("d1"), "the hold on an open breaker")
+        a.cache.force_open("d2", seconds=5.0)
+        await eventually(lambda: not b.cache.is_healthy("d2"), "open for 5 s")
+        a.cache.force_open("d2", seconds=500.0)
+        await eventually(lambda: b.cache.retry_in("d2") > 400.0, "the longer window")
+
+
+@pytest.mark.asyncio
+async def test_records_that_are_not_ours_are_skipped(redis_url: str, namespace: str) -> None:
+    """A foreign record and a stray message are counted and skipped; sharing goes on."""
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
+    b = replica("B", redis_url, namespace)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.hset(f"{namespace}:breaker:junk", mapping={"state": "exploded", "id": "j"})
+        await client.zadd(f"{namespace}:breakers", {"junk": 2**52})
+        async with replicas(a, b):
+            await client.publish(f"{namespace}:transitions", "not json")
+            trip(b, "d1")
+            await eventually(lambda: not a.cache.is_healthy("d1"), "sharing goes on")
+            assert a.shared is not None
+            await eventually(lambda: a.shared is not None and a.shared.bad_records >= 2, "counted")
+            assert a.shared.connected
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_hold_outliving_its_record_is_shared_again(redis_url: str, namespace: str) -> None:
+    """The record of a hold expires after the state TTL: the holder writes it again."""
+    a = replica("A", redis_url, namespace, redis_state_ttl_sec=1.0, redis_reconcile_sec=0.1)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"{namespace}:breaker:d1"
+    try:
+        async with a:
+            a.cache.force_open("d1", reason="maintenance")
+            await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
+            first = await client.hget(key, "version")
+            # Redis expires the record (its TTL, not a window of ours); A writes it back.
+            started = time.monotonic()
+            while await client.hget(key, "version") in (first, None):
+                assert time.monotonic() - started < WAIT_SEC, "never written again"
+                await asyncio.sleep(0.05)
+            assert await client.hget(key, "open_until") == "-1"
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_what_reaches_redis_has_no_secret(redis_url: str, namespace: str) -> None:
+    """Error lines are redacted before they are shared; deployment keys never go."""
+    models = [{
+        "model_name": "chat",
+        "litellm_params": {"model": "openai/m", "api_base": "http://a.test/v1",
+                           "api_key": "sk-live-never-in-redis-123"},
+        "model_info": {"id": "d1"},
+    }]  # fmt: skip
+    a = replica("A", redis_url, namespace, model_list=models)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with a:
+            trip(a, "d1", "401 for key sk-live-never-in-redis-123 at api_key=abcd1234efgh")
+            await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
+            dump = json.dumps(await client.hgetall(f"{namespace}:breaker:d1"))
+        assert "sk-live-never-in-redis-123" not in dump
+        assert "abcd1234efgh" not in dump
+        assert '"group": "chat"' in dump
+    finally:
+        await client.aclose()
+
+
+def test_a_password_with_a_slash_is_never_shown() -> None:
+    """Base64 passwords hold "/": errors name the host, never a piece of the password."""
+    for url in (
+        "http://:Zm9v/YmFyc2VjcmV0+x=@cache:6379/0",
+        "redis://:Zm9v/YmFyc2VjcmV0+x=@cache:6379/0",  # redis-py wants it %-encoded
+    ):
+        with pytest.raises(ConfigurationError) as bad:
+            CircuitBreaker(redis_url=url)
+        assert "YmFy" not in str(bad.value)
+        assert "Zm9v" not in str(bad.value)
+        assert "cache:6379" in str(bad.value)
+    cb = CircuitBreaker(redis_url="redis://:Zm9v%2FYmFy@cache:6379/0")
+    assert cb.shared is not None
+    assert cb.shared.display_url == "redis://cache:6379/0"

@@ -67,6 +67,9 @@ class _Breaker:
     """Held open by an operator: only ``force_close``/``forget`` end it."""
     reported: BreakerState = BreakerState.CLOSED
     """The state listeners were last told about."""
+    generation: int = 0
+    """Counts the changes made to this breaker (not those time makes); lets
+    :meth:`adopt` notice that a local change raced it."""
 
     def state(self, now: float) -> BreakerState:
         return state_at(self.healthy, self.unhealthy_until, now)
@@ -322,7 +325,8 @@ class ProviderHealthCache:
                 b.healthy = False
                 b.unhealthy_until = now + self._window(b.openings, retry_after)
                 b.trial_until = 0.0
-                events += self._move(provider_id, b, BreakerState.OPEN, reason, now)
+                # Re-armed while open: told as OPEN -> OPEN, so shared state follows.
+                events += self._move(provider_id, b, BreakerState.OPEN, reason, now, again=True)
             else:
                 opened = False
             failures, window = b.consecutive_failures, b.unhealthy_until - now
@@ -383,7 +387,7 @@ class ProviderHealthCache:
             b.trial_until = 0.0
             b.last_error = reason
             b.last_check = now
-            events += self._move(provider_id, b, BreakerState.OPEN, reason, now)
+            events += self._move(provider_id, b, BreakerState.OPEN, reason, now, again=True)
         logger.warning("deployment %s circuit %s", provider_id, reason)
         self._emit(events)
 
@@ -412,16 +416,22 @@ class ProviderHealthCache:
         failures: int = 0,
         reason: str | None = None,
         replica: str,
-    ) -> None:
+        unless_changed_since: int | None = None,
+    ) -> int | None:
         """Take another replica's breaker as this one's (state shared through Redis).
 
         OPEN with ``retry_in`` seconds left (``math.inf``: held open by an
         operator), HALF_OPEN or CLOSED. Listeners get the change with
-        ``replica`` set, so a sharing adapter does not send it back.
+        ``replica`` set, so a sharing adapter does not send it back. Returns
+        the breaker's :meth:`generation` after the change; with
+        ``unless_changed_since``, nothing happens and None is returned if the
+        breaker changed here since that generation.
         """
         now = self._clock()
         with self._lock:
             b = self._breakers.setdefault(provider_id, _Breaker())
+            if unless_changed_since is not None and b.generation != unless_changed_since:
+                return None
             events = self._observe(provider_id, b, now)
             b.trial_until = 0.0
             b.last_check = now
@@ -439,8 +449,9 @@ class ProviderHealthCache:
                 b.forced = math.isinf(left)
                 b.unhealthy_until = now + left
             events += self._move(provider_id, b, b.state(now), reason, now, replica=replica)
+            generation = b.generation
         for event in events:
-            if event.replica is not None:
+            if event.replica is not None and event.old is not event.new:
                 logger.info(
                     "deployment %s circuit %s, shared by replica %s%s",
                     provider_id,
@@ -449,6 +460,13 @@ class ProviderHealthCache:
                     f": {reason}" if reason and event.new is not BreakerState.CLOSED else "",
                 )
         self._emit(events)
+        return generation
+
+    def generation(self, provider_id: str) -> int:
+        """How many changes this breaker has seen (0 if unknown): a change marker."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            return 0 if b is None else b.generation
 
     def is_held(self, provider_id: str) -> bool:
         """True while an operator holds the breaker open (``force_open`` without seconds)."""
@@ -483,7 +501,12 @@ class ProviderHealthCache:
         """Report the one transition time makes on its own: OPEN -> HALF_OPEN."""
         if b.reported is BreakerState.OPEN and b.state(now) is BreakerState.HALF_OPEN:
             return self._move(
-                provider_id, b, BreakerState.HALF_OPEN, BACKOFF_ELAPSED, b.unhealthy_until
+                provider_id,
+                b,
+                BreakerState.HALF_OPEN,
+                BACKOFF_ELAPSED,
+                b.unhealthy_until,
+                local_change=False,  # time passing is no news to share
             )
         return []
 
@@ -496,15 +519,20 @@ class ProviderHealthCache:
         at: float,
         *,
         replica: str | None = None,
+        again: bool = False,
+        local_change: bool = True,
     ) -> list[StateChange]:
+        """Record the new state; an event unless nothing changed (``again``: even then)."""
         if b.healthy:
             self._unhealthy.discard(provider_id)
         else:
             self._unhealthy.add(provider_id)
         old = b.reported
-        if old is new:
+        if old is new and not again:
             return []
         b.reported = new
+        if local_change:
+            b.generation += 1
         return [StateChange(provider_id, old, new, reason, at, replica)]
 
     def _emit(self, events: list[StateChange]) -> None:

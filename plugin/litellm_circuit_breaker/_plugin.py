@@ -255,6 +255,7 @@ class CircuitBreaker(CustomLogger):
         self._share = _sharing(
             self.cache,
             self._group_of,
+            self._redact_text,
             number,
             redis_url=redis_url,
             redis_namespace=redis_namespace,
@@ -320,6 +321,10 @@ class CircuitBreaker(CustomLogger):
     def shared(self) -> RedisShare | None:
         """The Redis sharing adapter, or None when state is local to this process."""
         return self._share
+
+    def _redact_text(self, text: str | None) -> str:
+        """Secrets and key-like strings masked: what leaves the process (e.g. to Redis)."""
+        return self._redact(text)
 
     def _group_of(self, deployment_id: str) -> str | None:
         with self._lock:
@@ -975,6 +980,7 @@ class CircuitBreaker(CustomLogger):
 def _sharing(
     cache: ProviderHealthCache,
     group_of: Callable[[str], str | None],
+    redact: Callable[[str | None], str],
     number: int,
     *,
     redis_url: str | None,
@@ -1005,6 +1011,7 @@ def _sharing(
         state_ttl_sec=ttl,
         reconcile_sec=reconcile,
         group_of=group_of,
+        redact=redact,
     )
 
 

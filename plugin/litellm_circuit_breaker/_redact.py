@@ -18,7 +18,7 @@ MAX_REASON_CHARS = 200
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Credentials in URLs: scheme://user:password@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]*(?::[^/\s@]*)?@"), rf"\1{MASK}@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s@]*@"), rf"\1{MASK}@"),
     # Bearer / Basic tokens in echoed headers
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), rf"\1 {MASK}"),
     # Key-like query or JSON fields: api_key=..., "api-key": "...", token=...
@@ -91,7 +91,13 @@ def _mask_spans(text: str, secrets: frozenset[str]) -> str:
 
 def public_url(url: str) -> str:
     """A URL fit for display and keys: no user-info, query or fragment, no trailing slash."""
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        # User-info ends at the last "@": a password may hold "/" or "#", which
+        # would end the netloc early and leave the password in the path.
+        url = f"{scheme}://{rest.rpartition('@')[2]}"
+    parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"

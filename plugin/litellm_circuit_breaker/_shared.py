@@ -29,16 +29,16 @@ import hashlib
 import json
 import logging
 import math
+import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._cache import PROBE_PASSED, ProviderHealthCache
 from ._errors import ConfigurationError
 from ._redact import public_url
-from ._state import BreakerState, ProviderState, StateChange
-from ._tasks import cancel_and_wait
+from ._state import BreakerState, StateChange
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -53,6 +53,7 @@ __all__ = [
     "check_namespace",
     "check_url",
     "fetch_records",
+    "parse_record",
 ]
 
 DEFAULT_NAMESPACE = "litellm_circuit_breaker"
@@ -70,12 +71,12 @@ _INSTALL_HINT = "pip install 'litellm-circuit-breaker[redis]'"
 _RECORD_LUA = """
 local function record(key, now)
   local r = redis.call('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
-                       'replica', 'version', 'changed', 'group')
+                       'replica', 'version', 'changed', 'group', 'owner')
   if not r[2] then return false end
   return cjson.encode({id = r[1], state = r[2], open_until = tonumber(r[3]) or 0,
                        failures = tonumber(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
                        version = tonumber(r[7]) or 0, changed = tonumber(r[8]) or 0,
-                       group = r[9] or '', now = now})
+                       group = r[9] or '', owner = r[10] or '', now = now})
 end
 local function redis_now()
   local t = redis.call('TIME')
@@ -84,7 +85,7 @@ end
 """
 
 # KEYS: record, index. ARGV: id, state, window_ms (-1 held), failures, reason,
-# replica, base_version, ttl_ms, channel, group.
+# replica, base_version, ttl_ms, channel, group, owner (the writer's process token).
 # Returns {1 if written, the record as JSON}.
 _TRANSITION_LUA = (
     _RECORD_LUA
@@ -103,8 +104,11 @@ local accept
 if state == 'open' then
   -- The later window wins; a hold (-1) outlasts any window.
   accept = not (cur_open and (cur_until < 0 or (new_until >= 0 and cur_until >= new_until)))
+elseif state == 'half_open' then
+  -- A passed probe ends an opening it has seen, never a newer close or half-open.
+  accept = (not cur[1] or cur[1] == 'open') and version <= base
 else
-  -- A close or half-open must have seen the opening it ends.
+  -- A close must have seen the opening it ends.
   accept = cur[1] ~= state and (not cur_open or version <= base)
 end
 if accept then
@@ -114,7 +118,7 @@ if accept then
   if new_until > 0 then life = ttl + window end
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
              'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
-             'changed', now, 'group', ARGV[10])
+             'changed', now, 'group', ARGV[10], 'owner', ARGV[11])
   redis.call('PEXPIRE', KEYS[1], life)
   redis.call('ZADD', KEYS[2], now + life, ARGV[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -198,6 +202,8 @@ class SharedRecord:
     last_error: str | None
     replica: str
     """The replica that made the last change."""
+    owner: str
+    """The process token of that change's writer (tells a replica its own echo)."""
     version: int
     changed_ago: float
     """Seconds since that change, by Redis's clock."""
@@ -224,6 +230,7 @@ class SharedRecord:
             consecutive_failures=int(data["failures"]),
             last_error=str(data["reason"]) or None,
             replica=str(data["replica"]),
+            owner=str(data.get("owner", "")),
             version=int(data["version"]),
             changed_ago=max(0.0, (now - float(data["changed"])) / 1000),
         )
@@ -293,9 +300,19 @@ async def fetch_records(
         raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
     finally:
         await client.aclose()
-    records = [SharedRecord.from_json(r) for r in raw]
+    records = [r for r in map(parse_record, raw) if r is not None]
     records.sort(key=lambda r: (r.model_group or "", r.deployment))
     return records
+
+
+def parse_record(raw: object) -> SharedRecord | None:
+    """A record, or None when it is not one of ours (another version, a stray message)."""
+    if not isinstance(raw, str | bytes):
+        return None
+    try:
+        return SharedRecord.from_json(raw)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 class RedisShare:
@@ -303,7 +320,13 @@ class RedisShare:
 
     Register it as a listener (done here) and run :meth:`run` in a task owned
     by the breaker. ``group_of`` names a deployment's model group for the
-    shared record; ``sleep`` is injectable for the reconnect back-off.
+    shared record; ``redact`` cleans error lines before they leave the
+    process; ``sleep`` is injectable for the reconnect back-off.
+
+    Consistency: Redis is the arbiter. Pushes and adoptions run one at a time
+    (one lock per run), and an adoption only lands if the breaker did not
+    change here since this replica last synced it (``cache.generation``);
+    otherwise the local change is pushed, and the script's answer settles it.
     """
 
     def __init__(
@@ -316,6 +339,7 @@ class RedisShare:
         state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
         reconcile_sec: float = DEFAULT_RECONCILE_SEC,
         group_of: Callable[[str], str | None] = lambda _id: None,
+        redact: Callable[[str | None], str] = lambda text: text or "",
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self._url = check_url(url)
@@ -323,24 +347,32 @@ class RedisShare:
         check_namespace(namespace)
         self._cache = cache
         self.replica = replica
+        """This process's name in records and ``status`` (several may share it)."""
+        self.token = secrets.token_hex(8)
+        """Who wrote a record, for echoes and probe leases: unique per instance."""
         self.keys = SharedKeys(namespace)
         self._ttl_ms = int(state_ttl_sec * 1000)
         self._reconcile_sec = reconcile_sec
         self._group_of = group_of
+        self._redact = redact
         self._sleep = sleep
         self._lock = threading.Lock()
         self._dirty: set[str] = set()
-        self._in_flight: set[str] = set()
+        self._local: set[str] = set()
+        """Ids whose last change was made here (re-shared if Redis loses them)."""
         self._seen: dict[str, int] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._synced: dict[str, int] = {}
+        """Deployment -> cache generation when this replica last synced it with Redis."""
+        self._run: _Run | None = None
         self._client: Redis | None = None
-        self._synced: asyncio.Event | None = None
         self._down = False
+        self._bad_logged = False
         self.errors = 0
         """Redis operations that failed (connects included); the first of each outage is logged."""
+        self.bad_records = 0
+        """Records or messages that were not ours to parse; skipped, the first one logged."""
         self.pushed = 0
-        """Local transitions written to Redis."""
+        """Local changes written to Redis."""
         self.adopted = 0
         """Records from other replicas taken into the local cache."""
         cache.add_listener(self)
@@ -348,21 +380,22 @@ class RedisShare:
     # -- the listener (any thread) ------------------------------------------
 
     def __call__(self, event: StateChange) -> None:
-        """Mark a local transition for the writer; never blocks, never does I/O."""
+        """Mark a local change for the writer; never blocks, never does I/O."""
         if event.replica is not None:
             return  # adopted from another replica: it is in Redis already
         if event.new is BreakerState.HALF_OPEN and event.reason != PROBE_PASSED:
             return  # time passing: every replica sees that on its own
         with self._lock:
             self._dirty.add(event.deployment)
+            self._local.add(event.deployment)
         self._poke()
 
     def _poke(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None:
+        run = self._run
+        if run is None:
             return  # not running yet: the first sync pushes it
-        with contextlib.suppress(RuntimeError):  # the loop closed under us
-            loop.call_soon_threadsafe(wake.set)
+        with contextlib.suppress(RuntimeError):  # that loop closed under us
+            run.loop.call_soon_threadsafe(run.wake.set)
 
     @property
     def connected(self) -> bool:
@@ -372,45 +405,52 @@ class RedisShare:
     # -- the background task ------------------------------------------------
 
     def arm(self) -> None:
-        """Bind to the running loop before :meth:`run` starts; the owner calls it first."""
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._wake.set()  # whatever changed before the loop ran gets pushed
-        self._synced = asyncio.Event()
+        """Bind a new run to the running loop; the owner calls it before :meth:`run`."""
+        run = _Run(asyncio.get_running_loop())
+        run.wake.set()  # whatever changed before the loop ran gets pushed
+        self._run = run
 
     async def run(self) -> None:
-        """Connect, sync, follow; on any Redis error log once, back off and start over."""
-        if self._loop is not asyncio.get_running_loop():
+        """Connect, sync, follow; on any error log once per outage, back off, start over."""
+        run = self._run
+        if run is None or run.loop is not asyncio.get_running_loop():
             self.arm()
-        synced = self._synced
-        assert synced is not None  # noqa: S101 - arm() made it
+            run = self._run
+        assert run is not None  # noqa: S101 - arm() set it
         delay = MIN_RECONNECT_SEC
-        while True:
-            client = connect(self._url)
-            try:
-                await self._session(client)
-            except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
-                self._went_down(exc)
-            finally:
-                if self._client is not None:
-                    delay = MIN_RECONNECT_SEC  # it was up: start the back-off over
-                self._client = None
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-            synced.set()  # whoever waits for the first sync stops waiting
-            await self._sleep(delay)
-            delay = min(delay * 2, MAX_RECONNECT_SEC)
+        try:
+            while True:
+                client = connect(self._url)
+                try:
+                    await self._session(client, run)
+                except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
+                    self._went_down(exc)
+                finally:
+                    if self._client is not None:
+                        delay = MIN_RECONNECT_SEC  # it was up: start the back-off over
+                    self._client = None
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                run.synced.set()  # whoever waits for the first sync stops waiting
+                await self._sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_SEC)
+        finally:
+            if self._run is run:
+                self._run = None
 
     async def wait_synced(self) -> None:
         """Wait until the first sync with Redis succeeded or failed (bound it yourself)."""
-        if self._synced is not None:
-            await self._synced.wait()
+        run = self._run
+        if run is not None:
+            await run.synced.wait()
 
-    async def _session(self, client: Redis) -> None:
+    async def _session(self, client: Redis, run: _Run) -> None:
         pubsub = client.pubsub()
+        tasks: list[asyncio.Task[None]] = []
         try:
             await pubsub.subscribe(self.keys.channel)
-            await self._reconcile(client, after_connect=True)
+            async with run.io:
+                await self._reconcile(client, after_connect=True)
             self._client = client
             if self._down:
                 self._down = False
@@ -418,21 +458,22 @@ class RedisShare:
                     "circuit breaker: Redis at %s answers again; state reconciled",
                     self.display_url,
                 )
-            assert self._synced is not None  # noqa: S101 - set by run()
-            self._synced.set()
+            run.synced.set()
             tasks = [
-                asyncio.create_task(self._follow(pubsub), name="circuit-breaker-redis-follow"),
-                asyncio.create_task(self._write(client), name="circuit-breaker-redis-write"),
-                asyncio.create_task(self._every_while(client), name="circuit-breaker-reconcile"),
+                asyncio.create_task(self._follow(pubsub, run), name="circuit-breaker-redis-follow"),
+                asyncio.create_task(self._write(client, run), name="circuit-breaker-redis-write"),
+                asyncio.create_task(
+                    self._every_while(client, run), name="circuit-breaker-redis-reconcile"
+                ),
             ]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-                for task in done:
-                    task.result()
-            finally:
-                for task in tasks:
-                    await cancel_and_wait(task)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
         finally:
+            for task in tasks:
+                task.cancel()
+            # Wait for every one, even when we are being cancelled ourselves.
+            await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
@@ -450,30 +491,48 @@ class RedisShare:
             exc_info=ours,  # not Redis's fault: our bug, show where
         )
 
-    async def _follow(self, pubsub: Any) -> None:
+    async def _follow(self, pubsub: Any, run: _Run) -> None:
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is not None and message.get("type") == "message":
-                self._take(SharedRecord.from_json(message["data"]))
+            if message is None or message.get("type") != "message":
+                continue
+            record = self._parse(message.get("data"))
+            if record is not None:
+                async with run.io:
+                    self._take(record)
 
-    async def _write(self, client: Redis) -> None:
-        assert self._wake is not None  # noqa: S101 - set by run()
+    async def _write(self, client: Redis, run: _Run) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._push_dirty(client)
+            await run.wake.wait()
+            run.wake.clear()
+            async with run.io:
+                await self._push_dirty(client)
 
-    async def _every_while(self, client: Redis) -> None:
+    async def _every_while(self, client: Redis, run: _Run) -> None:
         while True:
             await self._sleep(self._reconcile_sec)
-            await self._reconcile(client)
+            async with run.io:
+                await self._reconcile(client)
 
-    # -- Redis operations ---------------------------------------------------
+    # -- Redis operations (one at a time: the caller holds the run's io lock) --
+
+    def _parse(self, raw: object) -> SharedRecord | None:
+        record = parse_record(raw)
+        if record is None:
+            self.bad_records += 1
+            if not self._bad_logged:
+                self._bad_logged = True
+                logger.warning(
+                    "circuit breaker: skipped a record in Redis namespace %s that is not ours "
+                    "to read (another version?); counted in bad_records, logged once",
+                    self.keys.namespace,
+                )
+        return record
 
     async def _push_dirty(self, client: Redis) -> None:
         with self._lock:
-            batch, self._dirty = self._dirty, set()
-        pending = sorted(batch)
+            pending = sorted(self._dirty)
+            self._dirty.clear()
         try:
             while pending:
                 await self._push(client, pending[-1])
@@ -485,6 +544,7 @@ class RedisShare:
 
     async def _push(self, client: Redis, deployment: str) -> None:
         cache = self._cache
+        generation = cache.generation(deployment)  # read first: later changes re-dirty it
         state = cache.breaker_state(deployment)
         current = cache.get_state(deployment)
         if current is None:
@@ -493,42 +553,7 @@ class RedisShare:
         if state is BreakerState.OPEN:
             left = cache.retry_in(deployment)
             window = -1 if cache.is_held(deployment) or math.isinf(left) else int(left * 1000)
-        with self._lock:
-            base = self._seen.get(deployment, 0)
-            self._in_flight.add(deployment)
-        try:
-            written, raw = await self._transition(
-                client,
-                deployment=deployment,
-                state=state,
-                window=window,
-                current=current,
-                base=base,
-            )
-        finally:
-            with self._lock:
-                self._in_flight.discard(deployment)
-        record = SharedRecord.from_json(raw)
-        if written:
-            self.pushed += 1
-            with self._lock:
-                self._seen[deployment] = max(self._seen.get(deployment, 0), record.version)
-        elif record.state is BreakerState.OPEN or record.state is not cache.breaker_state(
-            deployment
-        ):
-            # Another replica's state won in Redis: take it, even if already seen.
-            self._adopt(record)
-
-    async def _transition(
-        self,
-        client: Redis,
-        *,
-        deployment: str,
-        state: BreakerState,
-        window: int,
-        current: ProviderState,
-        base: int,
-    ) -> tuple[int, str]:
+        base = self._seen.get(deployment, 0)
         keys = self.keys
         written, raw = await client.eval(
             _TRANSITION_LUA,
@@ -539,57 +564,81 @@ class RedisShare:
             state.value,
             window,
             current.consecutive_failures,
-            current.last_error or "",
+            self._redact(current.last_error),
             self.replica,
             base,
             self._ttl_ms,
             keys.channel,
             self._group_of(deployment) or "",
+            self.token,
         )
-        return int(written), str(raw)
+        record = self._parse(raw)
+        if record is None:
+            return
+        if (record.state is BreakerState.OPEN and not written) or record.state is not state:
+            # Another replica's state won in Redis: it is the truth, unless this
+            # breaker changed again meanwhile (then that change goes out next).
+            self._adopt(record, since=generation)
+            return
+        self.pushed += int(written)
+        self._seen[deployment] = max(base, record.version)
+        self._synced[deployment] = generation
 
     async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
-        """Push what changed here, then adopt whatever Redis holds that is newer."""
+        """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
         await self._push_dirty(client)
         raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
-        records = [SharedRecord.from_json(r) for r in raw]
+        records = [r for r in map(self._parse, raw) if r is not None]
         for record in records:
             self._take(record)
-        if after_connect:
-            # After a (re)connect: local outages Redis does not hold (it
-            # restarted empty, or we opened while it was down) are shared now.
-            shared = {r.deployment for r in records}
-            missing = self._cache.unhealthy_ids() - shared
-            if missing:
-                with self._lock:
-                    self._dirty.update(missing)
-                await self._push_dirty(client)
+        # Openings made here that Redis does not hold (it restarted empty, a
+        # hold outlived its TTL, we opened while it was down) are shared again.
+        shared = {r.deployment for r in records}
+        with self._lock:
+            local = set(self._local)
+        missing = {
+            d
+            for d in self._cache.unhealthy_ids() - shared
+            if d in local and (after_connect or self._cache.breaker_state(d) is BreakerState.OPEN)
+        }
+        if missing:
+            with self._lock:
+                self._dirty.update(missing)
+            await self._push_dirty(client)
 
     def _take(self, record: SharedRecord) -> None:
-        """Adopt a record if it is newer than what this replica has seen."""
-        with self._lock:
-            if record.version <= self._seen.get(record.deployment, 0):
-                return
-            self._seen[record.deployment] = record.version
-            # A change of ours is on its way to Redis: a close or half-open must
-            # not erase it here first; the script decides between them.
-            pending = record.deployment in self._dirty or record.deployment in self._in_flight
-        if record.replica == self.replica:
+        """Adopt a record from Redis if it is news to this replica."""
+        deployment = record.deployment
+        if record.owner == self.token:
+            self._seen[deployment] = max(self._seen.get(deployment, 0), record.version)
             return  # our own write, echoed back
-        if pending and record.state is not BreakerState.OPEN:
+        if record.version <= self._seen.get(deployment, 0):
             return
-        self._adopt(record)
+        with self._lock:
+            pending = deployment in self._dirty
+        # With a change of ours pending, it goes out first and the script
+        # settles it; what we have "seen" stays what our state is based on.
+        if not pending:
+            self._adopt(record, since=self._synced.get(deployment, 0))
 
-    def _adopt(self, record: SharedRecord) -> None:
-        self.adopted += 1
-        self._cache.adopt(
+    def _adopt(self, record: SharedRecord, *, since: int) -> None:
+        """Apply a record unless the breaker changed here since ``since``; then it is seen."""
+        generation = self._cache.adopt(
             record.deployment,
             record.state,
             retry_in=record.retry_in,
             failures=record.consecutive_failures,
             reason=record.last_error,
             replica=record.replica,
+            unless_changed_since=since,
         )
+        if generation is None:
+            return  # changed here meanwhile: that change is on its way
+        self.adopted += 1
+        self._seen[record.deployment] = max(self._seen.get(record.deployment, 0), record.version)
+        self._synced[record.deployment] = generation
+        with self._lock:
+            self._local.discard(record.deployment)
 
     async def claim_probes(self, probe_keys: Iterable[str], lease_sec: float) -> set[str]:
         """The probe keys this replica should probe this round (all of them when Redis is down)."""
@@ -602,10 +651,20 @@ class RedisShare:
                 _CLAIM_LUA,
                 len(wanted),
                 *(self.keys.probe_lease(k) for k in wanted),
-                self.replica,
+                self.token,
                 max(1, int(lease_sec * 1000)),
             )
         except _redis_errors():
             self.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
         return {key for key, mine in zip(wanted, held, strict=True) if mine}
+
+
+@dataclass
+class _Run:
+    """One run of the sharing task: its loop, its wake-up, its first sync, its io lock."""
+
+    loop: asyncio.AbstractEventLoop
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    io: asyncio.Lock = field(default_factory=asyncio.Lock)

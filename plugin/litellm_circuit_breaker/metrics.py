@@ -177,6 +177,8 @@ class BreakerMetrics:
 
     def _on_change(self, event: StateChange, /) -> None:
         """The cache listener: count the transition under the state it entered."""
+        if event.old is event.new:
+            return  # a window re-armed while open: not a transition
         try:
             deployment = self._breaker.deployments.get(event.deployment)
             if deployment is None:
