@@ -692,3 +692,41 @@ def test_a_password_with_a_slash_is_never_shown() -> None:
     cb = CircuitBreaker(redis_url="redis://:Zm9v%2FYmFy@cache:6379/0")
     assert cb.shared is not None
     assert cb.shared.display_url == "redis://cache:6379/0"
+
+
+@pytest.mark.asyncio
+async def test_a_forgotten_deployment_still_follows_the_fleet(
+    redis_url: str, namespace: str
+) -> None:
+    """B forgets d1 (dropped from its config, then back): A's next opening still reaches B."""
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B adopts")
+        a.cache.mark_healthy("d1")
+        await eventually(lambda: b.cache.is_healthy("d1"), "B adopts the close")
+        assert b.cache.forget("d1")
+        b.cache.mark_unhealthy("d1", "one blip after coming back")  # closed, 1 failure
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B adopts after forgetting")
+
+
+@pytest.mark.asyncio
+async def test_failures_while_open_are_not_shared_one_by_one(
+    redis_url: str, namespace: str
+) -> None:
+    """A hundred failures re-arming an open breaker within a second: one write, not 100."""
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=3600.0)
+    b = replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "shared")
+        share = a.shared
+        assert share is not None
+        await eventually(lambda: share.pushed == 1, "A's own write done")
+        for _ in range(100):
+            a.cache.mark_unhealthy("d1", "HTTP 503 while open")
+            await asyncio.sleep(0)
+        a.cache.force_open("d1", seconds=600.0)  # a real extension still goes out
+        await eventually(lambda: b.cache.retry_in("d1") > 500.0, "the extension")
+        assert share.pushed == 2

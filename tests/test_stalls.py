@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import litellm
 import pytest
+import respx
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
 from litellm_circuit_breaker.testing import FakeProvider
-from tests.llm_helpers import MESSAGES
+from tests.llm_helpers import MESSAGES, deployment, ok
 
 WAIT_SEC = 10.0
 
@@ -92,7 +94,7 @@ async def test_a_slow_call_on_a_live_endpoint_is_left_alone(litellm_callbacks: N
         router = litellm.Router(model_list=models, num_retries=0, timeout=30)
         async with cb:
             await first_round_done(cb)
-            provider.slow(0.4)
+            provider.slow(0.25)  # well inside the 0.5 s between two stall probes
             models_before = provider.calls("models")
             response = await router.acompletion(model="chat", messages=MESSAGES)
             assert response.choices[0].message.content == "ok"
@@ -115,7 +117,7 @@ async def test_stall_probes_are_rate_limited_per_endpoint(litellm_callbacks: Non
         router = litellm.Router(model_list=models, num_retries=0, timeout=30)
         async with cb:
             await first_round_done(cb)
-            provider.slow(0.4)
+            provider.slow(0.25)
             models_before = provider.calls("models")
             await asyncio.gather(
                 *(router.acompletion(model="chat", messages=MESSAGES) for _ in range(5))
@@ -142,32 +144,89 @@ async def test_no_stall_probes_when_turned_off(litellm_callbacks: None) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_hung_sdk_call_to_an_unconfigured_endpoint_is_never_probed(
+async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
     litellm_callbacks: None,
 ) -> None:
-    """Probes go only to configured endpoints: a request's own api_base is never probed."""
-    async with FakeProvider() as provider:
-        cb = CircuitBreaker(probe_interval=3600.0, probe_timeout=0.3, stall_after_sec=0.05)
+    """Two hung calls: the configured deployment's endpoint is probed, a request's own is not."""
+    async with FakeProvider() as stranger, FakeProvider() as configured:
+        models = model_list(configured)
+        cb = stall_breaker(models)
         litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
         async with cb:
-            provider.hang()
-            call = asyncio.create_task(
+            await first_round_done(cb)
+            stranger.hang()
+            configured.hang()
+            sdk_call = asyncio.create_task(
                 litellm.acompletion(
                     model="openai/fake-model",
-                    api_base=provider.base_url,
+                    api_base=stranger.base_url,
                     api_key="sk-stall-test-key",
                     messages=MESSAGES,
                     timeout=30,
                     max_retries=0,
                 )
             )
-            # Proving an absence takes time: ten watchdog rounds past the stall limit.
-            await asyncio.sleep(0.3)
-            assert provider.calls("models") == 0
+            routed = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+            await eventually(lambda: cb.counters["stalls"] == 1, "the configured one is caught")
+            assert stranger.calls("models") == 0
+            assert cb.counters["stall_probes"] == 1
+            await stranger.aclose()
+            await configured.aclose()
+            for call in (sdk_call, routed):
+                with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
+                    await call
+
+
+@pytest.mark.asyncio
+async def test_a_slow_stream_is_never_taken_for_a_stall(litellm_callbacks: None) -> None:
+    """A stream answers long before it ends: it is not tracked, whatever it takes."""
+    async with FakeProvider(models_follow_mode=False) as provider:
+        models = model_list(provider)
+        cb = stall_breaker(models)
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            provider.slow(0.3)
+            stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
+            chunks = [chunk async for chunk in stream]
+            assert chunks
             assert cb.counters["stall_probes"] == 0
-            await provider.aclose()
-            with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
-                await call
+
+
+@pytest.mark.asyncio
+async def test_a_probe_answered_with_an_error_counts_once_not_twice(
+    litellm_callbacks: None, mock: respx.MockRouter
+) -> None:
+    """The endpoint answers its probe with 503 while a call is slow: one failure, still closed."""
+    release = asyncio.Event()
+
+    async def slow_chat(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return ok()
+
+    mock.post("http://stall.test/v1/chat/completions").mock(side_effect=slow_chat)
+    models_route = mock.get("http://stall.test/v1/models")
+    models_route.mock(return_value=httpx.Response(200, json={"data": []}))
+    models = [deployment("chat", "a", "stall.test")]
+    cb = stall_breaker(models)
+    litellm.callbacks.append(cb)
+    router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+    async with cb:
+        await first_round_done(cb)
+        models_route.mock(return_value=httpx.Response(503, json={"error": "busy"}))
+        call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+        await eventually(lambda: models_route.call_count >= 2, "the stall probe")
+        await eventually(lambda: cb.cache.get_state("a") is not None, "the probe counted")
+        state = cb.cache.get_state("a")
+        assert state is not None
+        assert state.consecutive_failures == 1
+        assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+        assert cb.counters["stalls"] == 0
+        release.set()
+        await call
+        assert cb.cache.get_state("a").consecutive_failures == 0  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "1"])

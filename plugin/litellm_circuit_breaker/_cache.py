@@ -14,6 +14,7 @@ The states, per deployment::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -68,8 +69,8 @@ class _Breaker:
     reported: BreakerState = BreakerState.CLOSED
     """The state listeners were last told about."""
     generation: int = 0
-    """Counts the changes made to this breaker (not those time makes); lets
-    :meth:`adopt` notice that a local change raced it."""
+    """When this breaker last changed (not by time passing), on the cache's own
+    ever-growing change counter; lets :meth:`adopt` notice a local change raced it."""
 
     def state(self, now: float) -> BreakerState:
         return state_at(self.healthy, self.unhealthy_until, now)
@@ -141,6 +142,7 @@ class ProviderHealthCache:
         self._breakers: dict[str, _Breaker] = {}
         self._unhealthy: set[str] = set()
         """Ids whose breaker is open or half-open: the hot path only looks at these."""
+        self._changes = itertools.count(1)
         self._listeners: list[StateListener] = []
         self._listener_errors = 0
         self._failed_listeners: set[int] = set()
@@ -430,10 +432,11 @@ class ProviderHealthCache:
         now = self._clock()
         with self._lock:
             b = self._breakers.setdefault(provider_id, _Breaker())
-            if unless_changed_since is not None and b.generation != unless_changed_since:
+            if unless_changed_since is not None and b.generation > unless_changed_since:
                 return None
             events = self._observe(provider_id, b, now)
-            b.trial_until = 0.0
+            if state is not BreakerState.HALF_OPEN or b.state(now) is not BreakerState.HALF_OPEN:
+                b.trial_until = 0.0  # a trial already out here stays the only one
             b.last_check = now
             if state is BreakerState.CLOSED:
                 b.healthy, b.forced = True, False
@@ -463,7 +466,8 @@ class ProviderHealthCache:
         return generation
 
     def generation(self, provider_id: str) -> int:
-        """How many changes this breaker has seen (0 if unknown): a change marker."""
+        """A marker of this breaker's last change (0: none, or unknown); only ever grows
+        across the whole cache, so a forgotten and re-created breaker never looks older."""
         with self._lock:
             b = self._breakers.get(provider_id)
             return 0 if b is None else b.generation
@@ -532,7 +536,7 @@ class ProviderHealthCache:
             return []
         b.reported = new
         if local_change:
-            b.generation += 1
+            b.generation = next(self._changes)
         return [StateChange(provider_id, old, new, reason, at, replica)]
 
     def _emit(self, events: list[StateChange]) -> None:

@@ -737,7 +737,12 @@ class CircuitBreaker(CustomLogger):
             if half_open:
                 self._bump("trials")
                 self._hold_trial(attempt.breaker_id, attempt.trace_id)
-        if self._stall_after is not None and attempt.call_id is not None:
+        # A stream answers before its end event, which is all we see of it: untracked.
+        if (
+            self._stall_after is not None
+            and attempt.call_id is not None
+            and not kwargs.get("stream")
+        ):
             with self._lock:
                 if len(self._stalls.in_flight) < _IN_FLIGHT_MAX:
                     self._stalls.in_flight[attempt.call_id, attempt.breaker_id] = time.monotonic()
@@ -825,7 +830,7 @@ class CircuitBreaker(CustomLogger):
         if inline and attempt.call_id is not None:
             with self._lock:
                 _remember(self._inline_ok, attempt.call_id)
-        self._ended(attempt, answered=True)
+        self._ended(attempt, answered=True, inline=inline)
         if self._should_count(attempt, inline=inline):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._end_trial(attempt.breaker_id, any_trace=True)
@@ -837,7 +842,7 @@ class CircuitBreaker(CustomLogger):
         attempt = attempt_of(kwargs)
         verdict = self._policy.classify(exception, self._redact)
         # A caller's 400 is still an answer; a timeout or a dropped connection is not.
-        self._ended(attempt, answered=verdict.verdict is Verdict.CALLER)
+        self._ended(attempt, answered=verdict.verdict is Verdict.CALLER, inline=inline)
         if not self._should_count(attempt, inline=inline):
             return
         assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
@@ -868,13 +873,17 @@ class CircuitBreaker(CustomLogger):
     def _logged_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
         self._on_failure(kwargs, exception, inline=False)
 
-    def _ended(self, attempt: Attempt, *, answered: bool) -> None:
+    def _ended(self, attempt: Attempt, *, answered: bool, inline: bool) -> None:
         """The attempt is no longer in flight; ``answered`` if its deployment spoke."""
         if self._stall_after is None or attempt.breaker_id is None:
             return
         with self._lock:
             if attempt.call_id is not None:
-                self._stalls.in_flight.pop((attempt.call_id, attempt.breaker_id), None)
+                key = (attempt.call_id, attempt.breaker_id)
+                # The proxy's retries share a call id: a late queued event of an
+                # attempt the inline hook already ended must not end the retry.
+                if inline or key not in self._inline_seen:
+                    self._stalls.in_flight.pop(key, None)
             if answered:
                 self._stalls.last_answer[attempt.breaker_id] = time.monotonic()
 
@@ -894,19 +903,19 @@ class CircuitBreaker(CustomLogger):
         """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
         assert self._stall_after is not None  # noqa: S101 - only watched when set
         cutoff = now - self._stall_after
-        stalled: dict[str, float] = {}
+        stalled: dict[str, tuple[float, tuple[str, str]]] = {}
         with self._lock:
             for key, started in list(self._stalls.in_flight.items()):
                 breaker_id = key[1]
                 if started < now - _IN_FLIGHT_MAX_AGE_SEC:
                     del self._stalls.in_flight[key]  # its end was never reported
-                elif (
-                    started <= cutoff
-                    and self._stalls.last_answer.get(breaker_id, -math.inf) < started
-                ):
-                    stalled[breaker_id] = min(stalled.get(breaker_id, math.inf), started)
+                elif started <= cutoff:
+                    answered = self._stalls.last_answer.get(breaker_id, -math.inf)
+                    oldest = stalled.get(breaker_id, (math.inf,))[0]
+                    if answered < started < oldest:  # nothing answered since it went out
+                        stalled[breaker_id] = (started, key)
             deployments = {i: self._deployments.get(i) for i in stalled}
-        for breaker_id, started in stalled.items():
+        for breaker_id, (started, call) in stalled.items():
             deployment = deployments[breaker_id]
             if deployment is None or deployment.probe is None:
                 continue  # only endpoints from the configuration are ever probed
@@ -919,33 +928,41 @@ class CircuitBreaker(CustomLogger):
             self._stalls.probed[probe_key] = now
             self._bump("stall_probes")
             task = asyncio.get_running_loop().create_task(
-                self._stall_probe(breaker_id, deployment.probe, started),
+                self._stall_probe(call, deployment.probe, started),
                 name="litellm-circuit-breaker-stall-probe",
             )
             self._stalls.tasks.add(task)
             task.add_done_callback(self._stalls.tasks.discard)
 
-    async def _stall_probe(self, deployment_id: str, target: ProbeTarget, started: float) -> None:
-        """Probe now; if the endpoint fails too, the stalled call and the probe both count."""
+    async def _stall_probe(
+        self, call: tuple[str, str], target: ProbeTarget, started: float
+    ) -> None:
+        """Probe now. Silent too (timeout, no connection): the stalled call counts as well.
+
+        A probe answered with an error (5xx, 401...) counts once, as in the probe
+        loop: the endpoint is up enough to answer, so the call is not known hung.
+        """
         began = time.perf_counter()
+        hung = False
         try:
             async with asyncio.timeout(self._probe_timeout):
                 await self._probe_endpoint(target)
         except TimeoutError:
-            reason = f"probe timeout after {self._probe_timeout:g}s"
-        except (httpx.HTTPError, ProbeError, OSError) as exc:
+            reason, hung = f"probe timeout after {self._probe_timeout:g}s", True
+        except (httpx.TimeoutException, httpx.ConnectError, OSError) as exc:
+            reason, hung = describe_error(exc), True
+        except (httpx.HTTPError, ProbeError) as exc:
             reason = describe_error(exc)
         else:
             return  # it answers: a slow call, not a dead endpoint
         with self._lock:
-            answered = self._stalls.last_answer.get(deployment_id, -math.inf) >= started
-        if answered:
-            return  # the call came back while we probed
-        self._bump("stalls")
-        waited = time.monotonic() - started
-        self.cache.mark_unhealthy(
-            deployment_id, f"call unanswered for {waited:.1f}s and its endpoint failed a probe"
-        )
+            still = call in self._stalls.in_flight  # not ended (and counted) meanwhile
+        if hung and still:
+            self._bump("stalls")
+            waited = time.monotonic() - started
+            self.cache.mark_unhealthy(
+                call[1], f"call unanswered for {waited:.1f}s and its endpoint is silent too"
+            )
         self._apply_probe_result(
             ProbeResult(
                 provider_id=target.key,

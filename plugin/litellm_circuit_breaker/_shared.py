@@ -31,6 +31,7 @@ import logging
 import math
 import secrets
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,8 @@ DEFAULT_STATE_TTL_SEC = 86400.0
 CONNECT_TIMEOUT_SEC = 1.0
 MIN_RECONNECT_SEC = 0.1
 MAX_RECONNECT_SEC = 10.0
+REARM_SHARE_SEC = 1.0
+"""A window re-armed by less than this beyond the shared one is not shared again."""
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -363,6 +366,8 @@ class RedisShare:
         self._seen: dict[str, int] = {}
         self._synced: dict[str, int] = {}
         """Deployment -> cache generation when this replica last synced it with Redis."""
+        self._shared_until: dict[str, float] = {}
+        """Deployment -> monotonic end of the timed opening Redis holds for it."""
         self._run: _Run | None = None
         self._client: Redis | None = None
         self._down = False
@@ -553,6 +558,13 @@ class RedisShare:
         if state is BreakerState.OPEN:
             left = cache.retry_in(deployment)
             window = -1 if cache.is_held(deployment) or math.isinf(left) else int(left * 1000)
+        ends = time.monotonic() + window / 1000 if window > 0 else None
+        shared = self._shared_until.get(deployment)
+        if ends is not None and shared is not None and ends - shared < REARM_SHARE_SEC:
+            # Failures while open re-arm the window on every call; sharing each
+            # would cost a round trip and a message per failure per replica.
+            self._synced[deployment] = generation
+            return
         base = self._seen.get(deployment, 0)
         keys = self.keys
         written, raw = await client.eval(
@@ -583,6 +595,14 @@ class RedisShare:
         self.pushed += int(written)
         self._seen[deployment] = max(base, record.version)
         self._synced[deployment] = generation
+        self._remember_window(record)
+
+    def _remember_window(self, record: SharedRecord) -> None:
+        """Where the shared window ends, on our monotonic clock (None unless a timed opening)."""
+        if record.state is BreakerState.OPEN and not math.isinf(record.retry_in):
+            self._shared_until[record.deployment] = time.monotonic() + record.retry_in
+        else:
+            self._shared_until.pop(record.deployment, None)
 
     async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
@@ -620,6 +640,8 @@ class RedisShare:
         # settles it; what we have "seen" stays what our state is based on.
         if not pending:
             self._adopt(record, since=self._synced.get(deployment, 0))
+        else:
+            self._shared_until.pop(deployment, None)  # Redis moved on: the push must go out
 
     def _adopt(self, record: SharedRecord, *, since: int) -> None:
         """Apply a record unless the breaker changed here since ``since``; then it is seen."""
@@ -637,6 +659,7 @@ class RedisShare:
         self.adopted += 1
         self._seen[record.deployment] = max(self._seen.get(record.deployment, 0), record.version)
         self._synced[record.deployment] = generation
+        self._remember_window(record)
         with self._lock:
             self._local.discard(record.deployment)
 
