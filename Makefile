@@ -45,8 +45,15 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 # Figures are ratios and counts measured side by side; never asserted in tests.
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,redis,prometheus,bench]"
+	touch $@
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/plot.py
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

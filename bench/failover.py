@@ -175,6 +175,8 @@ class RunResult:
     attempts: list[tuple[float, str, int | None]] = field(default_factory=list)
     dead_chat_arrivals: list[tuple[float, int | None]] = field(default_factory=list)
     """(arrival, status) of chat calls at the dead deployment's provider."""
+    transitions: list[tuple[float, str, str]] = field(default_factory=list)
+    """(time, deployment, new state) of the plugin's breakers during the run."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -236,6 +238,7 @@ async def _run_once(scenario: Scenario, config: str, scale: float) -> RunResult:
         recorder = AttemptRecorder()
         callbacks: list[Any] = [recorder]
         breaker: CircuitBreaker | None = None
+        transitions: list[tuple[float, str, str]] = []
         if config == "plugin":
             breaker = CircuitBreaker(
                 model_list=models,
@@ -253,11 +256,15 @@ async def _run_once(scenario: Scenario, config: str, scale: float) -> RunResult:
                     await router.acompletion(model=group, messages=MESSAGES)
             if breaker is not None:
                 await stack.enter_async_context(breaker)
+                breaker.cache.add_listener(
+                    lambda e: transitions.append((time.monotonic(), e.deployment, e.new.value))
+                )
             for provider in providers.values():
                 provider.reset_counts()
             recorder.attempts.clear()
             result = await _drive(scenario, config, scale, router, providers[scenario.dead])
             result.attempts = list(recorder.attempts)
+            result.transitions = [t for t in transitions if t[0] >= result.started]
             if breaker is not None:
                 result.extra["plugin_counters"] = dict(breaker.counters)
                 result.extra["internal_errors"] = dict(breaker.internal_errors)
@@ -387,7 +394,25 @@ def _summarise(scenario: Scenario, run: RunResult, scale: float) -> dict[str, An
         "observed_after_heal_s": observed_after,
         "outages": per_outage,
         "timeline": _timeline(scenario, run),
+        "series": _series(run),
         **run.extra,
+    }
+
+
+def _series(run: RunResult) -> dict[str, Any]:
+    """The raw run in scaled seconds from its start, for plots (bench/plot.py)."""
+
+    def at(t: float) -> float:
+        return round(t - run.started, 4)
+
+    return {
+        "outages": [[at(start), at(heal)] for start, heal in run.outages],
+        "requests": [
+            [at(r.sent), "failed" if r.error is not None else r.served_by, round(r.latency, 4)]
+            for r in run.requests
+        ],
+        "attempts": [[at(t), dep] for t, dep, _ in run.attempts if t >= run.started],
+        "transitions": [[at(t), dep, state] for t, dep, state in run.transitions],
     }
 
 
