@@ -39,6 +39,21 @@ def deployment(group: str, name: str, provider: FakeProvider) -> str:
     model_info: {{id: {name}}}"""
 
 
+def two_deployment_config(dead: FakeProvider, live: FakeProvider) -> str:
+    """Group "chat": deployment "a" (to be killed) and its sibling "b"; the one-line plugin."""
+    return (
+        "model_list:"
+        + deployment("chat", "a", dead)
+        + deployment("chat", "b", live)
+        + """
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+    )
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """One proxy with the plugin enabled by one line, over five fake providers."""
@@ -223,17 +238,7 @@ general_settings:
 def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> None:
     """--num_workers 2: traffic keeps flowing, the dead one sees at most threshold per worker."""
     with FakeProvider().start_in_thread() as dead, FakeProvider().start_in_thread() as live:
-        config = (
-            "model_list:"
-            + deployment("chat", "a", dead)
-            + deployment("chat", "b", live)
-            + """
-litellm_settings:
-  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
-general_settings:
-  master_key: os.environ/LITELLM_MASTER_KEY
-"""
-        )
+        config = two_deployment_config(dead, live)
         env = {"CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off"}
         with running_proxy(config, tmp_path, env, args=("--num_workers", "2")) as proxy:
             # liveliness answers once the first worker is up; wait for both

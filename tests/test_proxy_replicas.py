@@ -6,7 +6,7 @@ from pathlib import Path
 
 from litellm_circuit_breaker.testing import FakeProvider
 from tests.proxy_harness import running_proxy, wait_for
-from tests.test_proxy_e2e import KEYS, deployment
+from tests.test_proxy_e2e import KEYS, two_deployment_config
 
 
 def test_the_second_replica_skips_a_dead_provider_it_never_called(
@@ -14,17 +14,7 @@ def test_the_second_replica_skips_a_dead_provider_it_never_called(
 ) -> None:
     """Replica A trips on the dead provider; B, sharing A's Redis, never sends it a call."""
     with FakeProvider().start_in_thread() as dead, FakeProvider().start_in_thread() as live:
-        config = (
-            "model_list:"
-            + deployment("chat", "a", dead)
-            + deployment("chat", "b", live)
-            + """
-litellm_settings:
-  callbacks: ["litellm_circuit_breaker.proxy.breaker"]
-general_settings:
-  master_key: os.environ/LITELLM_MASTER_KEY
-"""
-        )
+        config = two_deployment_config(dead, live)
         shared = {
             "CIRCUIT_BREAKER_REDIS_URL": redis_url,
             "CIRCUIT_BREAKER_REDIS_NAMESPACE": namespace,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -48,6 +49,22 @@ def stall_breaker(models: list[dict[str, Any]], **kwargs: Any) -> CircuitBreaker
     return CircuitBreaker(model_list=models, probe_interval=3600.0, probe_timeout=0.3, **kwargs)
 
 
+@asynccontextmanager
+async def watched(
+    *, models_follow_mode: bool = True, **kwargs: Any
+) -> AsyncIterator[tuple[FakeProvider, CircuitBreaker, litellm.Router]]:
+    """A fake provider as deployment "a", a stall-watching breaker and a Router over it:
+    attached, started, the breaker's first probe round over."""
+    async with FakeProvider(models_follow_mode=models_follow_mode) as provider:
+        models = model_list(provider)
+        cb = stall_breaker(models, **kwargs)
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            yield provider, cb, router
+
+
 async def first_round_done(cb: CircuitBreaker) -> None:
     """The probe loop's first round (run at start) is over: later probes are the watchdog's."""
     rounds: list[object] = []
@@ -61,86 +78,62 @@ async def test_a_hung_endpoint_opens_before_its_first_call_times_out(
     litellm_callbacks: None,
 ) -> None:
     """The call hangs, the stall probe hangs too: open well before the 30 s request timeout."""
-    async with FakeProvider() as provider:
-        models = model_list(provider)
-        cb = stall_breaker(models)
-        litellm.callbacks.append(cb)
-        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
-        async with cb:
-            await first_round_done(cb)
-            provider.hang()
-            started = time.monotonic()
-            call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
-            await eventually(lambda: cb.cache.breaker_state("a") is BreakerState.OPEN, "open")
-            assert time.monotonic() - started < 5.0
-            state = cb.cache.get_state("a")
-            assert state is not None
-            assert state.consecutive_failures == 2  # the stalled call and the probe
-            assert "probe timeout" in (state.last_error or "")
-            assert cb.counters["stalls"] == 1
-            assert not call.done()  # decided while the call still hangs
-            await provider.aclose()  # drops the hung connection: the call fails now
-            with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
-                await call
+    async with watched() as (provider, cb, router):
+        provider.hang()
+        started = time.monotonic()
+        call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+        await eventually(lambda: cb.cache.breaker_state("a") is BreakerState.OPEN, "open")
+        assert time.monotonic() - started < 5.0
+        state = cb.cache.get_state("a")
+        assert state is not None
+        assert state.consecutive_failures == 2  # the stalled call and the probe
+        assert "probe timeout" in (state.last_error or "")
+        assert cb.counters["stalls"] == 1
+        assert not call.done()  # decided while the call still hangs
+        await provider.aclose()  # drops the hung connection: the call fails now
+        with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
+            await call
 
 
 @pytest.mark.asyncio
 async def test_a_slow_call_on_a_live_endpoint_is_left_alone(litellm_callbacks: None) -> None:
     """The call is slow but the endpoint answers its probe: nothing counts, the call succeeds."""
-    async with FakeProvider(models_follow_mode=False) as provider:
-        models = model_list(provider)
-        cb = stall_breaker(models)
-        litellm.callbacks.append(cb)
-        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
-        async with cb:
-            await first_round_done(cb)
-            provider.slow(0.25)  # well inside the 0.5 s between two stall probes
-            models_before = provider.calls("models")
-            response = await router.acompletion(model="chat", messages=MESSAGES)
-            assert response.choices[0].message.content == "ok"
-            assert provider.calls("models") == models_before + 1  # one stall probe, it passed
-            assert cb.counters["stall_probes"] == 1
-            assert cb.counters["stalls"] == 0
-            assert cb.cache.breaker_state("a") is BreakerState.CLOSED
-            state = cb.cache.get_state("a")
-            assert state is not None
-            assert state.consecutive_failures == 0
+    async with watched(models_follow_mode=False) as (provider, cb, router):
+        provider.slow(0.25)  # well inside the 0.5 s between two stall probes
+        models_before = provider.calls("models")
+        response = await router.acompletion(model="chat", messages=MESSAGES)
+        assert response.choices[0].message.content == "ok"
+        assert provider.calls("models") == models_before + 1  # one stall probe, it passed
+        assert cb.counters["stall_probes"] == 1
+        assert cb.counters["stalls"] == 0
+        assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+        state = cb.cache.get_state("a")
+        assert state is not None
+        assert state.consecutive_failures == 0
 
 
 @pytest.mark.asyncio
 async def test_stall_probes_are_rate_limited_per_endpoint(litellm_callbacks: None) -> None:
     """Five slow calls at once on a live endpoint: one stall probe, not five."""
-    async with FakeProvider(models_follow_mode=False) as provider:
-        models = model_list(provider)
-        cb = stall_breaker(models)
-        litellm.callbacks.append(cb)
-        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
-        async with cb:
-            await first_round_done(cb)
-            provider.slow(0.25)
-            models_before = provider.calls("models")
-            await asyncio.gather(
-                *(router.acompletion(model="chat", messages=MESSAGES) for _ in range(5))
-            )
-            assert provider.calls("models") == models_before + 1
-            assert cb.counters["stall_probes"] == 1
+    async with watched(models_follow_mode=False) as (provider, cb, router):
+        provider.slow(0.25)
+        models_before = provider.calls("models")
+        await asyncio.gather(
+            *(router.acompletion(model="chat", messages=MESSAGES) for _ in range(5))
+        )
+        assert provider.calls("models") == models_before + 1
+        assert cb.counters["stall_probes"] == 1
 
 
 @pytest.mark.asyncio
 async def test_no_stall_probes_when_turned_off(litellm_callbacks: None) -> None:
     """stall_after_sec=None: a slow call sends nothing but itself."""
-    async with FakeProvider(models_follow_mode=False) as provider:
-        models = model_list(provider)
-        cb = stall_breaker(models, stall_after_sec=None)
-        litellm.callbacks.append(cb)
-        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
-        async with cb:
-            await first_round_done(cb)
-            provider.slow(0.3)
-            models_before = provider.calls("models")
-            await router.acompletion(model="chat", messages=MESSAGES)
-            assert provider.calls("models") == models_before
-            assert cb.counters["stall_probes"] == 0
+    async with watched(models_follow_mode=False, stall_after_sec=None) as (provider, cb, router):
+        provider.slow(0.3)
+        models_before = provider.calls("models")
+        await router.acompletion(model="chat", messages=MESSAGES)
+        assert provider.calls("models") == models_before
+        assert cb.counters["stall_probes"] == 0
 
 
 @pytest.mark.asyncio
@@ -181,18 +174,12 @@ async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
 @pytest.mark.asyncio
 async def test_a_slow_stream_is_never_taken_for_a_stall(litellm_callbacks: None) -> None:
     """A stream answers long before it ends: it is not tracked, whatever it takes."""
-    async with FakeProvider(models_follow_mode=False) as provider:
-        models = model_list(provider)
-        cb = stall_breaker(models)
-        litellm.callbacks.append(cb)
-        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
-        async with cb:
-            await first_round_done(cb)
-            provider.slow(0.3)
-            stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
-            chunks = [chunk async for chunk in stream]
-            assert chunks
-            assert cb.counters["stall_probes"] == 0
+    async with watched(models_follow_mode=False) as (provider, cb, router):
+        provider.slow(0.3)
+        stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
+        chunks = [chunk async for chunk in stream]
+        assert chunks
+        assert cb.counters["stall_probes"] == 0
 
 
 @pytest.mark.asyncio

@@ -387,6 +387,10 @@ class CircuitBreaker(CustomLogger):
         """
         self._ensure_background()
         await asyncio.sleep(0)
+        await self._first_sync()
+
+    async def _first_sync(self) -> None:
+        """Wait, briefly, for the first sync with Redis (done or failed); no-op without it."""
         if self._share is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2 * CONNECT_TIMEOUT_SEC):
@@ -432,12 +436,9 @@ class CircuitBreaker(CustomLogger):
             await asyncio.gather(*jobs)
 
     async def _probe_loop(self) -> None:
-        if self._share is not None:
-            # Probe leases live in Redis: claim them before the first round, so a
-            # new replica does not probe what another already watches.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2 * CONNECT_TIMEOUT_SEC):
-                    await self._share.wait_synced()
+        # Probe leases live in Redis: claim them before the first round, so a
+        # new replica does not probe what another already watches.
+        await self._first_sync()
         await self._prober.run()
 
     def _new_client(self) -> httpx.AsyncClient:
@@ -827,11 +828,8 @@ class CircuitBreaker(CustomLogger):
 
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
-        if inline and attempt.call_id is not None:
-            with self._lock:
-                _remember(self._inline_ok, attempt.call_id)
         self._ended(attempt, answered=True, inline=inline)
-        if self._should_count(attempt, inline=inline):
+        if self._should_count(attempt, inline=inline, success=True):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
@@ -972,12 +970,13 @@ class CircuitBreaker(CustomLogger):
             )
         )
 
-    def _should_count(self, attempt: Attempt, *, inline: bool) -> bool:
+    def _should_count(self, attempt: Attempt, *, inline: bool, success: bool = False) -> bool:
         """Count each attempt once, preferring the inline hook's report.
 
         Inline hooks fire once per attempt and always count. A queued log event
         counts only for an attempt no inline hook reported (streams, sync calls)
-        and only once, however many copies of it arrive.
+        and only once, however many copies of it arrive; an inline success is
+        remembered by call id alone, so its queued copy is dropped unparsed.
         """
         if attempt.breaker_id is None or attempt.is_health_check:
             return False
@@ -987,6 +986,8 @@ class CircuitBreaker(CustomLogger):
         with self._lock:
             if inline:
                 _remember(self._inline_seen, key)
+                if success:
+                    _remember(self._inline_ok, attempt.call_id)
                 return True
             if key in self._inline_seen or key in self._logged_seen:
                 return False
