@@ -1,23 +1,44 @@
 # Every target does its own set-up: a fresh clone needs only `make demo` or `make test`.
 PYTHON ?= python3
+
+# The two LiteLLM releases every change is tested on: the newest (the default
+# environment, what `pip install` gives a new user) and the floor we support.
+LITELLM_NEWEST := 1.110.2
+LITELLM_FLOOR := 1.108.7
+EXTRAS := dev,redis,prometheus,proxy
+
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+FLOOR_VENV := .venv-floor
+FLOOR_BIN := $(FLOOR_VENV)/bin
+FLOOR_STAMP := $(FLOOR_VENV)/.installed-stamp
 
 # Never download LiteLLM's cost map; tests, demo and bench are offline.
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: install test lint demo bench clean redis-server
+.PHONY: install install-floor test lint demo bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(FLOOR_BIN)/python:
+	$(PYTHON) -m venv $(FLOOR_VENV)
+
+# The stamp names the LiteLLM version, so changing a pin above reinstalls.
+$(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,redis,prometheus]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" "litellm==$(LITELLM_NEWEST)"
+	touch $@
+
+$(FLOOR_STAMP): pyproject.toml Makefile | $(FLOOR_BIN)/python
+	$(FLOOR_BIN)/python -m pip install --quiet --upgrade pip
+	$(FLOOR_BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" "litellm==$(LITELLM_FLOOR)"
 	touch $@
 
 install: $(STAMP)
+
+install-floor: $(FLOOR_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -35,9 +56,14 @@ redis-server:
 	    echo "redis-server not found: the Redis tests will skip (apt-get install redis-server)"; \
 	  fi; }
 
-test: lint redis-server
+# The whole suite on the newest LiteLLM, then again on the floor; coverage is
+# measured across both, so each version's branch of the compatibility layer counts.
+test: lint redis-server $(FLOOR_STAMP)
 	rm -f .coverage .coverage.*
+	@echo "== the whole suite on litellm $(LITELLM_NEWEST) (newest, the default environment)"
 	$(BIN)/coverage run -m pytest
+	@echo "== the whole suite on litellm $(LITELLM_FLOOR) (the floor)"
+	$(FLOOR_BIN)/coverage run -m pytest
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
@@ -46,14 +72,19 @@ demo: $(STAMP)
 
 # Figures are ratios and counts measured side by side; never asserted in tests.
 BENCH_STAMP := $(VENV)/.bench-stamp
+FLOOR_BENCH_STAMP := $(FLOOR_VENV)/.bench-stamp
 
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[dev,redis,prometheus,bench]"
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),bench]" "litellm==$(LITELLM_NEWEST)"
 	touch $@
 
-bench: $(BENCH_STAMP)
-	$(BIN)/python bench/run.py
+$(FLOOR_BENCH_STAMP): $(FLOOR_STAMP)
+	$(FLOOR_BIN)/python -m pip install --quiet -e ".[$(EXTRAS),bench]" "litellm==$(LITELLM_FLOOR)"
+	touch $@
+
+bench: $(BENCH_STAMP) $(FLOOR_BENCH_STAMP)
+	$(BIN)/python bench/run.py --floor-python $(FLOOR_BIN)/python
 	$(BIN)/python bench/plot.py
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -54,3 +54,43 @@ def open_breaker(cache: Any, dep_id: str) -> None:
     """Drive a breaker open through the public API, as failures would."""
     for _ in range(cache.failure_threshold):
         cache.mark_unhealthy(dep_id, "test: HTTP 503")
+
+
+# Changing a Router at runtime, the way users do on each LiteLLM version: 1.110
+# deprecates the 1.108 members (a DeprecationWarning is an error in the suite).
+
+
+def router_deployment(r: litellm.Router, dep_id: str) -> Any:
+    """The deployment with this id, or None."""
+    if hasattr(r, "registry"):
+        return r.registry().deployment(dep_id)
+    return r.get_deployment(model_id=dep_id)
+
+
+def router_entries(r: litellm.Router) -> list[Any]:
+    """Every deployment dict of the Router."""
+    if hasattr(r, "registry"):
+        return list(r.registry().all())
+    return list(r.get_model_list() or [])
+
+
+def add_to_router(r: litellm.Router, entry: dict[str, Any]) -> None:
+    """Add a deployment at runtime."""
+    from litellm.types.router import Deployment  # noqa: PLC0415
+
+    if hasattr(r, "apply"):
+        from litellm.router_api import ChangeSet  # noqa: PLC0415
+
+        r.apply(ChangeSet(upsert=[Deployment(**entry)]))
+    else:
+        r.add_deployment(Deployment(**entry))
+
+
+def delete_from_router(r: litellm.Router, dep_id: str) -> None:
+    """Delete a deployment at runtime."""
+    if hasattr(r, "apply"):
+        from litellm.router_api import ChangeSet  # noqa: PLC0415
+
+        r.apply(ChangeSet(delete=[dep_id]))
+    else:
+        r.delete_deployment(id=dep_id)

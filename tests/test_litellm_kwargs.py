@@ -18,6 +18,7 @@ from litellm_circuit_breaker._litellm_kwargs import (
     sdk_key,
     str_or_none,
 )
+from tests.llm_helpers import router_entries
 
 KEY = "sk-deploy-key-0123456789"
 
@@ -41,7 +42,7 @@ def entry(
 def router_id(model_list_entry: dict[str, Any]) -> str:
     """The id a real Router gives this entry (it mutates its input, so it gets a copy)."""
     r = litellm.Router(model_list=[copy.deepcopy(model_list_entry)])
-    return str(r.get_model_list()[0]["model_info"]["id"])
+    return str(router_entries(r)[0]["model_info"]["id"])
 
 
 def test_deployment_of_reads_a_model_list_entry_with_an_id() -> None:

@@ -313,6 +313,8 @@ async def test_internal_error_in_a_hook_is_swallowed_logged_once_and_counted(
     def explode(*args: object) -> None:
         raise KeyError("plugin bug")
 
+    # The filter is engaged only while some breaker is open: open one elsewhere.
+    open_breaker(breaker.cache, "elsewhere")
     monkeypatch.setattr(breaker, "_filter", explode)
     monkeypatch.setattr(breaker, "_on_success", explode)
     for _ in range(5):

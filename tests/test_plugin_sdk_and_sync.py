@@ -15,7 +15,15 @@ from litellm_circuit_breaker import (
     CircuitOpenError,
 )
 from litellm_circuit_breaker.testing import FakeClock
-from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, status
+from tests.llm_helpers import (
+    MESSAGES,
+    deployment,
+    ok,
+    open_breaker,
+    router,
+    router_deployment,
+    status,
+)
 
 PRIMARY = "http://primary.test/v1"
 BACKUP = "http://backup.test/v1"
@@ -216,7 +224,7 @@ def test_routers_sharing_deployment_ids_are_not_confused(
         for _ in range(12)
     }
     assert answers == {"live"}
-    assert other.get_deployment(model_id="dead") is not None  # still alive, still ambiguous
+    assert router_deployment(other, "dead") is not None  # still alive, still ambiguous
 
 
 @pytest.mark.asyncio

@@ -18,6 +18,7 @@ from litellm_circuit_breaker._proxy import (
     proxy_breaker,
     settings_from_env,
 )
+from tests.llm_helpers import add_to_router, delete_from_router
 
 
 def test_no_variables_give_the_documented_defaults() -> None:
@@ -196,7 +197,6 @@ def test_the_probed_set_follows_the_proxy_router_at_runtime(
 ) -> None:
     """Deployments added to or deleted from the proxy's router are picked up on refresh."""
     import litellm  # noqa: PLC0415
-    from litellm.types.router import Deployment, LiteLLM_Params  # noqa: PLC0415
 
     router = litellm.Router(
         model_list=[
@@ -213,17 +213,18 @@ def test_the_probed_set_follows_the_proxy_router_at_runtime(
     breaker = ProxyCircuitBreaker(ProxySettings(probe_interval=None))
     assert breaker.refresh_from_router()
     assert set(breaker.deployments) == {"a"}
-    router.add_deployment(
-        Deployment(
-            model_name="chat",
-            litellm_params=LiteLLM_Params(model="openai/m", api_base="http://b.test/v1"),
-            model_info={"id": "b"},
-        )
+    add_to_router(
+        router,
+        {
+            "model_name": "chat",
+            "litellm_params": {"model": "openai/m", "api_base": "http://b.test/v1"},
+            "model_info": {"id": "b"},
+        },
     )
     breaker.cache.mark_unhealthy("a", "x")
     breaker.refresh_from_router()
     assert set(breaker.deployments) == {"a", "b"}
-    router.delete_deployment(id="a")
+    delete_from_router(router, "a")
     breaker.refresh_from_router()
     assert set(breaker.deployments) == {"b"}
     assert breaker.cache.get_state("a") is None  # removed deployments leak no state

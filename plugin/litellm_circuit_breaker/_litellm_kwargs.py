@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _routers
 from ._endpoints import DEFAULT_BASES, ProbeTarget, probe_target, resolve_secret
 from ._redact import public_url
 
@@ -112,13 +113,11 @@ def provider_of(
 
 def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
     """The id LiteLLM's Router gives a deployment whose model_info has none."""
-    from litellm.router import Router  # noqa: PLC0415
-
     resolved = {
         k: (resolve_secret(v) if isinstance(v, str) and v.startswith("os.environ/") else v)
         for k, v in litellm_params.items()
     }
-    return str(Router.generate_model_id(model_group, resolved))
+    return _routers.generated_id(model_group, resolved)
 
 
 def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:

@@ -40,6 +40,7 @@ from typing import Any, Literal, Self, TypeVar
 import httpx
 from litellm.integrations.custom_logger import CustomLogger
 
+from . import _routers
 from ._cache import (
     DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_TRIAL_LEASE_SEC,
@@ -74,7 +75,7 @@ from ._probe import (
     describe_error,
 )
 from ._redact import Redactor
-from ._routers import group_deployment_ids, group_has_fallback
+from ._routers import is_router as _is_router
 from ._shared import (
     CONNECT_TIMEOUT_SEC,
     DEFAULT_NAMESPACE,
@@ -94,6 +95,9 @@ WhenAllOpen = Literal["fail_open", "fail_fast"]
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _SEEN_CALLS = 8192
+# Deployment ids looked up in their Router when first seen in traffic; past this
+# many, new ones are no longer looked up (a bound on memory, not a setting).
+_LEARN_MAX = 100_000
 DEFAULT_STALL_AFTER_SEC = 0.5
 # A call in flight this long is assumed lost (its end event dropped), not stalled.
 _IN_FLIGHT_MAX_AGE_SEC = 600.0
@@ -150,6 +154,34 @@ class _StallState:
     probed: dict[str, float] = field(default_factory=dict)
     """Probe key -> when its last stall probe started."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class _OpenDeploymentFilter(CustomLogger):
+    """The breaker's ``async_filter_deployments``, in ``litellm.callbacks`` only while needed.
+
+    LiteLLM 1.110's router core copies a group's deployment dicts on every
+    attempt for each callback whose class defines the filter (1.06x per
+    request at 200 deployments, 1.32x at 2,000, even for a filter returning its
+    input), so the filter is a callback of its own, engaged while some breaker
+    is open or half-open and taken out when all are closed again.
+    """
+
+    def __init__(self, owner: CircuitBreaker) -> None:
+        super().__init__()
+        self._owner = owner
+        # A distinct public value, so LiteLLM never merges two breakers' filters.
+        self.instance_id = f"{owner.instance_id}-filter"
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: list[Any] | None,
+        request_kwargs: dict[str, Any] | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[dict[str, Any]]:
+        """Drop open deployments; hand a half-open one its single trial call."""
+        return self._owner._filter_hook(model, healthy_deployments, request_kwargs)
 
 
 class _EndpointProbe(HealthProbe):
@@ -212,24 +244,17 @@ class CircuitBreaker(CustomLogger):
         redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
         redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC,
         stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC,
+        routers: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
-        if probe_interval is not None:
-            _check_number("probe_interval", probe_interval, minimum=0.0, inclusive=False)
-        _check_number("probe_timeout", probe_timeout, minimum=0.0, inclusive=False)
-        if stall_after_sec is not None:
-            _check_number("stall_after_sec", stall_after_sec, minimum=0.0, inclusive=False)
-        if when_all_open not in ("fail_open", "fail_fast"):
-            raise ConfigurationError("when_all_open", when_all_open, "'fail_open' or 'fail_fast'")
-        if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
-            raise ConfigurationError("failure_policy", failure_policy, "a FailurePolicy")
-        given: object = model_list
-        if given is not None and (
-            isinstance(given, str | bytes)
-            or not isinstance(given, Sequence)
-            or not all(isinstance(e, Mapping) for e in given)
-        ):
-            raise ConfigurationError("model_list", model_list, "a list of LiteLLM deployments")
+        _check_settings(
+            probe_interval=probe_interval,
+            probe_timeout=probe_timeout,
+            stall_after_sec=stall_after_sec,
+            when_all_open=when_all_open,
+            failure_policy=failure_policy,
+            model_list=model_list,
+        )
         self.cache = ProviderHealthCache(
             failure_threshold=failure_threshold,
             unhealthy_backoff_sec=unhealthy_backoff_sec,
@@ -287,7 +312,14 @@ class CircuitBreaker(CustomLogger):
         queued success event for one of them is a copy, dropped before any parsing."""
         self._trials: dict[str, str | None] = {}
         """Deployment id -> trace id of the request holding its half-open trial permit."""
-        self._groups_seen: dict[str, tuple[int, str | None, str | None]] = {}
+        self._learn_tried: set[str] = set()
+        """Deployment ids looked up in their Router when first seen in traffic."""
+        self._bound = _routers.RouterSet()
+        self._surfaces_reported: set[str] = set()
+        """What this LiteLLM hides that we looked for (each logged once)."""
+        self._open_filter = _OpenDeploymentFilter(self)
+        self._engage_lock = threading.Lock()
+        self.cache.add_listener(self._on_state_change)
         self._task: asyncio.Task[None] | None = None
         self._logged_errors: set[str] = set()
         self.internal_errors: Counter[str] = Counter()
@@ -299,6 +331,8 @@ class CircuitBreaker(CustomLogger):
         fallback (all-open groups sent to their fallback), sdk_refused."""
         if model_list:
             self.add_deployments(model_list)
+        if routers is not None:
+            self._bind(routers)
 
     # -- configuration ---------------------------------------------------------
 
@@ -493,7 +527,9 @@ class CircuitBreaker(CustomLogger):
         self._prober.set_probes(probes)
 
     def _before_tick(self) -> None:
-        """Called before every probe round; adapters refresh the probed set here."""
+        """Called before every probe round: bound Routers' deployments are re-read."""
+        for router in self._bound.routers():
+            self._learn_router(router)
 
     async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
         client = _client.get()
@@ -596,35 +632,23 @@ class CircuitBreaker(CustomLogger):
 
     # -- decisions: async Router -----------------------------------------------
 
-    async def async_filter_deployments(
-        self,
-        model: str,
-        healthy_deployments: list[Any],
-        messages: list[Any] | None,
-        request_kwargs: dict[str, Any] | None = None,
-        parent_otel_span: Any = None,
-    ) -> list[dict[str, Any]]:
-        """Drop open deployments; hand a half-open one its single trial call."""
+    def _filter_hook(
+        self, group: str, deployments: list[Any], request_kwargs: Mapping[str, Any] | None
+    ) -> list[Any]:
+        """What :class:`_OpenDeploymentFilter` runs: drop open deployments, guarded."""
         self._guard("background", self._ensure_background, default=None)
         return self._guard(
-            "filter",
-            self._filter,
-            model,
-            healthy_deployments,
-            request_kwargs or {},
-            default=healthy_deployments,
+            "filter", self._filter, group, deployments, request_kwargs or {}, default=deployments
         )
 
     def _filter(
         self, group: str, deployments: list[Any], request_kwargs: Mapping[str, Any]
     ) -> list[Any]:
-        if self._learn_from_traffic:
-            self._learn(group, deployments)
         unhealthy = self.cache.unhealthy_ids()
         if not unhealthy:
             return deployments
         kept: list[Any] = []
-        refused: list[tuple[str, Any]] = []
+        refused: list[str] = []
         for entry in deployments:
             deployment_id = deployment_id_of(entry)
             if deployment_id is None or deployment_id not in unhealthy:
@@ -635,21 +659,22 @@ class CircuitBreaker(CustomLogger):
                 self._bump("trials")
                 return [entry]
             else:
-                refused.append((deployment_id, entry))
+                refused.append(deployment_id)
         if kept or not refused:
             if refused:
                 self._bump("skipped", len(refused))
             return kept
-        return self._all_open(group, refused, request_kwargs)
+        chosen = self._all_open(group, refused, request_kwargs)
+        return [entry for entry in deployments if deployment_id_of(entry) == chosen]
 
-    def _all_open(
-        self, group: str, refused: list[tuple[str, Any]], request_kwargs: Mapping[str, Any]
-    ) -> list[Any]:
-        ids = [deployment_id for deployment_id, _ in refused]
+    def _all_open(self, group: str, ids: list[str], request_kwargs: Mapping[str, Any]) -> str:
+        """Every deployment of ``group`` is open: the fallback, or ``when_all_open``.
+
+        Returns the deployment to fail open to, or raises :class:`AllDeploymentsOpenError`.
+        """
         waits = {deployment_id: self.cache.retry_in(deployment_id) for deployment_id in ids}
         soonest = min(ids, key=waits.__getitem__)
-        first_id, first_entry = refused[0]
-        if request_kwargs.get("fallbacks") or group_has_fallback(group, first_entry, first_id):
+        if request_kwargs.get("fallbacks") or self._has_fallback(group, ids[0]):
             # Raised, not returned empty: an empty list costs a single-deployment
             # group seconds of retry back-off before the fallback runs.
             self._bump("fallback")
@@ -657,32 +682,154 @@ class CircuitBreaker(CustomLogger):
             raise AllDeploymentsOpenError(group, ids, waits[soonest])
         if self.when_all_open == "fail_open":
             self._bump("fail_open")
-            return [entry for deployment_id, entry in refused if deployment_id == soonest]
+            return soonest
         self._bump("fail_fast")
         self._bump("skipped", len(ids))
         raise AllDeploymentsOpenError(group, ids, waits[soonest])
 
-    def _learn(self, group: str, deployments: Sequence[Any]) -> None:
-        """Learn a group's deployments; O(1) when the group looks as it did last time."""
-        if not deployments:
-            return
-        first, last = deployments[0], deployments[-1]
-        fingerprint = (
-            len(deployments),
-            deployment_id_of(first) if isinstance(first, Mapping) else None,
-            deployment_id_of(last) if isinstance(last, Mapping) else None,
-        )
-        if self._groups_seen.get(group) == fingerprint:
+    def _has_fallback(self, group: str, deployment_id: str) -> bool:
+        """Does the Router serving this request have a fallback for ``group``?
+
+        If the Router cannot be told apart from others serving the same id,
+        every one of them must have one: a wrong "yes" would fail a request
+        that ``fail_open`` would have let through.
+        """
+        try:
+            routers = _routers.serving_routers(group, deployment_id, self._bound.routers())
+            return bool(routers) and all(_routers.fallback_groups(r, group) for r in routers)
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
+            return False
+
+    def _siblings(self, group: str, deployment_id: str) -> list[str]:
+        """The other deployment ids of ``group`` in the Router(s) serving this request."""
+        try:
+            routers = _routers.serving_routers(group, deployment_id, self._bound.routers())
+            ids: dict[str, None] = {}
+            for router in routers:
+                for entry in _routers.group_entries(router, group):
+                    found = deployment_id_of(entry)
+                    if found is not None and found != deployment_id:
+                        ids[found] = None
+            return list(ids)
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
+            return []
+
+    def _surface_unknown(self, exc: _routers.SurfaceUnknownError) -> None:
+        """This LiteLLM hides something we need: say so once, count every time."""
+        with self._lock:
+            self.counters["litellm_surface_unknown"] += 1
+            first = exc.missing not in self._surfaces_reported
+            self._surfaces_reported.add(exc.missing)
+        if first:
+            logger.warning(
+                "circuit breaker: on litellm %s %s (logged once; counted as "
+                "counters['litellm_surface_unknown'])",
+                _litellm_version(),
+                exc,
+            )
+
+    # -- the filter, engaged only while needed ---------------------------------
+
+    def _on_state_change(self, event: Any) -> None:
+        self._engage_filter()
+
+    def _filter_engaged(self) -> bool:
+        import litellm  # noqa: PLC0415 - already loaded
+
+        return self._open_filter in litellm.callbacks
+
+    def _engage_filter(self) -> None:
+        """Put the filter in ``litellm.callbacks`` while a breaker is not closed, else take it out.
+
+        Only for a breaker that is itself in ``litellm.callbacks``: a breaker
+        LiteLLM does not call must not steer its Routers. Under a lock, and
+        decided from the state at that moment, so the last change always wins.
+        """
+        import litellm  # noqa: PLC0415 - already loaded
+
+        with self._engage_lock:
+            callbacks = litellm.callbacks
+            want = bool(self.cache.unhealthy_ids()) and self in callbacks
+            present = self._open_filter in callbacks
+            if want and not present:
+                callbacks.append(self._open_filter)
+            elif present and not want:
+                with contextlib.suppress(ValueError):  # another thread took it out first
+                    callbacks.remove(self._open_filter)
+
+    # -- which Routers, which deployments --------------------------------------
+
+    def attach(self, router: Any) -> None:
+        """Bind this breaker to a Router it serves (the robust path; discovery is the fallback).
+
+        Its deployments are learned (and probed) at once and re-read before
+        every probe round, and questions about fallbacks and siblings are asked
+        of the bound Routers only. On LiteLLM 1.110 the Routers of a process
+        cannot always be told apart (hooks get copies of deployment dicts):
+        binding removes the guesswork. Also puts the breaker in
+        ``litellm.callbacks`` if it is not there yet. Routers are held weakly.
+        """
+        import litellm  # noqa: PLC0415 - the module is loaded by our own import anyway
+
+        if not _is_router(router):
+            raise ConfigurationError("router", router, "a litellm.Router")
+        self._bound.add(router)
+        self._learn_router(router)
+        if self not in litellm.callbacks:
+            litellm.callbacks.append(self)
+        self._engage_filter()
+
+    def _bind(self, routers: object) -> None:
+        """``routers=``: checked whole before any is bound."""
+        if isinstance(routers, str | bytes) or not isinstance(routers, Sequence):
+            raise ConfigurationError("routers", routers, "a list of litellm.Router")
+        for router in routers:
+            if not _is_router(router):
+                raise ConfigurationError("routers", router, "a litellm.Router")
+        for router in routers:
+            self._bound.add(router)
+            self._learn_router(router)
+
+    def detach(self, router: Any) -> bool:
+        """Unbind a Router bound with :meth:`attach`; False if it was not bound."""
+        return self._bound.remove(router)
+
+    @property
+    def routers(self) -> list[Any]:
+        """The Routers bound with :meth:`attach` (or ``routers=``) that are still alive."""
+        return self._bound.routers()
+
+    def _learn_router(self, router: Any) -> None:
+        try:
+            self.add_deployments(_routers.router_entries(router))
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
+
+    def _learn_group(
+        self, group: str, deployment_id: str, entry: Mapping[str, Any] | None = None
+    ) -> None:
+        """Learn a deployment first seen in traffic, with its group's siblings, from its Router.
+
+        Once per deployment id: an id that cannot be learned is not looked up again.
+        """
+        if not self._learn_from_traffic:
             return
         with self._lock:
-            unknown = [
-                d
-                for d in deployments
-                if isinstance(d, Mapping) and deployment_id_of(d) not in self._deployments
-            ]
+            if deployment_id in self._learn_tried or len(self._learn_tried) >= _LEARN_MAX:
+                return
+            self._learn_tried.add(deployment_id)
+        entries = [entry] if entry is not None else []
+        try:
+            routers = _routers.serving_routers(group, deployment_id, self._bound.routers())
+            entries.extend(e for r in routers for e in _routers.group_entries(r, group))
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
+        with self._lock:
+            unknown = [e for e in entries if deployment_id_of(e) not in self._deployments]
         if unknown:
             self.add_deployments(unknown)
-        self._groups_seen[group] = fingerprint
 
     # -- decisions: sync Router --------------------------------------------------
 
@@ -693,24 +840,24 @@ class CircuitBreaker(CustomLogger):
 
     def _sync_check(self, deployment: Mapping[str, Any]) -> None:
         deployment_id = deployment_id_of(deployment)
-        if self._learn_from_traffic and deployment_id not in self._deployments:
-            self._learn(str_or_none(deployment.get("model_name")) or "", [deployment])
-        if deployment_id is None or deployment_id not in self.cache.unhealthy_ids():
+        if deployment_id is None:
+            return
+        group = str_or_none(deployment.get("model_name")) or ""
+        if deployment_id not in self._deployments:
+            self._learn_group(group, deployment_id, deployment)
+        if deployment_id not in self.cache.unhealthy_ids():
             return
         if self.cache.try_acquire(deployment_id):
             self._bump("trials")
             self._hold_trial(deployment_id, None)
             return
-        group = str_or_none(deployment.get("model_name")) or ""
-        siblings = [
-            i for i in group_deployment_ids(group, deployment, deployment_id) if i != deployment_id
-        ]
+        siblings = self._siblings(group, deployment_id)
         if any(self.cache.breaker_state(s) is not BreakerState.OPEN for s in siblings):
             self._bump("skipped")
             raise _SkipDeploymentError(
                 deployment_id, self.cache.retry_in(deployment_id), len(siblings)
             )
-        self._all_open(group, [(deployment_id, deployment), *((i, None) for i in siblings)], {})
+        self._all_open(group, [deployment_id, *siblings], {})
 
     # -- decisions: direct SDK calls ----------------------------------------------
 
@@ -730,7 +877,12 @@ class CircuitBreaker(CustomLogger):
         attempt = attempt_of(kwargs)
         if attempt.breaker_id is None or attempt.is_health_check:
             return  # the proxy's own health checks are never refused, nor counted
-        if not attempt.via_router:
+        if attempt.via_router:
+            if attempt.breaker_id not in self._deployments:
+                self._learn_group(attempt.model_group or "", attempt.breaker_id)
+            if self.cache.unhealthy_ids() and not self._filter_engaged():
+                self._engage_filter()  # the callback list was replaced under us
+        else:
             half_open = attempt.breaker_id in self.cache.unhealthy_ids()
             if not self.cache.try_acquire(attempt.breaker_id):
                 self._bump("sdk_refused")
@@ -995,6 +1147,34 @@ class CircuitBreaker(CustomLogger):
             return True
 
 
+def _check_settings(
+    *,
+    probe_interval: float | None,
+    probe_timeout: float,
+    stall_after_sec: float | None,
+    when_all_open: object,
+    failure_policy: object,
+    model_list: object,
+) -> None:
+    """The plugin's own settings (the cache checks its own): errors name field and value."""
+    if probe_interval is not None:
+        _check_number("probe_interval", probe_interval, minimum=0.0, inclusive=False)
+    _check_number("probe_timeout", probe_timeout, minimum=0.0, inclusive=False)
+    if stall_after_sec is not None:
+        _check_number("stall_after_sec", stall_after_sec, minimum=0.0, inclusive=False)
+    if when_all_open not in ("fail_open", "fail_fast"):
+        raise ConfigurationError("when_all_open", when_all_open, "'fail_open' or 'fail_fast'")
+    if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
+        raise ConfigurationError("failure_policy", failure_policy, "a FailurePolicy")
+    given: object = model_list
+    if given is not None and (
+        isinstance(given, str | bytes)
+        or not isinstance(given, Sequence)
+        or not all(isinstance(e, Mapping) for e in given)
+    ):
+        raise ConfigurationError("model_list", model_list, "a list of LiteLLM deployments")
+
+
 def _sharing(
     cache: ProviderHealthCache,
     group_of: Callable[[str], str | None],
@@ -1031,6 +1211,15 @@ def _sharing(
         group_of=group_of,
         redact=redact,
     )
+
+
+def _litellm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("litellm")
+    except PackageNotFoundError:  # pragma: no cover - litellm is a dependency
+        return "(unknown version)"
 
 
 def _remember(seen: OrderedDict[_K, None], key: _K) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from . import _routers
 from ._cache import (
     DEFAULT_FAILURE_THRESHOLD,
     DEFAULT_TRIAL_LEASE_SEC,
@@ -235,11 +236,15 @@ class ProxyCircuitBreaker(CircuitBreaker):
         router = _proxy_router()
         if router is None:
             return False
-        self.sync_deployments(router.get_model_list() or [])
+        try:
+            self.sync_deployments(_routers.router_entries(router))
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
         return True
 
     def _before_tick(self) -> None:
         self._guard("refresh", self.refresh_from_router, default=False)
+        super()._before_tick()
 
     async def _background(self) -> None:
         # The proxy imports its callbacks before it builds the router.

@@ -1,98 +1,259 @@
-"""What the Routers in this process say about a model group: fallbacks and siblings.
+"""The one place that knows how a LiteLLM version exposes its Routers.
 
-Hooks are not handed their Router, so this module looks among LiteLLM's live
-Routers (and the proxy's) for the one serving a request. Several Routers may
-share deployment ids (one config loaded twice), so a Router is recognised by
-holding the very deployment dicts the hook was given, and failing that by
-serving the same id in the same group. It is consulted only when a deployment
-is open, never on the common path. Any surprise in LiteLLM's internals answers
-"unknown", which callers treat safely.
+Routers, a group's deployments, its fallbacks and the ids LiteLLM generates
+are read here and nowhere else, each through the public surface of the
+running version first:
+
+============================  =====================================  ==========================
+what                          1.110 (Rust router core)               1.108
+============================  =====================================  ==========================
+a Router's deployments        ``router.registry().all()/.deployments``  ``router.get_model_list()``
+a Router's fallbacks          ``router.settings().fallbacks``        ``router.fallbacks``
+a group's fallback chain      ``litellm.router_api.fallback_chain``  ``get_fallback_model_group``
+a generated deployment id     ``litellm.router_api.deployment_id``   ``Router.generate_model_id``
+the Routers of this process   private ``live_check_owners``          private ``_live_routers``
+the Router serving a hook     the call stack (private)               the call stack (private)
+============================  =====================================  ==========================
+
+No version has a public list of live Routers nor tells a hook which Router
+called it, so those two rows use private members; :meth:`CircuitBreaker.attach`
+is the public way around both. A surface this module does not recognise raises
+:class:`SurfaceUnknownError`, which the breaker logs once and counts; a
+``DeprecationWarning`` is never raised by what is read here, and never swallowed.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
 from typing import Any
 
-__all__ = ["group_deployment_ids", "group_has_fallback"]
+__all__ = [
+    "RouterSet",
+    "SurfaceUnknownError",
+    "calling_router",
+    "fallback_groups",
+    "generated_id",
+    "group_entries",
+    "is_router",
+    "live_routers",
+    "router_entries",
+    "serving_routers",
+]
+
+# How far up the call stack a hook looks for the Router that called it: the
+# Router (or its core) is 2-12 frames above the hook on both versions.
+_STACK_DEPTH = 24
 
 
-def _routers() -> Iterator[Any]:
+class SurfaceUnknownError(Exception):
+    """This LiteLLM exposes something we need in a way we do not know."""
+
+    def __init__(self, missing: str, instead: str) -> None:
+        super().__init__(f"could not find {missing}; {instead}")
+        self.missing = missing
+        self.instead = instead
+
+
+def is_router(value: object) -> bool:
+    """True for a ``litellm.Router`` (or subclass)."""
+    litellm_router = sys.modules.get("litellm.router")
+    cls = getattr(litellm_router, "Router", None)
+    return isinstance(cls, type) and isinstance(value, cls)
+
+
+def _router_of_core(core: object) -> Any:
+    """The public Router of a 1.110 router core (private: ``_core_owner``), or None.
+
+    A core whose Router was dropped while serving a request (``await
+    Router(...).acompletion(...)`` keeps only the core alive) stands for it: it
+    answers ``registry()`` and ``settings()`` as its Router would.
+    """
+    handle = vars(core).get("_core_owner") if hasattr(core, "__dict__") else None
+    if not callable(handle):
+        return None
+    owner = handle()
+    return owner if owner is not None else core
+
+
+def live_routers() -> Iterator[Any]:
+    """The proxy's Router, then every live Router of the process LiteLLM keeps track of.
+
+    Private members, since no public registry exists: 1.108 keeps a WeakSet of
+    Routers in ``litellm.router._live_routers``; 1.110 a WeakSet of router
+    cores in ``litellm.router_utils.global_callback_holders.live_check_owners``.
+    """
     seen: set[int] = set()
+    candidates: list[Any] = []
     proxy = sys.modules.get("litellm.proxy.proxy_server")
-    candidates = [getattr(proxy, "llm_router", None)] if proxy is not None else []
-    live = getattr(sys.modules.get("litellm.router"), "_live_routers", None)
-    if live is not None:
-        candidates.extend(list(live))
+    if proxy is not None:
+        candidates.append(getattr(proxy, "llm_router", None))
+    legacy = getattr(sys.modules.get("litellm.router"), "_live_routers", None)
+    holders = sys.modules.get("litellm.router_utils.global_callback_holders")
+    cores = getattr(holders, "live_check_owners", None)
+    if legacy is not None:
+        candidates.extend(list(legacy))
+    elif cores is not None:
+        candidates.extend(_router_of_core(core) for core in list(cores))
+    else:
+        raise SurfaceUnknownError(
+            "the live Routers (neither litellm.router._live_routers nor "
+            "global_callback_holders.live_check_owners exists)",
+            "fallbacks and siblings are known only for Routers passed to attach()",
+        )
     for router in candidates:
         if router is not None and id(router) not in seen:
             seen.add(id(router))
             yield router
 
 
-def _group_ids(router: Any, group: str) -> list[str]:
-    entries = router.get_model_list(model_name=group) or []
-    return [str(e["model_info"]["id"]) for e in entries if e.get("model_info", {}).get("id")]
+def calling_router() -> Any:
+    """The Router whose routing called the running hook, or None.
 
-
-def _serving(group: str, deployment: Mapping[str, Any] | None, deployment_id: str) -> list[Any]:
-    """The Routers serving this deployment: the one holding its dict, else by group and id."""
-    routers = list(_routers())
-    if deployment is not None:
-        for router in routers:
-            try:
-                if any(entry is deployment for entry in router.model_list):
-                    return [router]
-            except Exception:  # noqa: BLE001, S112 - a router we cannot read is not ours
-                continue
-    found = []
-    for router in routers:
-        try:
-            if deployment_id in _group_ids(router, group):
-                found.append(router)
-        except Exception:  # noqa: BLE001, S112
-            continue
-    return found
-
-
-def group_has_fallback(
-    group: str, deployment: Mapping[str, Any] | None, deployment_id: str
-) -> bool:
-    """True when the Router serving this deployment has a fallback for ``group``.
-
-    If the Router cannot be told apart from others serving the same ids, every
-    one of them must have a fallback: a wrong "yes" would fail a request that
-    ``fail_open`` would have let through.
+    Hooks are not handed their Router, and on 1.110 the deployment dicts they
+    get are copies, so the Router cannot be told by identity: it is found on
+    the call stack (private: the frames of the Router's or its core's methods),
+    a few frames up. Only ever used on the rare path, when a breaker is open.
     """
-    routers = _serving(group, deployment, deployment_id)
-    if not routers:
-        return False
+    # The only way to learn the calling Router.
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_STACK_DEPTH):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_argcount and code.co_varnames[0] == "self":
+            owner = frame.f_locals.get("self")
+            router = owner if is_router(owner) else _router_of_core(owner)
+            if router is not None:
+                return router
+        frame = frame.f_back
+    return None
+
+
+def router_entries(router: Any) -> list[Mapping[str, Any]]:
+    """Every deployment dict of a Router."""
+    registry = getattr(router, "registry", None)
+    if callable(registry):
+        return list(registry().all() or [])
+    get_model_list = getattr(router, "get_model_list", None)
+    if callable(get_model_list):
+        return list(get_model_list() or [])
+    raise SurfaceUnknownError(
+        "a Router's deployments (neither Router.registry() nor Router.get_model_list())",
+        "only deployments seen in traffic or given in model_list are known",
+    )
+
+
+def group_entries(router: Any, group: str) -> list[Mapping[str, Any]]:
+    """The deployment dicts of one model group of a Router."""
+    registry = getattr(router, "registry", None)
+    if callable(registry):
+        return list(registry().deployments(group) or [])
+    get_model_list = getattr(router, "get_model_list", None)
+    if callable(get_model_list):
+        return list(get_model_list(model_name=group) or [])
+    raise SurfaceUnknownError(
+        "a model group's deployments (neither Router.registry() nor Router.get_model_list())",
+        "each deployment is treated as having no sibling",
+    )
+
+
+def _router_fallbacks(router: Any) -> list[Any]:
+    settings = getattr(router, "settings", None)
+    if callable(settings):
+        return list(getattr(settings(), "fallbacks", None) or [])
+    if "fallbacks" in vars(router):  # 1.108 keeps it as a plain attribute
+        return list(vars(router)["fallbacks"] or [])
+    raise SurfaceUnknownError(
+        "a Router's fallbacks (neither Router.settings().fallbacks nor Router.fallbacks)",
+        "an all-open group is treated as having no fallback (when_all_open applies)",
+    )
+
+
+def _fallback_chain(fallbacks: Sequence[Any], group: str) -> tuple[list[str] | None, int | None]:
     try:
-        from litellm.router_utils.fallback_event_handlers import (  # noqa: PLC0415
-            get_fallback_model_group,
-        )
-
-        for router in routers:
-            fallbacks = list(getattr(router, "fallbacks", None) or [])
-            if not fallbacks:
-                return False
-            groups, generic_index = get_fallback_model_group(fallbacks, group)
-            if not groups and generic_index is None:
-                return False
-        return True
-    except Exception:  # noqa: BLE001 - unknown means "no fallback known"
-        return False
-
-
-def group_deployment_ids(
-    group: str, deployment: Mapping[str, Any] | None, deployment_id: str
-) -> list[str]:
-    """Every deployment id of ``group`` in the Router(s) serving this deployment."""
-    ids: list[str] = []
-    for router in _serving(group, deployment, deployment_id):
+        from litellm.router_api import fallback_chain  # noqa: PLC0415 - 1.110 and later
+    except ImportError:
         try:
-            ids.extend(i for i in _group_ids(router, group) if i not in ids)
-        except Exception:  # noqa: BLE001, S112
-            continue
-    return ids or [deployment_id]
+            from litellm.router_utils.fallback_event_handlers import (  # noqa: PLC0415
+                get_fallback_model_group as fallback_chain,
+            )
+        except ImportError:
+            raise SurfaceUnknownError(
+                "how LiteLLM reads a fallback chain (neither router_api.fallback_chain "
+                "nor get_fallback_model_group)",
+                "an all-open group is treated as having no fallback (when_all_open applies)",
+            ) from None
+    groups, generic = fallback_chain(fallbacks, group)
+    return (list(groups) if groups else None), generic
+
+
+def fallback_groups(router: Any, group: str) -> bool:
+    """True when ``router`` has a fallback configured for ``group`` (generic ``*`` included)."""
+    fallbacks = _router_fallbacks(router)
+    if not fallbacks:
+        return False
+    groups, generic = _fallback_chain(fallbacks, group)
+    return bool(groups) or generic is not None
+
+
+def serving_routers(group: str, deployment_id: str, bound: Sequence[Any] = ()) -> list[Any]:
+    """The Routers that may be serving ``deployment_id`` of ``group`` in the running hook.
+
+    The Router on the call stack when there is one; else every candidate
+    (the ``bound`` Routers, or all live ones) holding that id in that group.
+    """
+    found = calling_router()
+    if found is not None:
+        return [found]
+    candidates = list(bound) if bound else list(live_routers())
+    return [
+        router
+        for router in candidates
+        if any(_entry_id(e) == deployment_id for e in group_entries(router, group))
+    ]
+
+
+def _entry_id(entry: Mapping[str, Any]) -> str | None:
+    model_info = entry.get("model_info")
+    value = model_info.get("id") if isinstance(model_info, Mapping) else None
+    return str(value) if value is not None else None
+
+
+def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
+    """The id LiteLLM's Router gives a deployment whose model_info has none."""
+    try:
+        from litellm.router_api import deployment_id  # noqa: PLC0415 - 1.110 and later
+    except ImportError:
+        from litellm.router import Router  # noqa: PLC0415
+
+        return str(Router.generate_model_id(model_group, dict(litellm_params)))
+    return str(deployment_id(model_group, litellm_params))
+
+
+class RouterSet:
+    """Routers bound to a breaker, held weakly so a dropped Router is forgotten."""
+
+    def __init__(self) -> None:
+        self._refs: list[weakref.ref[Any]] = []
+
+    def add(self, router: Any) -> bool:
+        """Bind ``router``; False if it already was."""
+        if any(ref() is router for ref in self._refs):
+            return False
+        self._refs = [ref for ref in self._refs if ref() is not None]
+        self._refs.append(weakref.ref(router))
+        return True
+
+    def remove(self, router: Any) -> bool:
+        """Unbind ``router``; False if it was not bound."""
+        kept = [ref for ref in self._refs if ref() is not None and ref() is not router]
+        removed = len(kept) != len([ref for ref in self._refs if ref() is not None])
+        self._refs = kept
+        return removed
+
+    def routers(self) -> list[Any]:
+        """The bound Routers still alive."""
+        return [router for ref in self._refs if (router := ref()) is not None]

@@ -1,0 +1,346 @@
+"""The LiteLLM compatibility layer, on the LiteLLM of this environment (`make test` runs both)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import warnings
+from typing import Any
+
+import litellm
+import pytest
+import respx
+from litellm.integrations.custom_logger import CustomLogger
+
+from litellm_circuit_breaker import (
+    AllDeploymentsOpenError,
+    CircuitBreaker,
+    ConfigurationError,
+    _routers,
+)
+from litellm_circuit_breaker.testing import FakeClock
+from tests.llm_helpers import (
+    MESSAGES,
+    deployment,
+    ok,
+    open_breaker,
+    router,
+    router_entries,
+    status,
+)
+
+NEW_SURFACE = hasattr(litellm.Router, "registry")
+
+
+def test_the_environment_runs_the_litellm_it_claims() -> None:
+    """1.110 has the Rust core's registry(); 1.108 does not: each branch below is exercised."""
+    from importlib.metadata import version  # noqa: PLC0415
+
+    assert (tuple(int(p) for p in version("litellm").split(".")[:2]) >= (1, 110)) == NEW_SURFACE
+
+
+def test_live_routers_include_every_app_router() -> None:
+    """A Router built in app code is found without being registered anywhere."""
+    first = router(deployment("chat", "a", "a.test"))
+    second = router(deployment("chat", "b", "b.test"))
+    found = list(_routers.live_routers())
+    assert any(r is first for r in found)
+    assert any(r is second for r in found)
+
+
+def test_group_and_router_entries_name_the_routers_deployments() -> None:
+    """A group's deployments, and all of a Router's, by their ids."""
+    r = router(
+        deployment("chat", "a", "a.test"),
+        deployment("chat", "b", "b.test"),
+        deployment("other", "c", "c.test"),
+    )
+    group = [e["model_info"]["id"] for e in _routers.group_entries(r, "chat")]
+    every = [e["model_info"]["id"] for e in _routers.router_entries(r)]
+    assert sorted(group) == ["a", "b"]
+    assert sorted(every) == ["a", "b", "c"]
+    assert _routers.group_entries(r, "missing") == []
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "expected"),
+    [
+        ([{"chat": ["backup"]}], True),
+        ([{"*": ["backup"]}], True),
+        ([{"other": ["backup"]}], False),
+        ([], False),
+    ],
+)
+def test_fallback_groups_reads_the_routers_fallbacks(
+    fallbacks: list[dict[str, list[str]]], expected: bool
+) -> None:
+    """Specific and generic (``*``) fallbacks count; another group's does not."""
+    r = router(deployment("chat", "a", "a.test"), fallbacks=fallbacks)
+    assert _routers.fallback_groups(r, "chat") is expected
+
+
+def test_generated_id_is_the_id_the_router_gives() -> None:
+    """A deployment without model_info.id gets the same id from us as from the Router."""
+    entry: dict[str, Any] = {
+        "model_name": "chat",
+        "litellm_params": {"model": "openai/m", "api_base": "http://a.test/v1", "api_key": "k"},
+    }
+    r = litellm.Router(model_list=[entry])
+    (only,) = router_entries(r)
+    assert _routers.generated_id("chat", entry["litellm_params"]) == only["model_info"]["id"]
+
+
+class _Spy(CustomLogger):
+    """Records which Router each hook was called from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[Any] = []
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: list[Any] | None,
+        request_kwargs: dict[str, Any] | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[Any]:
+        self.found.append(_routers.calling_router())
+        return healthy_deployments
+
+    def pre_call_check(self, deployment: dict[str, Any]) -> dict[str, Any] | None:
+        self.found.append(_routers.calling_router())
+        return None
+
+
+@pytest.mark.asyncio
+async def test_calling_router_tells_twin_routers_apart(
+    litellm_callbacks: None, mock: respx.MockRouter
+) -> None:
+    """Two Routers with the very same deployment: each hook call is traced to its own Router."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok())
+    spy = _Spy()
+    litellm.callbacks.append(spy)
+    first = router(deployment("chat", "a", "a.test"))
+    twin = router(deployment("chat", "a", "a.test"))
+    await first.acompletion(model="chat", messages=MESSAGES)
+    await twin.acompletion(model="chat", messages=MESSAGES)
+    await asyncio.to_thread(twin.completion, model="chat", messages=MESSAGES)
+    assert spy.found[0] is first
+    assert spy.found[1] is twin
+    assert spy.found[-1] is twin  # the sync Router's pre_call_check
+
+
+def test_calling_router_outside_a_router_is_none() -> None:
+    """No Router on the stack: None, never a guess."""
+    assert _routers.calling_router() is None
+
+
+def test_an_unknown_router_surface_raises_a_named_error() -> None:
+    """An object with neither LiteLLM surface is reported, not misread."""
+
+    class Stranger:
+        pass
+
+    with pytest.raises(_routers.SurfaceUnknownError, match=r"registry\(\)"):
+        _routers.router_entries(Stranger())
+    with pytest.raises(_routers.SurfaceUnknownError, match="get_model_list"):
+        _routers.group_entries(Stranger(), "chat")
+    with pytest.raises(_routers.SurfaceUnknownError, match="fallbacks"):
+        _routers.fallback_groups(Stranger(), "chat")
+
+
+@pytest.mark.asyncio
+async def test_no_deprecated_router_member_is_used_on_the_rare_paths(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """All-open with a fallback, sync siblings, learning: no DeprecationWarning, no error."""
+    mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("primary"))
+    mock.post("http://s.test/v1/chat/completions").mock(return_value=ok("sibling"))
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("fallback"))
+    r = router(
+        deployment("primary", "p", "p.test"),
+        deployment("backup", "fb", "fb.test"),
+        fallbacks=[{"primary": ["backup"]}],
+    )
+    pair = router(
+        deployment("pair", "p2", "p.test"), deployment("pair", "s", "s.test"), num_retries=1
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        breaker.attach(r)
+        open_breaker(breaker.cache, "p")
+        open_breaker(breaker.cache, "p2")
+        response = await r.acompletion(model="primary", messages=MESSAGES)
+        answers = {
+            str(pair.completion(model="pair", messages=MESSAGES).choices[0].message.content)
+            for _ in range(4)
+        }
+    assert response.choices[0].message.content == "fallback"
+    assert answers == {"sibling"}
+    assert [w.message for w in caught if issubclass(w.category, DeprecationWarning)] == []
+    assert breaker.internal_errors == {}
+    assert breaker.counters["litellm_surface_unknown"] == 0
+
+
+def _hide_live_routers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make this LiteLLM look like one we do not know: no registry of live Routers, no stack."""
+    import litellm.router  # noqa: PLC0415
+
+    monkeypatch.delattr(litellm.router, "_live_routers", raising=False)
+    holders = sys.modules.get("litellm.router_utils.global_callback_holders")
+    if holders is not None:  # 1.110 and later
+        monkeypatch.delattr(holders, "live_check_owners")
+    monkeypatch.setattr(_routers, "_STACK_DEPTH", 0)
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_litellm_is_said_once_and_counted_and_attach_still_works(
+    breaker: CircuitBreaker,
+    mock: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Fallbacks cannot be learned: one WARNING naming what is missing; attach() restores them."""
+    mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("primary"))
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("fallback"))
+    r = router(
+        deployment("primary", "p", "p.test"),
+        deployment("backup", "fb", "fb.test"),
+        fallbacks=[{"primary": ["backup"]}],
+    )
+    _hide_live_routers(monkeypatch)
+    with caplog.at_level(logging.WARNING, logger="litellm_circuit_breaker"):
+        for _ in range(3):
+            open_breaker(breaker.cache, "p")
+            response = await r.acompletion(model="primary", messages=MESSAGES)
+            assert response.choices[0].message.content == "primary"  # fail_open, as documented
+    said = [rec.getMessage() for rec in caplog.records if "could not find" in rec.getMessage()]
+    assert len(said) == 1
+    assert "live Routers" in said[0]
+    assert "attach()" in said[0]
+    assert breaker.counters["litellm_surface_unknown"] >= 3  # once per all-open request
+    breaker.attach(r)
+    open_breaker(breaker.cache, "p")
+    response = await r.acompletion(model="primary", messages=MESSAGES)
+    assert response.choices[0].message.content == "fallback"
+
+
+@pytest.mark.asyncio
+async def test_attach_probes_a_routers_deployments_before_any_traffic(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """attach(router) learns every deployment at once and joins litellm.callbacks."""
+    models = mock.get("http://a.test/v1/models").mock(return_value=ok())
+    mock.get("http://b.test/v1/models").mock(return_value=status(503))
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    cb.attach(r)
+    assert cb in litellm.callbacks
+    assert cb.routers == [r]
+    results = await cb.probe_once()
+    assert {k: v.ok for k, v in results.items()} == {"a": True, "b": False}
+    assert models.call_count == 1
+    cb.attach(r)  # idempotent
+    assert litellm.callbacks.count(cb) == 1
+    assert cb.detach(r) is True
+    assert cb.detach(r) is False
+    assert cb.routers == []
+
+
+def test_routers_setting_binds_at_construction_and_is_checked(
+    clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """CircuitBreaker(routers=[...]) binds them; anything else is refused, naming the field."""
+    r = router(deployment("chat", "a", "a.test"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None, routers=[r])
+    assert cb.routers == [r]
+    assert set(cb.deployments) == {"a"}
+    with pytest.raises(ConfigurationError, match="routers"):
+        CircuitBreaker(routers=r)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="routers"):
+        CircuitBreaker(routers=["not a router"])
+    with pytest.raises(ConfigurationError, match="router"):
+        cb.attach(object())
+
+
+def _filters() -> list[object]:
+    return [
+        cb
+        for cb in litellm.callbacks
+        if isinstance(cb, CustomLogger)
+        and type(cb).async_filter_deployments is not CustomLogger.async_filter_deployments
+    ]
+
+
+@pytest.mark.asyncio
+async def test_the_filter_is_in_litellm_callbacks_only_while_a_breaker_is_not_closed(
+    breaker: CircuitBreaker, mock: respx.MockRouter, clock: FakeClock
+) -> None:
+    """Nothing open: no filter for LiteLLM to run (it is costly on 1.110); open: skipping works."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"))
+    assert _filters() == []
+    open_breaker(breaker.cache, "a")
+    assert len(_filters()) == 1
+    answers = {
+        str((await r.acompletion(model="chat", messages=MESSAGES)).choices[0].message.content)
+        for _ in range(8)
+    }
+    assert answers == {"b"}
+    breaker.cache.force_close("a")
+    assert _filters() == []
+
+
+@pytest.mark.asyncio
+async def test_a_replaced_callback_list_is_noticed_on_the_next_request(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """App code that reassigns litellm.callbacks while a breaker is open is protected again."""
+    dead = mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"))
+    open_breaker(breaker.cache, "a")
+    litellm.callbacks = [breaker]
+    for _ in range(8):
+        with contextlib.suppress(litellm.ServiceUnavailableError):
+            await r.acompletion(model="chat", messages=MESSAGES)
+    assert dead.call_count <= 1  # at most the one request that noticed
+
+
+@pytest.mark.asyncio
+async def test_a_breaker_litellm_does_not_call_never_steers_routers(
+    clock: FakeClock, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """A breaker outside litellm.callbacks engages no filter, whatever its state."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    open_breaker(cb.cache, "a")
+    assert _filters() == []
+    r = router(deployment("chat", "a", "a.test"))
+    response = await r.acompletion(model="chat", messages=MESSAGES)
+    assert response.choices[0].message.content == "a"
+
+
+@pytest.mark.asyncio
+async def test_all_open_with_fallback_on_a_bound_router(
+    clock: FakeClock, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """The bound Router's fallback is used even where discovery would find nothing."""
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("fallback"))
+    r = router(
+        deployment("primary", "p", "p.test"),
+        deployment("backup", "fb", "fb.test"),
+        fallbacks=[{"primary": ["backup"]}],
+    )
+    cb = CircuitBreaker(clock=clock, probe_interval=None, when_all_open="fail_fast", routers=[r])
+    litellm.callbacks.append(cb)
+    open_breaker(cb.cache, "p")
+    response = await r.acompletion(model="primary", messages=MESSAGES)
+    assert response.choices[0].message.content == "fallback"
+    lone = router(deployment("lone", "p", "p.test"))
+    with pytest.raises(AllDeploymentsOpenError):
+        await lone.acompletion(model="lone", messages=MESSAGES)
