@@ -32,7 +32,7 @@ from common import attached, fmt, median, percentile, progress, table
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
-from litellm_circuit_breaker import CircuitBreaker
+from litellm_circuit_breaker import CircuitBreaker, _routers
 
 GROUP = "chat"
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -81,13 +81,6 @@ class _Timed:
 
     def _note(self, hook: str, started: float) -> None:
         self.spans[hook].append(time.perf_counter() - started)
-
-    async def async_filter_deployments(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await super().async_filter_deployments(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            self._note("filter", started)
 
     async def async_pre_call_deployment_hook(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -182,16 +175,6 @@ class NoOpCallback(CustomLogger):
     dispatching hooks to *any* callback, which no plugin can avoid.
     """
 
-    async def async_filter_deployments(
-        self,
-        model: str,
-        healthy_deployments: list[Any],
-        messages: list[Any] | None,
-        request_kwargs: dict[str, Any] | None = None,
-        parent_otel_span: Any = None,
-    ) -> list[Any]:
-        return healthy_deployments
-
     async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> None:
         return None
 
@@ -206,7 +189,9 @@ class NoOpCallback(CustomLogger):
         return None
 
 
-ARMS = ("without", "no-op callback", "plugin")
+ARMS = ("without", "no-op callback", "plugin", "plugin, filter engaged")
+"""The last arm holds one breaker open in another group, so the plugin's filter is in
+``litellm.callbacks`` and LiteLLM runs it on every attempt, as during an outage."""
 
 
 class TimedBreaker(_Timed, CircuitBreaker):
@@ -234,6 +219,7 @@ def _summary(rounds: Rounds) -> dict[str, Any]:
         "p99_ms": {arm: 1e3 * percentile(pooled(arm), 99) for arm in ARMS},
         "plugin_vs_without": _paired_ratio(rounds, "plugin", "without"),
         "plugin_vs_noop": _paired_ratio(rounds, "plugin", "no-op callback"),
+        "engaged_vs_without": _paired_ratio(rounds, "plugin, filter engaged", "without"),
         "noop_vs_without": _paired_ratio(rounds, "no-op callback", "without"),
         "ratio_p99": percentile(pooled("plugin"), 99) / percentile(pooled("without"), 99),
         "block_medians_ms": [{arm: 1e3 * median(r[arm]) for arm in ARMS} for r in rounds],
@@ -247,7 +233,7 @@ async def _rounds(
     wall: Rounds = []
     cpu: Rounds = []
     for index in range(n):
-        order = ARMS[index % 3 :] + ARMS[: index % 3]
+        order = ARMS[index % len(ARMS) :] + ARMS[: index % len(ARMS)]
         if index % 2:
             order = order[::-1]
         got_wall: dict[str, list[float]] = {}
@@ -314,7 +300,6 @@ async def _instrumented(router: litellm.Router, n: int) -> tuple[dict[str, Any],
 def _raw_costs(deployments: list[Any], request_data: dict[str, Any]) -> dict[str, Any]:
     """timeit of one filter decision (all closed, a few open) and one event, on real inputs."""
     breaker = CircuitBreaker(probe_interval=None)
-    breaker._filter(GROUP, deployments, {})  # learn the group once, as the first request does
     closed = _timeit_us(lambda: breaker._filter(GROUP, deployments, {}))
     few = min(3, len(deployments) - 1)
     for deployment in deployments[-few:]:
@@ -348,11 +333,15 @@ async def _one_size(size: int, rounds: int) -> dict[str, Any]:
     built = time.perf_counter()
     router = litellm.Router(model_list=model_list(size), num_retries=0)
     build_s = time.perf_counter() - built
+    engaged = CircuitBreaker(probe_interval=None)
     callbacks: dict[str, tuple[Any, ...]] = {
         "without": (),
         "no-op callback": (NoOpCallback(),),
         "plugin": (CircuitBreaker(probe_interval=None),),
+        "plugin, filter engaged": (engaged, engaged._open_filter),
     }
+    for _ in range(engaged.cache.failure_threshold):
+        engaged.cache.mark_unhealthy("elsewhere", "bench: HTTP 503")
     # Warm every arm: HTTP client creation, the plugin learning the group.
     for arm in ARMS:
         with attached(*callbacks[arm]):
@@ -364,7 +353,7 @@ async def _one_size(size: int, rounds: int) -> dict[str, Any]:
         measured = await _rounds(router, callbacks, rounds)
         ab_seconds = time.perf_counter() - started
         instrumented, captured = await _instrumented(router, max(40, rounds))
-        raw = _raw_costs(list(router.model_list), captured["request_data"])
+        raw = _raw_costs(_routers.router_entries(router), captured["request_data"])
     finally:
         gc.unfreeze()
     wall = _summary(measured["wall"])
@@ -442,6 +431,7 @@ def markdown(result: dict[str, Any]) -> str:
                 " / ".join(fmt(wall["median_ms"][arm], 2) for arm in ARMS),
                 _ratio(wall),
                 _ratio(wall, "plugin_vs_noop"),
+                _ratio(wall, "engaged_vs_without"),
                 _ratio(cpu),
                 " / ".join(fmt(wall["p99_ms"][arm], 1) for arm in ("without", "plugin")),
                 fmt(hooks["total_us_per_request"], 0),
@@ -452,9 +442,10 @@ def markdown(result: dict[str, Any]) -> str:
         [
             "deployments",
             "requests per arm",
-            "median ms: without / no-op callback / plugin",
+            "median ms: " + " / ".join(ARMS),
             "plugin / without (95 % CI)",
             "plugin / no-op callback (95 % CI)",
+            "filter engaged / without (95 % CI)",
             "CPU time: plugin / without (95 % CI)",
             "p99 ms: without / plugin",
             "plugin hooks (µs/request)",
@@ -509,11 +500,13 @@ def markdown(result: dict[str, Any]) -> str:
     block = result["sizes"][0]["block"]
     return "\n\n".join(
         [
-            "## 1. Hot-path overhead",
+            f"## 1. Hot-path overhead on litellm {result['machine']['litellm']}",
             "One `Router` per size, all deployments in one group, providers stood in by respx "
             f"(no sockets). Rounds of three alternating blocks of {block} sequential requests: "
             "without callbacks, with a *no-op callback* (the same hooks, doing nothing: LiteLLM's "
-            "own cost of dispatching to any callback) and with the plugin; the order rotates and "
+            "own cost of dispatching to any callback), with the plugin (every breaker closed: its "
+            "filter is not in `litellm.callbacks`), and with the plugin's filter engaged (one "
+            "breaker open in another group, as during an outage); the order rotates and "
             "reverses every round. Wall time per request with `perf_counter`; also the process's "
             "CPU time per request. Ratios are the median over rounds of the ratio of block medians "
             "within a round (arms of a round run back to back, so the slow drift of a shared "

@@ -3,6 +3,8 @@
     .venv/bin/python bench/run.py                 # all three, about 6 minutes on 2 cores
     .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe)
     .venv/bin/python bench/run.py --quick         # smaller and more compressed: a smoke run
+    .venv/bin/python bench/run.py --floor-python .venv-floor/bin/python
+                                                  # the hot path again on the floor LiteLLM
 
 Each suite writes ``bench/results/<suite>.json`` (with the machine, Python and
 litellm version it ran on); ``bench/results/RESULTS.md`` is then rebuilt from
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from typing import Any
@@ -26,6 +29,8 @@ from common import RESULTS, progress, read_json, write_json
 from litellm_circuit_breaker import DEFAULT_PROBE_CONCURRENCY
 
 SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale}
+FLOOR_HOT = "hot-floor"
+"""The hot path measured again in the floor LiteLLM's environment (``--floor-python``)."""
 
 
 def _header(results: dict[str, dict[str, Any]], total_s: float | None) -> str:
@@ -131,8 +136,10 @@ def _targets(results: dict[str, dict[str, Any]]) -> str:
         "Read from the tables above; reported, never asserted.",
         "",
     ]
-    if "hot" in results:
-        lines += _hot_targets(results["hot"])
+    for name in ("hot", FLOOR_HOT):
+        if name in results:
+            lines.append(f"- litellm {results[name]['machine']['litellm']}:")
+            lines += ["  " + line for line in _hot_targets(results[name])]
     if "failover" in results:
         lines += _failover_targets(results["failover"])
     if "probe" in results:
@@ -141,11 +148,15 @@ def _targets(results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_markdown(total_s: float | None) -> None:
-    results = {name: r for name in SUITES if (r := read_json(name)) is not None}
+    names = ["hot", FLOOR_HOT, *(n for n in SUITES if n != "hot")]
+    results = {name: r for name in names if (r := read_json(name)) is not None}
     if not results:
         return
     parts = [_header(results, total_s), _targets(results)]
-    parts += [SUITES[name].markdown(result) for name, result in results.items()]
+    parts += [
+        (hot_path if name == FLOOR_HOT else SUITES[name]).markdown(result)
+        for name, result in results.items()
+    ]
     (RESULTS / "RESULTS.md").write_text("\n\n".join(parts) + "\n")
 
 
@@ -160,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="fewer requests, 20x time compression, 1,000 probes"
     )
+    parser.add_argument(
+        "--floor-python",
+        help="a Python whose environment has the floor LiteLLM: runs the hot path there too",
+    )
+    parser.add_argument("--as-floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     chosen = [name for name in SUITES if not args.only or name in args.only]
     started = time.perf_counter()
@@ -168,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         result = SUITES[name].run(quick=args.quick)
         result["load_before"] = load_before
-        path = write_json(name, result)
+        path = write_json(FLOOR_HOT if args.as_floor else name, result)
         progress(f"{name}: {result['wall_s']:.0f} s, wrote {path.relative_to(RESULTS.parent)}")
+        if name == "hot" and args.floor_python:
+            progress("hot: again on the floor LiteLLM")
+            floor = [args.floor_python, __file__, "--only", "hot", "--as-floor"]
+            subprocess.run([*floor, *(["--quick"] if args.quick else [])], check=True)  # noqa: S603
     total = time.perf_counter() - started
     write_markdown(total if len(chosen) == len(SUITES) else None)
     progress(f"done in {total:.0f} s; tables in {RESULTS / 'RESULTS.md'}")

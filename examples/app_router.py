@@ -43,20 +43,20 @@ async def main() -> int:
                 },
             },
         ]
-        # Short windows so the story fits in a few seconds; the defaults are 60 s / 30 s.
-        breaker = CircuitBreaker(
-            model_list=model_list, unhealthy_backoff_sec=5, probe_interval=1, probe_timeout=1
+        router = litellm.Router(
+            model_list=model_list, fallbacks=[{"chat": ["chat-backup"]}], num_retries=0
         )
+        # Short windows so the story fits in a few seconds; the defaults are 60 s / 30 s.
+        breaker = CircuitBreaker(unhealthy_backoff_sec=5, probe_interval=1, probe_timeout=1)
+        # Bind it to the Router it serves (and join litellm.callbacks): its deployments
+        # are probed from now on, and fallbacks are read from this Router alone.
+        breaker.attach(router)
 
         def show(event: StateChange) -> None:
             print(f"    breaker {event.old} -> {event.new} ({event.reason})")
 
         breaker.cache.add_listener(show)
         primary_id = breaker.add_deployments(model_list[:1])[0]
-        litellm.callbacks.append(breaker)
-        router = litellm.Router(
-            model_list=model_list, fallbacks=[{"chat": ["chat-backup"]}], num_retries=0
-        )
 
         async def ask(n: int) -> list[str]:
             answers = []
