@@ -286,7 +286,7 @@ async def test_secrets_never_show_in_status_logs_or_errors(
     ("kwargs", "field"),
     [
         ({"failure_threshold": 0}, "failure_threshold"),
-        ({"unhealthy_backoff_sec": -1}, "backoff"),
+        ({"unhealthy_backoff_sec": -1}, "unhealthy_backoff_sec"),
         ({"probe_interval": 0}, "probe_interval"),
         ({"probe_interval": -5}, "probe_interval"),
         ({"probe_timeout": 0}, "probe_timeout"),
@@ -294,14 +294,19 @@ async def test_secrets_never_show_in_status_logs_or_errors(
         ({"failure_policy": "strict"}, "failure_policy"),
         ({"model_list": "gpt-4o"}, "model_list"),
         ({"model_list": [1, 2]}, "model_list"),
-        ({"probe_concurrency": 0}, "max_concurrency"),
+        ({"probe_concurrency": 0}, "probe_concurrency"),
+        ({"probe_jitter": -1}, "probe_jitter"),
         ({"backoff_multiplier": 0.5}, "backoff_multiplier"),
+        ({"learn_from_traffic": "yes"}, "learn_from_traffic"),
+        ({"redis_namespace": "two words"}, "redis_namespace"),
+        ({"redis_state_ttl_sec": 0}, "redis_state_ttl_sec"),
     ],
 )
 def test_bad_settings_name_the_setting_and_the_value(kwargs: dict[str, Any], field: str) -> None:
-    """Every setting is validated at construction with a ValueError naming it."""
+    """Every setting is validated at construction with a ValueError naming it (the public name)."""
     with pytest.raises(ConfigurationError, match=field) as info:
         CircuitBreaker(**kwargs)
+    assert info.value.field == field
     assert repr(next(iter(kwargs.values())))[:20] in str(info.value)
 
 

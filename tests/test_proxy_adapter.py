@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from fastapi import HTTPException
 
-from litellm_circuit_breaker import AllDeploymentsOpenError, CircuitOpenError, ConfigurationError
+from litellm_circuit_breaker import (
+    AllDeploymentsOpenError,
+    BreakerConfig,
+    CircuitBreaker,
+    CircuitOpenError,
+    ConfigurationError,
+)
 from litellm_circuit_breaker._proxy import (
     ENV_VARS,
     ProxyCircuitBreaker,
@@ -228,3 +234,13 @@ def test_the_probed_set_follows_the_proxy_router_at_runtime(
     breaker.refresh_from_router()
     assert set(breaker.deployments) == {"b"}
     assert breaker.cache.get_state("a") is None  # removed deployments leak no state
+
+
+def test_reading_the_settings_builds_no_breaker() -> None:
+    """Settings are checked as a BreakerConfig: no throwaway breaker (it renamed the replica)."""
+    before = int(CircuitBreaker(probe_interval=None).instance_id.rsplit("-", 1)[1])
+    settings = settings_from_env({"CIRCUIT_BREAKER_FAILURE_THRESHOLD": "3"})
+    after = int(CircuitBreaker(probe_interval=None).instance_id.rsplit("-", 1)[1])
+    assert after == before + 1
+    assert settings.failure_threshold == 3
+    assert settings == BreakerConfig(failure_threshold=3)

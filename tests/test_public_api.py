@@ -23,6 +23,7 @@ PUBLIC = {
     "DEFAULT_TRIAL_LEASE_SEC",
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "AllDeploymentsOpenError",
+    "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
     "CircuitBreakerError",

@@ -13,6 +13,7 @@ from ._cache import (
     DEFAULT_UNHEALTHY_BACKOFF_SEC,
     ProviderHealthCache,
 )
+from ._config import BreakerConfig
 from ._errors import (
     AllDeploymentsOpenError,
     CircuitBreakerError,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_TRIAL_LEASE_SEC",
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "AllDeploymentsOpenError",
+    "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
     "CircuitBreakerError",

@@ -22,6 +22,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ._config import (
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_TRIAL_LEASE_SEC,
+    DEFAULT_UNHEALTHY_BACKOFF_SEC,
+)
+from ._config import check_number as _check_number
 from ._errors import ConfigurationError
 from ._state import BreakerState, ProviderState, StateChange, StateListener, state_at
 
@@ -35,9 +41,6 @@ __all__ = [
     "ProviderHealthCache",
 ]
 
-DEFAULT_FAILURE_THRESHOLD = 2
-DEFAULT_UNHEALTHY_BACKOFF_SEC = 60.0
-DEFAULT_TRIAL_LEASE_SEC = 30.0
 # A provider's Retry-After is honoured as a floor on the open window, but a
 # buggy or hostile header must not park a deployment for days.
 MAX_RETRY_AFTER_SEC = 3600.0
@@ -83,16 +86,6 @@ class _Breaker:
             last_error=self.last_error,
             unhealthy_until=self.unhealthy_until,
         )
-
-
-def _check_number(field: str, value: float, *, minimum: float, inclusive: bool = True) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value >= minimum if inclusive else value > minimum
-    if not ok:
-        bound = f">= {minimum}" if inclusive else f"> {minimum}"
-        raise ConfigurationError(field, value, f"a finite number {bound}")
-    return float(value)
 
 
 class ProviderHealthCache:

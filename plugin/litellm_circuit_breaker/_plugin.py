@@ -35,19 +35,26 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 from litellm.integrations.custom_logger import CustomLogger
 
 from . import _routers
-from ._cache import (
+from ._cache import Clock, ProviderHealthCache
+from ._config import (
     DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_NAMESPACE,
+    DEFAULT_PROBE_CONCURRENCY,
+    DEFAULT_PROBE_INTERVAL_SEC,
+    DEFAULT_PROBE_TIMEOUT_SEC,
+    DEFAULT_RECONCILE_SEC,
+    DEFAULT_STALL_AFTER_SEC,
+    DEFAULT_STATE_TTL_SEC,
     DEFAULT_TRIAL_LEASE_SEC,
     DEFAULT_UNHEALTHY_BACKOFF_SEC,
-    Clock,
-    ProviderHealthCache,
-    _check_number,
+    BreakerConfig,
+    WhenAllOpen,
 )
 from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
 from ._errors import (
@@ -66,9 +73,6 @@ from ._litellm_kwargs import (
 )
 from ._policy import FailurePolicy, Verdict
 from ._probe import (
-    DEFAULT_PROBE_CONCURRENCY,
-    DEFAULT_PROBE_INTERVAL_SEC,
-    DEFAULT_PROBE_TIMEOUT_SEC,
     HealthProbe,
     ProbeFn,
     ProbeResult,
@@ -76,29 +80,20 @@ from ._probe import (
 )
 from ._redact import Redactor
 from ._routers import is_router as _is_router
-from ._shared import (
-    CONNECT_TIMEOUT_SEC,
-    DEFAULT_NAMESPACE,
-    DEFAULT_RECONCILE_SEC,
-    DEFAULT_STATE_TTL_SEC,
-    RedisShare,
-    check_namespace,
-)
+from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
 from ._state import BreakerState
 from ._tasks import cancel_and_wait
 
-__all__ = ["CircuitBreaker", "DeploymentStatus", "WhenAllOpen"]
+__all__ = ["DEFAULT_STALL_AFTER_SEC", "CircuitBreaker", "DeploymentStatus", "WhenAllOpen"]
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
-WhenAllOpen = Literal["fail_open", "fail_fast"]
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _SEEN_CALLS = 8192
 # Deployment ids looked up in their Router when first seen in traffic; past this
 # many, new ones are no longer looked up (a bound on memory, not a setting).
 _LEARN_MAX = 100_000
-DEFAULT_STALL_AFTER_SEC = 0.5
 # A call in flight this long is assumed lost (its end event dropped), not stalled.
 _IN_FLIGHT_MAX_AGE_SEC = 600.0
 _IN_FLIGHT_MAX = 10_000
@@ -247,28 +242,42 @@ class CircuitBreaker(CustomLogger):
         routers: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
-        _check_settings(
-            probe_interval=probe_interval,
-            probe_timeout=probe_timeout,
-            stall_after_sec=stall_after_sec,
-            when_all_open=when_all_open,
-            failure_policy=failure_policy,
-            model_list=model_list,
-        )
-        self.cache = ProviderHealthCache(
+        config = BreakerConfig(
             failure_threshold=failure_threshold,
             unhealthy_backoff_sec=unhealthy_backoff_sec,
-            clock=clock if clock is not None else time.monotonic,
+            probe_interval=probe_interval,
+            probe_timeout=probe_timeout,
+            when_all_open=when_all_open,
+            probe_concurrency=probe_concurrency,
+            probe_jitter=probe_jitter,
             backoff_multiplier=backoff_multiplier,
             max_backoff_sec=max_backoff_sec,
             trial_lease_sec=trial_lease_sec,
+            learn_from_traffic=learn_from_traffic,
+            stall_after_sec=stall_after_sec,
+            redis_url=redis_url,
+            redis_namespace=redis_namespace,
+            replica_name=replica_name,
+            redis_state_ttl_sec=redis_state_ttl_sec,
+            redis_reconcile_sec=redis_reconcile_sec,
+        )
+        _check_objects(failure_policy=failure_policy, model_list=model_list)
+        self.config = config
+        """Every setting, validated once (see :class:`BreakerConfig`)."""
+        self.cache = ProviderHealthCache(
+            failure_threshold=config.failure_threshold,
+            unhealthy_backoff_sec=config.unhealthy_backoff_sec,
+            clock=clock if clock is not None else time.monotonic,
+            backoff_multiplier=config.backoff_multiplier,
+            max_backoff_sec=config.max_backoff_sec,
+            trial_lease_sec=config.trial_lease_sec,
         )
         self._prober = _EndpointProbe(
             self,
-            interval=probe_interval if probe_interval is not None else DEFAULT_PROBE_INTERVAL_SEC,
-            timeout=probe_timeout,
-            max_concurrency=probe_concurrency,
-            jitter=probe_jitter,
+            interval=config.probe_interval or DEFAULT_PROBE_INTERVAL_SEC,
+            timeout=config.probe_timeout,
+            max_concurrency=config.probe_concurrency,
+            jitter=config.probe_jitter,
             # The schedule sleeps in real time, so it is measured in real time;
             # an injected clock only drives the breakers' windows.
             clock=time.monotonic,
@@ -277,25 +286,15 @@ class CircuitBreaker(CustomLogger):
         # equal; a distinct public id keeps two breakers from being merged.
         number = next(_instance_numbers)
         self.instance_id = f"circuit-breaker-{os.getpid()}-{number}"
-        self._share = _sharing(
-            self.cache,
-            self._group_of,
-            self._redact_text,
-            number,
-            redis_url=redis_url,
-            redis_namespace=redis_namespace,
-            replica_name=replica_name,
-            redis_state_ttl_sec=redis_state_ttl_sec,
-            redis_reconcile_sec=redis_reconcile_sec,
-        )
-        self.when_all_open: WhenAllOpen = when_all_open
-        self._stall_after = stall_after_sec if probe_interval is not None else None
+        self._share = _sharing(self.cache, self._group_of, self._redact_text, number, config)
+        self.when_all_open: WhenAllOpen = config.when_all_open
+        self._stall_after = config.stall_detection
         self._stalls = _StallState()
-        self._probe_interval = probe_interval
-        self._probe_timeout = probe_timeout
-        self._probe_concurrency = probe_concurrency
+        self._probe_interval = config.probe_interval
+        self._probe_timeout = config.probe_timeout
+        self._probe_concurrency = config.probe_concurrency
         self._policy = failure_policy or FailurePolicy()
-        self._learn_from_traffic = learn_from_traffic
+        self._learn_from_traffic = config.learn_from_traffic
         self._redact = Redactor()
         self._lock = threading.Lock()
         self._deployments: dict[str, Deployment] = {}
@@ -335,6 +334,27 @@ class CircuitBreaker(CustomLogger):
             self._bind(routers)
 
     # -- configuration ---------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: BreakerConfig,
+        *,
+        clock: Clock | None = None,
+        model_list: Sequence[Mapping[str, Any]] | None = None,
+        failure_policy: FailurePolicy | None = None,
+        routers: Sequence[Any] | None = None,
+    ) -> CircuitBreaker:
+        """A breaker with these settings (e.g. ``BreakerConfig.from_env()``) and these objects."""
+        if not isinstance(config, BreakerConfig):
+            raise ConfigurationError("config", config, "a BreakerConfig")
+        return cls(
+            **config.as_kwargs(),
+            clock=clock,
+            model_list=model_list,
+            failure_policy=failure_policy,
+            routers=routers,
+        )
 
     @property
     def probe_interval(self) -> float | None:
@@ -1147,30 +1167,14 @@ class CircuitBreaker(CustomLogger):
             return True
 
 
-def _check_settings(
-    *,
-    probe_interval: float | None,
-    probe_timeout: float,
-    stall_after_sec: float | None,
-    when_all_open: object,
-    failure_policy: object,
-    model_list: object,
-) -> None:
-    """The plugin's own settings (the cache checks its own): errors name field and value."""
-    if probe_interval is not None:
-        _check_number("probe_interval", probe_interval, minimum=0.0, inclusive=False)
-    _check_number("probe_timeout", probe_timeout, minimum=0.0, inclusive=False)
-    if stall_after_sec is not None:
-        _check_number("stall_after_sec", stall_after_sec, minimum=0.0, inclusive=False)
-    if when_all_open not in ("fail_open", "fail_fast"):
-        raise ConfigurationError("when_all_open", when_all_open, "'fail_open' or 'fail_fast'")
+def _check_objects(*, failure_policy: object, model_list: object) -> None:
+    """The settings that are objects rather than values (BreakerConfig checks the rest)."""
     if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
         raise ConfigurationError("failure_policy", failure_policy, "a FailurePolicy")
-    given: object = model_list
-    if given is not None and (
-        isinstance(given, str | bytes)
-        or not isinstance(given, Sequence)
-        or not all(isinstance(e, Mapping) for e in given)
+    if model_list is not None and (
+        isinstance(model_list, str | bytes)
+        or not isinstance(model_list, Sequence)
+        or not all(isinstance(e, Mapping) for e in model_list)
     ):
         raise ConfigurationError("model_list", model_list, "a list of LiteLLM deployments")
 
@@ -1180,34 +1184,22 @@ def _sharing(
     group_of: Callable[[str], str | None],
     redact: Callable[[str | None], str],
     number: int,
-    *,
-    redis_url: str | None,
-    redis_namespace: str,
-    replica_name: str | None,
-    redis_state_ttl_sec: float,
-    redis_reconcile_sec: float,
+    config: BreakerConfig,
 ) -> RedisShare | None:
-    """The Redis adapter the settings ask for, or None; every setting checked either way."""
-    # Checked even without a URL: a typo must not wait for the day Redis is enabled.
-    ttl = _check_number("redis_state_ttl_sec", redis_state_ttl_sec, minimum=1.0)
-    reconcile = _check_number(
-        "redis_reconcile_sec", redis_reconcile_sec, minimum=0.0, inclusive=False
-    )
-    check_namespace(redis_namespace)
-    if replica_name is not None and (not isinstance(replica_name, str) or not replica_name.strip()):
-        raise ConfigurationError("replica_name", replica_name, "a non-empty name")
-    if redis_url is None:
+    """The Redis adapter the settings ask for, or None."""
+    if config.redis_url is None:
         return None
+    replica_name = config.replica_name
     if replica_name is None:
         replica_name = f"{socket.gethostname()}:{os.getpid()}"
         replica_name += f"#{number}" if number > 1 else ""
     return RedisShare(
         cache,
-        url=redis_url,
+        url=config.redis_url,
         replica=replica_name.strip(),
-        namespace=redis_namespace,
-        state_ttl_sec=ttl,
-        reconcile_sec=reconcile,
+        namespace=config.redis_namespace,
+        state_ttl_sec=config.redis_state_ttl_sec,
+        reconcile_sec=config.redis_reconcile_sec,
         group_of=group_of,
         redact=redact,
     )

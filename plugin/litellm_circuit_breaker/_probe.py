@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
-from ._cache import Clock, ProviderHealthCache, _check_number
+from ._cache import Clock, ProviderHealthCache
+from ._config import (
+    DEFAULT_PROBE_CONCURRENCY,
+    DEFAULT_PROBE_INTERVAL_SEC,
+    DEFAULT_PROBE_TIMEOUT_SEC,
+)
+from ._config import check_number as _check_number
 from ._errors import ConfigurationError
 from ._tasks import cancel_and_wait
 
@@ -31,12 +37,6 @@ __all__ = [
     "ProbeResult",
 ]
 
-DEFAULT_PROBE_INTERVAL_SEC = 30.0
-DEFAULT_PROBE_TIMEOUT_SEC = 3.0
-# Measured (bench/probe_scale.py): at 64 in flight one event loop fell behind on
-# 1,000 loopback endpoints and healthy endpoints missed the 3 s timeout (false
-# evidence); at 16 none did, and the rounds were faster.
-DEFAULT_PROBE_CONCURRENCY = 16
 
 logger = logging.getLogger("litellm_circuit_breaker")
 

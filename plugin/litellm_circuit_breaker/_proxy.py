@@ -16,27 +16,26 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from . import _routers
-from ._cache import (
-    DEFAULT_FAILURE_THRESHOLD,
-    DEFAULT_TRIAL_LEASE_SEC,
-    DEFAULT_UNHEALTHY_BACKOFF_SEC,
-)
-from ._errors import AllDeploymentsOpenError, ConfigurationError
-from ._plugin import DEFAULT_STALL_AFTER_SEC, CircuitBreaker, WhenAllOpen
-from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_INTERVAL_SEC, DEFAULT_PROBE_TIMEOUT_SEC
-from ._redact import public_url
-from ._shared import DEFAULT_NAMESPACE, DEFAULT_RECONCILE_SEC, DEFAULT_STATE_TTL_SEC
+from ._config import ENV_VARS, REUSE_LITELLM_REDIS, BreakerConfig, litellm_redis_url
+from ._errors import AllDeploymentsOpenError
+from ._plugin import CircuitBreaker
 
 if TYPE_CHECKING:
     from .metrics import BreakerMetrics
 
-__all__ = ["ENV_VARS", "ProxyCircuitBreaker", "ProxySettings", "proxy_breaker"]
+__all__ = [
+    "ENV_VARS",
+    "REUSE_LITELLM_REDIS",
+    "ProxyCircuitBreaker",
+    "ProxySettings",
+    "litellm_redis_url",
+    "proxy_breaker",
+    "settings_from_env",
+]
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -45,167 +44,21 @@ ROUTER_WAIT_SEC = 60.0
 ROUTER_POLL_SEC = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class ProxySettings:
-    """The breaker's settings as the environment gives them."""
-
-    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
-    unhealthy_backoff_sec: float = DEFAULT_UNHEALTHY_BACKOFF_SEC
-    probe_interval: float | None = DEFAULT_PROBE_INTERVAL_SEC
-    probe_timeout: float = DEFAULT_PROBE_TIMEOUT_SEC
-    when_all_open: WhenAllOpen = "fail_open"
-    trial_lease_sec: float = DEFAULT_TRIAL_LEASE_SEC
-    backoff_multiplier: float = 1.0
-    max_backoff_sec: float | None = None
-    probe_concurrency: int = DEFAULT_PROBE_CONCURRENCY
-    stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC
-    redis_url: str | None = field(default=None, repr=False)
-    """May carry a password: kept out of repr."""
-    redis_namespace: str = DEFAULT_NAMESPACE
-    replica_name: str | None = None
-    redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC
-    redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC
+ProxySettings = BreakerConfig
+"""The proxy's settings: a :class:`BreakerConfig` read from the environment."""
 
 
-def _integer(raw: str) -> int:
-    return int(raw.strip())
-
-
-def _number(raw: str) -> float:
-    return float(raw.strip())
-
-
-def _number_or_off(raw: str) -> float | None:
-    return None if raw.strip().lower() in ("off", "none", "disabled") else float(raw.strip())
-
-
-def _choice(raw: str) -> str:
-    return raw.strip().lower()
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _flag(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
-
-
-# variable -> (setting, parser, what the documentation promises)
-ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
-    "CIRCUIT_BREAKER_FAILURE_THRESHOLD": ("failure_threshold", _integer, "an integer >= 1"),
-    "CIRCUIT_BREAKER_BACKOFF_SEC": ("unhealthy_backoff_sec", _number, "seconds >= 0"),
-    "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": ("probe_interval", _number_or_off, "seconds > 0, or off"),
-    "CIRCUIT_BREAKER_PROBE_TIMEOUT_SEC": ("probe_timeout", _number, "seconds > 0"),
-    "CIRCUIT_BREAKER_WHEN_ALL_OPEN": ("when_all_open", _choice, "fail_open or fail_fast"),
-    "CIRCUIT_BREAKER_TRIAL_LEASE_SEC": ("trial_lease_sec", _number, "seconds > 0"),
-    "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": ("backoff_multiplier", _number, "a number >= 1"),
-    "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": ("max_backoff_sec", _number, "seconds >= the backoff"),
-    "CIRCUIT_BREAKER_PROBE_CONCURRENCY": ("probe_concurrency", _integer, "an integer >= 1"),
-    "CIRCUIT_BREAKER_STALL_AFTER_SEC": ("stall_after_sec", _number_or_off, "seconds > 0, or off"),
-    "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
-    "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
-    "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),
-    "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": ("redis_state_ttl_sec", _number, "seconds >= 1"),
-    "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": ("redis_reconcile_sec", _number, "seconds > 0"),
-}
-REUSE_LITELLM_REDIS = "CIRCUIT_BREAKER_REDIS_FROM_LITELLM"
-"""Set to true to share state through the Redis LiteLLM itself is given (REDIS_URL or
-REDIS_HOST/REDIS_PORT/REDIS_PASSWORD)."""
-_SECRET_VARIABLES = frozenset({"CIRCUIT_BREAKER_REDIS_URL"})
-# The field a ConfigurationError names -> the variable that set it.
-_VARIABLE_OF = {setting: variable for variable, (setting, _, _) in ENV_VARS.items()} | {
-    "max_concurrency": "CIRCUIT_BREAKER_PROBE_CONCURRENCY",
-}
-
-
-def _shown(variable: str, raw: str) -> str:
-    return public_url(raw) if variable in _SECRET_VARIABLES else raw
-
-
-def litellm_redis_url(environ: Mapping[str, str]) -> str:
-    """The Redis LiteLLM is configured with: ``REDIS_URL``, else ``REDIS_HOST`` and friends."""
-    url = environ.get("REDIS_URL", "").strip()
-    if url:
-        return url
-    host = environ.get("REDIS_HOST", "").strip()
-    if not host:
-        raise ConfigurationError(
-            REUSE_LITELLM_REDIS, "true", "REDIS_URL or REDIS_HOST set for LiteLLM as well"
-        )
-    port = environ.get("REDIS_PORT", "").strip() or "6379"
-    user = quote(environ.get("REDIS_USERNAME", "").strip(), safe="")
-    password = quote(environ.get("REDIS_PASSWORD", "").strip(), safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    scheme = "rediss" if environ.get("REDIS_SSL", "").strip().lower() == "true" else "redis"
-    return f"{scheme}://{auth}{host}:{port}"
-
-
-def settings_from_env(environ: Mapping[str, str] | None = None) -> ProxySettings:
+def settings_from_env(environ: Mapping[str, str] | None = None) -> BreakerConfig:
     """Read and check every ``CIRCUIT_BREAKER_*`` variable; errors name variable and value.
 
     Values that may carry a secret (the Redis URL) are shown without it.
     """
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for variable, (setting, parse, expected) in ENV_VARS.items():
-        raw = env.get(variable)
-        if raw is None or not raw.strip():
-            continue
-        try:
-            values[setting] = parse(raw)
-        except ValueError:
-            raise ConfigurationError(variable, _shown(variable, raw), expected) from None
-    reuse = env.get(REUSE_LITELLM_REDIS, "").strip()
-    try:
-        reuse_litellm = bool(reuse) and _flag(reuse)
-    except ValueError:
-        raise ConfigurationError(REUSE_LITELLM_REDIS, reuse, "true or false") from None
-    if reuse_litellm:
-        if "redis_url" in values:
-            raise ConfigurationError(
-                REUSE_LITELLM_REDIS, reuse, "unset while CIRCUIT_BREAKER_REDIS_URL is set"
-            )
-        values["redis_url"] = litellm_redis_url(env)
-    settings = ProxySettings(**values)
-    try:  # the breaker's own checks, reported under the variable's name
-        CircuitBreaker(**_kwargs(settings), probe_interval=settings.probe_interval)
-    except ConfigurationError as exc:
-        found = _VARIABLE_OF.get(exc.field)
-        if found is None:  # pragma: no cover - every setting has its variable
-            raise
-        variable = found
-        if variable in _SECRET_VARIABLES:  # the value shown is already without its password
-            named = REUSE_LITELLM_REDIS if reuse_litellm else variable
-            raise ConfigurationError(named, exc.value, exc.expected) from None
-        raise ConfigurationError(
-            variable, env.get(variable, exc.value), ENV_VARS[variable][2]
-        ) from None
-    return settings
+    return BreakerConfig.from_env(environ)
 
 
-def _kwargs(settings: ProxySettings) -> dict[str, Any]:
-    return {
-        "failure_threshold": settings.failure_threshold,
-        "unhealthy_backoff_sec": settings.unhealthy_backoff_sec,
-        "probe_timeout": settings.probe_timeout,
-        "when_all_open": settings.when_all_open,
-        "trial_lease_sec": settings.trial_lease_sec,
-        "backoff_multiplier": settings.backoff_multiplier,
-        "max_backoff_sec": settings.max_backoff_sec,
-        "probe_concurrency": settings.probe_concurrency,
-        "stall_after_sec": settings.stall_after_sec,
-        "redis_url": settings.redis_url,
-        "redis_namespace": settings.redis_namespace,
-        "replica_name": settings.replica_name,
-        "redis_state_ttl_sec": settings.redis_state_ttl_sec,
-        "redis_reconcile_sec": settings.redis_reconcile_sec,
-    }
+def _kwargs(settings: BreakerConfig) -> dict[str, Any]:
+    """The breaker's keyword settings; the proxy never learns deployments from requests."""
+    return {**settings.as_kwargs(), "learn_from_traffic": False}
 
 
 def _proxy_router() -> Any:
@@ -224,9 +77,7 @@ class ProxyCircuitBreaker(CircuitBreaker):
     """
 
     def __init__(self, settings: ProxySettings) -> None:
-        super().__init__(
-            **_kwargs(settings), probe_interval=settings.probe_interval, learn_from_traffic=False
-        )
+        super().__init__(**_kwargs(settings))
         self.settings = settings
         self.metrics: BreakerMetrics | None = None
         """The Prometheus collector on the default registry, once exported."""

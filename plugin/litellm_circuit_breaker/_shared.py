@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._cache import PROBE_PASSED, ProviderHealthCache
-from ._errors import ConfigurationError
+from ._config import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_RECONCILE_SEC,
+    DEFAULT_STATE_TTL_SEC,
+    INSTALL_REDIS_HINT,
+    check_namespace,
+    check_url,
+)
 from ._redact import public_url
 from ._state import BreakerState, StateChange
 
@@ -57,9 +64,6 @@ __all__ = [
     "parse_record",
 ]
 
-DEFAULT_NAMESPACE = "litellm_circuit_breaker"
-DEFAULT_RECONCILE_SEC = 5.0
-DEFAULT_STATE_TTL_SEC = 86400.0
 CONNECT_TIMEOUT_SEC = 1.0
 MIN_RECONNECT_SEC = 0.1
 MAX_RECONNECT_SEC = 10.0
@@ -68,7 +72,7 @@ REARM_SHARE_SEC = 1.0
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
-_INSTALL_HINT = "pip install 'litellm-circuit-breaker[redis]'"
+_INSTALL_HINT = INSTALL_REDIS_HINT
 
 # One record as JSON, built the same way by every script.
 _RECORD_LUA = """
@@ -267,30 +271,6 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return client
-
-
-def check_url(url: object, field: str = "redis_url") -> str:
-    """A Redis URL redis-py accepts; otherwise a ConfigurationError without its password."""
-    shown = public_url(url) if isinstance(url, str) else url
-    expected = "a redis://, rediss:// or unix:// URL"
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(field, shown, expected)
-    try:
-        from redis.asyncio.connection import parse_url  # noqa: PLC0415 - optional extra
-    except ImportError:
-        raise ConfigurationError(field, shown, f"the redis extra: {_INSTALL_HINT}") from None
-    try:
-        parse_url(url.strip())
-    except ValueError:
-        raise ConfigurationError(field, shown, expected) from None
-    return url.strip()
-
-
-def check_namespace(namespace: object) -> str:
-    """A key prefix: non-empty, no whitespace."""
-    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
-        raise ConfigurationError("redis_namespace", namespace, "a non-empty name, no spaces")
-    return namespace
 
 
 async def fetch_records(
