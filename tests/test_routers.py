@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import warnings
@@ -23,6 +22,7 @@ from litellm_circuit_breaker import (
 from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import (
     MESSAGES,
+    delete_from_router,
     deployment,
     ok,
     open_breaker,
@@ -299,16 +299,113 @@ async def test_the_filter_is_in_litellm_callbacks_only_while_a_breaker_is_not_cl
 async def test_a_replaced_callback_list_is_noticed_on_the_next_request(
     breaker: CircuitBreaker, mock: respx.MockRouter
 ) -> None:
-    """App code that reassigns litellm.callbacks while a breaker is open is protected again."""
+    """App code that reassigns litellm.callbacks while a breaker is open stays protected."""
     dead = mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"), num_retries=1)
+    open_breaker(breaker.cache, "a")
+    litellm.callbacks = [breaker]
+    answers = set()
+    for _ in range(8):
+        response = await r.acompletion(model="chat", messages=MESSAGES)
+        answers.add(response.choices[0].message.content)
+    assert answers == {"b"}
+    assert dead.call_count == 0  # the unfiltered attempt was refused before any call
+
+
+@pytest.mark.asyncio
+async def test_a_breaker_opened_before_it_joined_the_callbacks_keeps_traffic_off(
+    clock: FakeClock, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """Opened (e.g. adopted from Redis) before litellm.callbacks had it: no call reaches it."""
+    dead = mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    cb.cache.force_open("a")
+    litellm.callbacks.append(cb)
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"), num_retries=1)
+    for _ in range(6):
+        response = await r.acompletion(model="chat", messages=MESSAGES)
+        assert response.choices[0].message.content == "b"
+    assert dead.call_count == 0
+
+
+@pytest.mark.asyncio
+async def test_a_breaker_taken_out_of_the_callbacks_stops_steering(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Removed from litellm.callbacks while open: its filter leaves too, traffic is LiteLLM's."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    r = router(deployment("chat", "a", "a.test"))
+    open_breaker(breaker.cache, "a")
+    litellm.callbacks.remove(breaker)
+    breaker.when_all_open = "fail_fast"  # would refuse the request if it still steered
+    response = await r.acompletion(model="chat", messages=MESSAGES)
+    assert response.choices[0].message.content == "a"
+    assert _filters() == []
+
+
+@pytest.mark.asyncio
+async def test_the_filter_leaves_no_copy_in_litellms_other_callback_lists(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Taken out when all close, from every list LiteLLM copied it into."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
     mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
     r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"))
     open_breaker(breaker.cache, "a")
-    litellm.callbacks = [breaker]
-    for _ in range(8):
-        with contextlib.suppress(litellm.ServiceUnavailableError):
-            await r.acompletion(model="chat", messages=MESSAGES)
-    assert dead.call_count <= 1  # at most the one request that noticed
+    for _ in range(3):
+        await r.acompletion(model="chat", messages=MESSAGES)
+    breaker.cache.force_close("a")
+    leftovers = {
+        name: getattr(litellm, name).count(breaker._open_filter)
+        for name in _routers.CALLBACK_LISTS
+        if breaker._open_filter in getattr(litellm, name)
+    }
+    assert leftovers == {}
+
+
+def test_forgetting_an_open_deployment_takes_the_filter_out(
+    breaker: CircuitBreaker, litellm_callbacks: None
+) -> None:
+    """remove_deployment and sync_deployments send no state change, yet the filter leaves."""
+    breaker.add_deployments([deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test")])
+    open_breaker(breaker.cache, "a")
+    assert len(_filters()) == 1
+    breaker.remove_deployment("a")
+    assert _filters() == []
+    open_breaker(breaker.cache, "b")
+    assert len(_filters()) == 1
+    breaker.sync_deployments([])
+    assert _filters() == []
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_deleted_from_a_bound_router_is_forgotten(
+    clock: FakeClock, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """Before each probe round the bound Routers are re-read: a deleted deployment goes."""
+    mock.get(url__regex=r"http://[ab]\.test/v1/models").mock(return_value=ok())
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    cb.attach(r)
+    open_breaker(cb.cache, "a")
+    delete_from_router(r, "a")
+    await cb.probe_once()
+    assert set(cb.deployments) == {"b"}
+    assert cb.cache.get_state("a") is None
+    assert _filters() == []
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_learned_through_an_alias_keeps_its_routers_group(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Reached as "nick" (an alias of "real"): status and metrics say "real"."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    r = router(deployment("real", "a", "a.test"), model_group_alias={"nick": "real"})
+    await r.acompletion(model="nick", messages=MESSAGES)
+    assert breaker.deployments["a"].model_group == "real"
 
 
 @pytest.mark.asyncio
@@ -344,3 +441,44 @@ async def test_all_open_with_fallback_on_a_bound_router(
     lone = router(deployment("lone", "p", "p.test"))
     with pytest.raises(AllDeploymentsOpenError):
         await lone.acompletion(model="lone", messages=MESSAGES)
+
+
+@pytest.mark.parametrize(
+    "fallbacks",
+    [
+        [{"primary": ["backup"]}],
+        [{"primary": ["backup"]}, {"backup": ["primary"]}],  # mutual
+        [{"*": ["backup"]}],  # generic: the backup hop must not fall back to itself
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_fallback_that_is_all_open_too_fails_open_instead_of_failing(
+    breaker: CircuitBreaker, mock: respx.MockRouter, fallbacks: list[dict[str, list[str]]]
+) -> None:
+    """Every group the request can reach is open: fail_open still answers it."""
+    mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("primary"))
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("backup"))
+    r = router(
+        deployment("primary", "p", "p.test"),
+        deployment("backup", "fb", "fb.test"),
+        fallbacks=fallbacks,
+    )
+    open_breaker(breaker.cache, "p")
+    open_breaker(breaker.cache, "fb")
+    response = await r.acompletion(model="primary", messages=MESSAGES)
+    assert response.choices[0].message.content in {"primary", "backup"}
+    assert breaker.counters["fail_open"] == 1
+
+
+@pytest.mark.asyncio
+async def test_per_request_fallbacks_to_an_all_open_group_fail_open(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """fallbacks= on the request: an all-open fallback group is answered, not refused."""
+    mock.post("http://p.test/v1/chat/completions").mock(return_value=ok("primary"))
+    mock.post("http://fb.test/v1/chat/completions").mock(return_value=ok("backup"))
+    r = router(deployment("primary", "p", "p.test"), deployment("backup", "fb", "fb.test"))
+    open_breaker(breaker.cache, "p")
+    open_breaker(breaker.cache, "fb")
+    response = await r.acompletion(model="primary", messages=MESSAGES, fallbacks=["backup"])
+    assert response.choices[0].message.content in {"primary", "backup"}

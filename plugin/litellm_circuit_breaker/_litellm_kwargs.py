@@ -20,9 +20,11 @@ from ._redact import public_url
 __all__ = [
     "Attempt",
     "Deployment",
+    "Routing",
     "attempt_of",
     "deployment_id_of",
     "deployment_of",
+    "routing_of",
     "sdk_key",
     "str_or_none",
 ]
@@ -206,4 +208,40 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
             _dict(kwargs.get("litellm_metadata")),
             _dict(litellm_params.get("litellm_metadata")),
         ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What a filter's ``request_kwargs`` say about the request's way through the groups."""
+
+    fallbacks: tuple[str, ...] | None
+    """The request's own ``fallbacks=`` groups, or None when it brought none."""
+    tried_groups: tuple[str, ...]
+    """Groups this request already went through (its original group), on a fallback hop."""
+
+
+def _fallback_names(value: object) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    names: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, Mapping):  # [{"group": ["fallback", ...]}]
+            for targets in item.values():
+                if isinstance(targets, list):
+                    names.extend(t for t in targets if isinstance(t, str))
+    return tuple(names)
+
+
+def routing_of(request_kwargs: Mapping[str, Any]) -> Routing:
+    """Read a request's fallbacks and the groups it already tried (rare path only)."""
+    metadata = _dict(request_kwargs.get("metadata")) or _dict(
+        request_kwargs.get("litellm_metadata")
+    )
+    original = _str(metadata.get("original_model_group"))
+    return Routing(
+        fallbacks=_fallback_names(request_kwargs.get("fallbacks")),
+        tried_groups=(original,) if original else (),
     )

@@ -69,6 +69,7 @@ from ._litellm_kwargs import (
     attempt_of,
     deployment_id_of,
     deployment_of,
+    routing_of,
     str_or_none,
 )
 from ._policy import FailurePolicy, Verdict
@@ -151,6 +152,19 @@ class _StallState:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
+@dataclass
+class _RouterLinks:
+    """What a breaker knows of the Routers it serves; sets touched under its lock."""
+
+    bound: _routers.RouterSet = field(default_factory=_routers.RouterSet)
+    from_bound: set[str] = field(default_factory=set)
+    """Deployment ids learned from bound Routers (forgotten when they leave them)."""
+    learn_tried: set[str] = field(default_factory=set)
+    """Deployment ids looked up in their Router when first seen in traffic."""
+    surfaces_reported: set[str] = field(default_factory=set)
+    """What this LiteLLM hides that we looked for (each logged once)."""
+
+
 class _OpenDeploymentFilter(CustomLogger):
     """The breaker's ``async_filter_deployments``, in ``litellm.callbacks`` only while needed.
 
@@ -176,6 +190,11 @@ class _OpenDeploymentFilter(CustomLogger):
         parent_otel_span: Any = None,
     ) -> list[dict[str, Any]]:
         """Drop open deployments; hand a half-open one its single trial call."""
+        import litellm  # noqa: PLC0415 - already loaded
+
+        if self._owner not in litellm.callbacks:  # the breaker was taken out: so is this
+            self._owner._engage_filter()
+            return healthy_deployments
         return self._owner._filter_hook(model, healthy_deployments, request_kwargs)
 
 
@@ -311,11 +330,7 @@ class CircuitBreaker(CustomLogger):
         queued success event for one of them is a copy, dropped before any parsing."""
         self._trials: dict[str, str | None] = {}
         """Deployment id -> trace id of the request holding its half-open trial permit."""
-        self._learn_tried: set[str] = set()
-        """Deployment ids looked up in their Router when first seen in traffic."""
-        self._bound = _routers.RouterSet()
-        self._surfaces_reported: set[str] = set()
-        """What this LiteLLM hides that we looked for (each logged once)."""
+        self._links = _RouterLinks()
         self._open_filter = _OpenDeploymentFilter(self)
         self._engage_lock = threading.Lock()
         self.cache.add_listener(self._on_state_change)
@@ -415,6 +430,7 @@ class CircuitBreaker(CustomLogger):
             self.cache.forget(deployment_id)
         if gone:
             self._rebuild_probes()
+            self._engage_filter()  # forgetting sends no state change
 
     def remove_deployment(self, deployment_id: str) -> bool:
         """Forget a deployment and its breaker (e.g. removed from the config)."""
@@ -423,6 +439,7 @@ class CircuitBreaker(CustomLogger):
         forgot = self.cache.forget(deployment_id)
         if known:
             self._rebuild_probes()
+        self._engage_filter()  # forgetting sends no state change
         return known or forgot
 
     @property
@@ -547,9 +564,20 @@ class CircuitBreaker(CustomLogger):
         self._prober.set_probes(probes)
 
     def _before_tick(self) -> None:
-        """Called before every probe round: bound Routers' deployments are re-read."""
-        for router in self._bound.routers():
-            self._learn_router(router)
+        """Called before every probe round: bound Routers' deployments are re-read.
+
+        A deployment that came from a bound Router and is in none of them any
+        more is forgotten, with its breaker.
+        """
+        routers = self._links.bound.routers()
+        if not routers and not self._links.from_bound:
+            return
+        now: set[str] = set()
+        for router in routers:
+            now.update(self._learn_router(router))
+        for deployment_id in self._links.from_bound - now:
+            self.remove_deployment(deployment_id)
+        self._links.from_bound = now
 
     async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
         client = _client.get()
@@ -694,7 +722,7 @@ class CircuitBreaker(CustomLogger):
         """
         waits = {deployment_id: self.cache.retry_in(deployment_id) for deployment_id in ids}
         soonest = min(ids, key=waits.__getitem__)
-        if request_kwargs.get("fallbacks") or self._has_fallback(group, ids[0]):
+        if self._has_fallback(group, ids[0], request_kwargs):
             # Raised, not returned empty: an empty list costs a single-deployment
             # group seconds of retry back-off before the fallback runs.
             self._bump("fallback")
@@ -707,16 +735,28 @@ class CircuitBreaker(CustomLogger):
         self._bump("skipped", len(ids))
         raise AllDeploymentsOpenError(group, ids, waits[soonest])
 
-    def _has_fallback(self, group: str, deployment_id: str) -> bool:
-        """Does the Router serving this request have a fallback for ``group``?
+    def _has_fallback(
+        self, group: str, deployment_id: str, request_kwargs: Mapping[str, Any]
+    ) -> bool:
+        """Will this request fall back to a group it has not tried yet?
 
-        If the Router cannot be told apart from others serving the same id,
-        every one of them must have one: a wrong "yes" would fail a request
-        that ``fail_open`` would have let through.
+        The request's own ``fallbacks=``, else the Router's. A group already
+        tried (the request's original group, or this one) does not count: a
+        fallback hop to a group that is all open too, or mutual fallbacks,
+        must fail open rather than run out of groups. If the Router cannot be
+        told apart from others serving the same id, every one of them must have
+        one: a wrong "yes" would fail a request that ``fail_open`` would have
+        let through.
         """
+        tried = {group, *routing_of(request_kwargs).tried_groups}
+        own = routing_of(request_kwargs).fallbacks
+        if own is not None:
+            return any(target not in tried for target in own)
         try:
-            routers = _routers.serving_routers(group, deployment_id, self._bound.routers())
-            return bool(routers) and all(_routers.fallback_groups(r, group) for r in routers)
+            routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
+            return bool(routers) and all(
+                any(t not in tried for t in _routers.fallback_targets(r, group)) for r in routers
+            )
         except _routers.SurfaceUnknownError as exc:
             self._surface_unknown(exc)
             return False
@@ -724,7 +764,7 @@ class CircuitBreaker(CustomLogger):
     def _siblings(self, group: str, deployment_id: str) -> list[str]:
         """The other deployment ids of ``group`` in the Router(s) serving this request."""
         try:
-            routers = _routers.serving_routers(group, deployment_id, self._bound.routers())
+            routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
             ids: dict[str, None] = {}
             for router in routers:
                 for entry in _routers.group_entries(router, group):
@@ -740,8 +780,8 @@ class CircuitBreaker(CustomLogger):
         """This LiteLLM hides something we need: say so once, count every time."""
         with self._lock:
             self.counters["litellm_surface_unknown"] += 1
-            first = exc.missing not in self._surfaces_reported
-            self._surfaces_reported.add(exc.missing)
+            first = exc.missing not in self._links.surfaces_reported
+            self._links.surfaces_reported.add(exc.missing)
         if first:
             logger.warning(
                 "circuit breaker: on litellm %s %s (logged once; counted as "
@@ -776,8 +816,9 @@ class CircuitBreaker(CustomLogger):
             if want and not present:
                 callbacks.append(self._open_filter)
             elif present and not want:
-                with contextlib.suppress(ValueError):  # another thread took it out first
-                    callbacks.remove(self._open_filter)
+                # Out of the lists LiteLLM copied it into too, or every later call
+                # would still run its (empty) log hooks.
+                _routers.remove_callback(self._open_filter)
 
     # -- which Routers, which deployments --------------------------------------
 
@@ -795,7 +836,7 @@ class CircuitBreaker(CustomLogger):
 
         if not _is_router(router):
             raise ConfigurationError("router", router, "a litellm.Router")
-        self._bound.add(router)
+        self._links.bound.add(router)
         self._learn_router(router)
         if self not in litellm.callbacks:
             litellm.callbacks.append(self)
@@ -809,23 +850,27 @@ class CircuitBreaker(CustomLogger):
             if not _is_router(router):
                 raise ConfigurationError("routers", router, "a litellm.Router")
         for router in routers:
-            self._bound.add(router)
+            self._links.bound.add(router)
             self._learn_router(router)
 
     def detach(self, router: Any) -> bool:
         """Unbind a Router bound with :meth:`attach`; False if it was not bound."""
-        return self._bound.remove(router)
+        return self._links.bound.remove(router)
 
     @property
     def routers(self) -> list[Any]:
         """The Routers bound with :meth:`attach` (or ``routers=``) that are still alive."""
-        return self._bound.routers()
+        return self._links.bound.routers()
 
-    def _learn_router(self, router: Any) -> None:
+    def _learn_router(self, router: Any) -> list[str]:
+        """Learn a bound Router's deployments; their ids."""
         try:
-            self.add_deployments(_routers.router_entries(router))
+            ids = self.add_deployments(_routers.router_entries(router))
         except _routers.SurfaceUnknownError as exc:
             self._surface_unknown(exc)
+            return []
+        self._links.from_bound.update(ids)
+        return ids
 
     def _learn_group(
         self, group: str, deployment_id: str, entry: Mapping[str, Any] | None = None
@@ -837,13 +882,19 @@ class CircuitBreaker(CustomLogger):
         if not self._learn_from_traffic:
             return
         with self._lock:
-            if deployment_id in self._learn_tried or len(self._learn_tried) >= _LEARN_MAX:
+            tried = self._links.learn_tried
+            if deployment_id in tried or len(tried) >= _LEARN_MAX:
                 return
-            self._learn_tried.add(deployment_id)
+            tried.add(deployment_id)
         entries = [entry] if entry is not None else []
         try:
-            routers = _routers.serving_routers(group, deployment_id, self._bound.routers())
-            entries.extend(e for r in routers for e in _routers.group_entries(r, group))
+            for router in _routers.serving_routers(deployment_id, self._links.bound.routers()):
+                # The Router's own entry names the group: a request may have reached
+                # it by an alias or a wildcard route, under another name.
+                own = _routers.deployment_entry(router, deployment_id)
+                own_group = str_or_none(own.get("model_name")) if own is not None else None
+                entries = [own] if own is not None else entries
+                entries.extend(_routers.group_entries(router, own_group or group))
         except _routers.SurfaceUnknownError as exc:
             self._surface_unknown(exc)
         with self._lock:
@@ -901,7 +952,13 @@ class CircuitBreaker(CustomLogger):
             if attempt.breaker_id not in self._deployments:
                 self._learn_group(attempt.model_group or "", attempt.breaker_id)
             if self.cache.unhealthy_ids() and not self._filter_engaged():
-                self._engage_filter()  # the callback list was replaced under us
+                # The callback list was replaced under us, or the breaker opened
+                # before it joined it: engage the filter for the next attempts, and
+                # decide this unfiltered one here, as the sync Router's check does.
+                self._engage_filter()
+                self._sync_check(
+                    {"model_name": attempt.model_group, "model_info": {"id": attempt.breaker_id}}
+                )
         else:
             half_open = attempt.breaker_id in self.cache.unhealthy_ids()
             if not self.cache.try_acquire(attempt.breaker_id):

@@ -24,6 +24,7 @@ is the public way around both. A surface this module does not recognise raises
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,17 +32,32 @@ from types import FrameType
 from typing import Any
 
 __all__ = [
+    "CALLBACK_LISTS",
     "RouterSet",
     "SurfaceUnknownError",
     "calling_router",
+    "deployment_entry",
     "fallback_groups",
+    "fallback_targets",
     "generated_id",
     "group_entries",
     "is_router",
     "live_routers",
+    "remove_callback",
     "router_entries",
     "serving_routers",
 ]
+
+# LiteLLM copies ``litellm.callbacks`` into the other lists as calls run, so
+# removing a callback means removing it from all six.
+CALLBACK_LISTS = (
+    "callbacks",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+    "input_callback",
+)
 
 # How far up the call stack a hook looks for the Router that called it: the
 # Router (or its core) is 2-12 frames above the hook on both versions.
@@ -190,30 +206,50 @@ def _fallback_chain(fallbacks: Sequence[Any], group: str) -> tuple[list[str] | N
     return (list(groups) if groups else None), generic
 
 
-def fallback_groups(router: Any, group: str) -> bool:
-    """True when ``router`` has a fallback configured for ``group`` (generic ``*`` included)."""
+def fallback_targets(router: Any, group: str) -> list[str]:
+    """The groups ``router`` falls back to from ``group``: its own entry, else the generic ``*``."""
     fallbacks = _router_fallbacks(router)
     if not fallbacks:
-        return False
+        return []
     groups, generic = _fallback_chain(fallbacks, group)
-    return bool(groups) or generic is not None
+    if groups:
+        return [str(g) for g in groups]
+    if generic is None:
+        return []
+    entry = fallbacks[generic]
+    targets = entry.get("*") if isinstance(entry, Mapping) else None
+    return [str(g) for g in targets] if isinstance(targets, list) else []
 
 
-def serving_routers(group: str, deployment_id: str, bound: Sequence[Any] = ()) -> list[Any]:
-    """The Routers that may be serving ``deployment_id`` of ``group`` in the running hook.
+def fallback_groups(router: Any, group: str) -> bool:
+    """True when ``router`` has a fallback configured for ``group`` (generic ``*`` included)."""
+    return bool(fallback_targets(router, group))
+
+
+def deployment_entry(router: Any, deployment_id: str) -> Mapping[str, Any] | None:
+    """The Router's own dict of one deployment, or None if it has no such id."""
+    registry = getattr(router, "registry", None)
+    if callable(registry):
+        found = registry().deployment_dict(deployment_id)
+        return found if isinstance(found, Mapping) else None
+    # 1.108: the configured list itself (get_model_list() also lists alias copies).
+    entries = vars(router).get("model_list") if hasattr(router, "__dict__") else None
+    if not isinstance(entries, list):
+        entries = router_entries(router)
+    return next((e for e in entries if _entry_id(e) == deployment_id), None)
+
+
+def serving_routers(deployment_id: str, bound: Sequence[Any] = ()) -> list[Any]:
+    """The Routers that may be serving ``deployment_id`` in the running hook.
 
     The Router on the call stack when there is one; else every candidate
-    (the ``bound`` Routers, or all live ones) holding that id in that group.
+    (the ``bound`` Routers, or all live ones) holding that id.
     """
     found = calling_router()
     if found is not None:
         return [found]
     candidates = list(bound) if bound else list(live_routers())
-    return [
-        router
-        for router in candidates
-        if any(_entry_id(e) == deployment_id for e in group_entries(router, group))
-    ]
+    return [router for router in candidates if deployment_entry(router, deployment_id) is not None]
 
 
 def _entry_id(entry: Mapping[str, Any]) -> str | None:
@@ -231,6 +267,18 @@ def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
 
         return str(Router.generate_model_id(model_group, dict(litellm_params)))
     return str(deployment_id(model_group, litellm_params))
+
+
+def remove_callback(callback: object) -> None:
+    """Take ``callback`` out of every LiteLLM callback list it was copied into."""
+    import litellm  # noqa: PLC0415 - already loaded by whoever registered the callback
+
+    for name in CALLBACK_LISTS:
+        found = getattr(litellm, name, None)
+        if isinstance(found, list):
+            while callback in found:
+                with contextlib.suppress(ValueError):  # another thread took it out first
+                    found.remove(callback)
 
 
 class RouterSet:

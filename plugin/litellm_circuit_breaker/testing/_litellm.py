@@ -7,16 +7,7 @@ from contextlib import contextmanager
 
 __all__ = ["restored_litellm_callbacks"]
 
-# LiteLLM copies ``litellm.callbacks`` into the other lists as calls run, so
-# removing a callback means restoring all six.
-CALLBACK_LISTS = (
-    "callbacks",
-    "success_callback",
-    "failure_callback",
-    "_async_success_callback",
-    "_async_failure_callback",
-    "input_callback",
-)
+from .._routers import CALLBACK_LISTS
 
 
 @contextmanager
