@@ -25,7 +25,9 @@ def test_quick_demo_shows_transitions_and_the_comparison_and_stops_every_proxy()
         [sys.executable, str(DEMO), "--quick"],
         capture_output=True,
         text=True,
-        timeout=400,
+        # Two proxy start-ups (up to 120 s each in the demo) and the story: generous,
+        # since a loaded machine slows every one of them; a deadline, not a bar.
+        timeout=900,
         env=env,
         check=False,
     )

@@ -7,6 +7,7 @@ import time
 import litellm
 import pytest
 import respx
+from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
 from litellm_circuit_breaker import (
     AllDeploymentsOpenError,
@@ -28,6 +29,9 @@ from tests.llm_helpers import (
 PRIMARY = "http://primary.test/v1"
 BACKUP = "http://backup.test/v1"
 PRIMARY_KEY = f"{PRIMARY}|openai/m"
+# WARM_UP: a test timing calls to show nothing backed off makes one untimed call first:
+# LiteLLM imports and builds clients on a process's first call, which alone takes
+# seconds on a loaded machine when that test runs first or alone.
 
 
 async def sdk_call(**kwargs: object) -> str:
@@ -65,9 +69,11 @@ async def test_sdk_fallbacks_move_on_at_once_when_the_primary_is_open(
     breaker: CircuitBreaker, mock: respx.MockRouter
 ) -> None:
     """With SDK fallbacks= the open primary is skipped and the fallback answers."""
+    await GLOBAL_LOGGING_WORKER.flush()  # no earlier test's queued event lands on this breaker
     primary = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=ok("primary"))
     mock.post(f"{BACKUP}/chat/completions").mock(return_value=ok("backup"))
     open_breaker(breaker.cache, PRIMARY_KEY)
+    assert await sdk_call(api_base=BACKUP) == "backup"  # untimed, straight there: WARM_UP
     started = time.perf_counter()
     answer = await sdk_call(
         fallbacks=[{"model": "openai/m", "api_base": BACKUP, "api_key": "sk-backup-000000"}]
@@ -146,6 +152,8 @@ def test_sync_router_sends_everything_to_the_sibling_of_an_open_deployment(
         num_retries=2,
     )
     open_breaker(breaker.cache, "dead")
+    warm_up = r.completion(model="chat", messages=MESSAGES)  # untimed: see WARM_UP
+    assert warm_up.choices[0].message.content == "live"
     started = time.perf_counter()
     answers = [
         str(r.completion(model="chat", messages=MESSAGES).choices[0].message.content)
@@ -169,6 +177,8 @@ def test_sync_router_all_open_goes_to_the_fallback(
         num_retries=2,
     )
     open_breaker(breaker.cache, "p")
+    warm_up = r.completion(model="primary", messages=MESSAGES)  # untimed: see WARM_UP
+    assert warm_up.choices[0].message.content == "fallback"
     started = time.perf_counter()
     answer = r.completion(model="primary", messages=MESSAGES).choices[0].message.content
     assert answer == "fallback"
@@ -282,3 +292,19 @@ async def test_sdk_trial_ending_in_a_caller_error_hands_its_permit_back(
     route.mock(return_value=ok("back"))
     assert await sdk_call() == "back"
     assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.CLOSED
+
+
+@pytest.mark.asyncio
+async def test_the_outer_call_of_sdk_fallbacks_is_never_evidence(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Served by the fallback, the outer call's success must not close the open primary."""
+    await GLOBAL_LOGGING_WORKER.flush()  # no earlier test's queued event lands on this breaker
+    primary = mock.post(f"{PRIMARY}/chat/completions").mock(return_value=ok("primary"))
+    mock.post(f"{BACKUP}/chat/completions").mock(return_value=ok("backup"))
+    open_breaker(breaker.cache, PRIMARY_KEY)
+    fallbacks = [{"model": "openai/m", "api_base": BACKUP, "api_key": "sk-backup-000000"}]
+    for _ in range(3):
+        assert await sdk_call(fallbacks=list(fallbacks)) == "backup"
+    assert primary.call_count == 0
+    assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.OPEN

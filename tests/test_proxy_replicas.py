@@ -36,7 +36,7 @@ def test_the_second_replica_skips_a_dead_provider_it_never_called(
             assert statuses == [200] * 10, "A's sibling should have served every request"
             wait_for(
                 lambda: "deployment a circuit opened" in replica_a.output(),
-                10,
+                30,
                 "A never opened the dead deployment's breaker",
             )
             calls_from_a = dead.calls("chat")
@@ -45,7 +45,7 @@ def test_the_second_replica_skips_a_dead_provider_it_never_called(
                 lambda: (
                     "deployment a circuit open, shared by replica replica-a" in replica_b.output()
                 ),
-                10,
+                30,
                 "B never heard of A's opening",
             )
             statuses = [replica_b.chat("chat").status_code for _ in range(20)]

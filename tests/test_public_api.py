@@ -99,7 +99,8 @@ def test_the_core_imports_without_litellm() -> None:
         "assert m.CircuitBreaker.__name__ == 'CircuitBreaker'\n"
         "assert 'litellm' in sys.modules\n"
     )
+    # The child imports all of LiteLLM: over a minute seen on a loaded machine.
     done = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=600
     )
     assert done.returncode == 0, done.stderr

@@ -24,6 +24,10 @@ from tests.redis_harness import RedisServer
 ROOT = Path(__file__).resolve().parent.parent
 PROPAGATION_BAR_SEC = 1.0
 WAIT_SEC = 10.0
+# A child replica imports LiteLLM before it says "ready": a few seconds on an idle
+# machine, over half a minute on a loaded one (two children at once: more). Only that
+# wait gets this much; the timeouts and timings of the test proper start after it.
+CHILD_STARTUP_SEC = 300.0
 
 
 async def eventually(predicate: Callable[[], bool], what: str, within: float = WAIT_SEC) -> float:
@@ -34,6 +38,14 @@ async def eventually(predicate: Callable[[], bool], what: str, within: float = W
             pytest.fail(f"not within {within}s: {what}")
         await asyncio.sleep(0.002)
     return time.monotonic() - started
+
+
+async def child_ready(child: asyncio.subprocess.Process) -> None:
+    """Wait until a ``tests.shared_replica`` child has started its breaker."""
+    assert child.stdout is not None
+    async with asyncio.timeout(CHILD_STARTUP_SEC):
+        line = await child.stdout.readline()
+    assert line.strip() == b"ready"
 
 
 def replica(name: str, url: str, namespace: str, **kwargs: Any) -> CircuitBreaker:
@@ -121,8 +133,8 @@ async def test_a_transition_reaches_another_process_within_one_second(
     assert child.stdin is not None
     assert child.stdout is not None
     try:
+        await child_ready(child)
         async with asyncio.timeout(60):
-            assert (await child.stdout.readline()).strip() == b"ready"
             here = replica("parent", redis_url, namespace)
             async with here:
                 timings = []
@@ -455,6 +467,8 @@ async def test_each_endpoint_is_probed_by_one_process_and_both_learn_the_verdict
             for name in ("P1", "P2")
         ]
         try:
+            for child in children:
+                await child_ready(child)
             async with asyncio.timeout(60):
 
                 async def ask(n: int, line: str) -> str:
@@ -464,9 +478,6 @@ async def test_each_endpoint_is_probed_by_one_process_and_both_learn_the_verdict
                     child.stdin.write(line.encode() + b"\n")
                     return (await child.stdout.readline()).decode().strip()
 
-                for child in children:
-                    assert child.stdout is not None
-                    assert (await child.stdout.readline()).strip() == b"ready"
                 # Both loops run; wait for a dozen probes in all.
                 while provider.calls("models") < 12:
                     await asyncio.sleep(0.05)

@@ -13,11 +13,17 @@ import litellm
 import pytest
 import respx
 
-from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError, _plugin
 from litellm_circuit_breaker.testing import FakeProvider
 from tests.llm_helpers import MESSAGES, deployment, ok
 
 WAIT_SEC = 10.0
+# The watchdog and the probes run on the real clock (the plugin reads it itself), so
+# the limits leave real margin: a stall probe is due 0.2 s into a call, the next one
+# for that endpoint not before 2 s (ten stall limits), and a live endpoint has 1 s to
+# answer a probe, however loaded the machine. A hung one still opens in about 1.3 s.
+STALL_AFTER_SEC = 0.2
+PROBE_TIMEOUT_SEC = 1.0
 
 
 async def eventually(predicate: Callable[[], bool], what: str) -> None:
@@ -45,23 +51,62 @@ def model_list(provider: FakeProvider, dep_id: str = "a") -> list[dict[str, Any]
 
 def stall_breaker(models: list[dict[str, Any]], **kwargs: Any) -> CircuitBreaker:
     """Probe rounds far apart, so only the stall watchdog can probe during a test."""
-    kwargs.setdefault("stall_after_sec", 0.05)
-    return CircuitBreaker(model_list=models, probe_interval=3600.0, probe_timeout=0.3, **kwargs)
+    kwargs.setdefault("stall_after_sec", STALL_AFTER_SEC)
+    return CircuitBreaker(
+        model_list=models, probe_interval=3600.0, probe_timeout=PROBE_TIMEOUT_SEC, **kwargs
+    )
+
+
+class ProbeLatch:
+    """A fake provider's ``sleep``: slow answers wait until a probe sent after ``arm()``
+    has its answer, so a slow call outlasts its stall probe by construction, not by luck."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.opened = False
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def probe_answered(self) -> None:
+        self.opened = self.opened or self.armed
+
+    async def sleep(self, _delay: float) -> None:
+        await eventually(lambda: self.opened, "a stall probe answered while the call was held")
+
+
+@pytest.fixture
+def latch(monkeypatch: pytest.MonkeyPatch) -> ProbeLatch:
+    """Opens when the breaker's probe code returns (passed, failed or timed out)."""
+    latch = ProbeLatch()
+    real = _plugin.run_http_probe
+
+    async def run_http_probe(*args: Any) -> Any:
+        try:
+            return await real(*args)
+        finally:
+            latch.probe_answered()
+
+    monkeypatch.setattr(_plugin, "run_http_probe", run_http_probe)
+    return latch
 
 
 @asynccontextmanager
 async def watched(
-    *, models_follow_mode: bool = True, **kwargs: Any
+    *, models_follow_mode: bool = True, latch: ProbeLatch | None = None, **kwargs: Any
 ) -> AsyncIterator[tuple[FakeProvider, CircuitBreaker, litellm.Router]]:
     """A fake provider as deployment "a", a stall-watching breaker and a Router over it:
-    attached, started, the breaker's first probe round over."""
-    async with FakeProvider(models_follow_mode=models_follow_mode) as provider:
+    attached, started, the breaker's first probe round over (then ``latch`` is armed)."""
+    sleep = asyncio.sleep if latch is None else latch.sleep
+    async with FakeProvider(models_follow_mode=models_follow_mode, sleep=sleep) as provider:
         models = model_list(provider)
         cb = stall_breaker(models, **kwargs)
         litellm.callbacks.append(cb)
         router = litellm.Router(model_list=models, num_retries=0, timeout=30)
         async with cb:
             await first_round_done(cb)
+            if latch is not None:
+                latch.arm()
             yield provider, cb, router
 
 
@@ -96,10 +141,12 @@ async def test_a_hung_endpoint_opens_before_its_first_call_times_out(
 
 
 @pytest.mark.asyncio
-async def test_a_slow_call_on_a_live_endpoint_is_left_alone(litellm_callbacks: None) -> None:
+async def test_a_slow_call_on_a_live_endpoint_is_left_alone(
+    litellm_callbacks: None, latch: ProbeLatch
+) -> None:
     """The call is slow but the endpoint answers its probe: nothing counts, the call succeeds."""
-    async with watched(models_follow_mode=False) as (provider, cb, router):
-        provider.slow(0.25)  # well inside the 0.5 s between two stall probes
+    async with watched(models_follow_mode=False, latch=latch) as (provider, cb, router):
+        provider.slow(60)  # the latch holds it until its stall probe is answered, no longer
         models_before = provider.calls("models")
         response = await router.acompletion(model="chat", messages=MESSAGES)
         assert response.choices[0].message.content == "ok"
@@ -113,10 +160,12 @@ async def test_a_slow_call_on_a_live_endpoint_is_left_alone(litellm_callbacks: N
 
 
 @pytest.mark.asyncio
-async def test_stall_probes_are_rate_limited_per_endpoint(litellm_callbacks: None) -> None:
+async def test_stall_probes_are_rate_limited_per_endpoint(
+    litellm_callbacks: None, latch: ProbeLatch
+) -> None:
     """Five slow calls at once on a live endpoint: one stall probe, not five."""
-    async with watched(models_follow_mode=False) as (provider, cb, router):
-        provider.slow(0.25)
+    async with watched(models_follow_mode=False, latch=latch) as (provider, cb, router):
+        provider.slow(60)  # all five held until the stall probe is answered
         models_before = provider.calls("models")
         await asyncio.gather(
             *(router.acompletion(model="chat", messages=MESSAGES) for _ in range(5))
@@ -129,7 +178,7 @@ async def test_stall_probes_are_rate_limited_per_endpoint(litellm_callbacks: Non
 async def test_no_stall_probes_when_turned_off(litellm_callbacks: None) -> None:
     """stall_after_sec=None: a slow call sends nothing but itself."""
     async with watched(models_follow_mode=False, stall_after_sec=None) as (provider, cb, router):
-        provider.slow(0.3)
+        provider.slow(1.0)  # past the default limit and a watchdog round after it
         models_before = provider.calls("models")
         await router.acompletion(model="chat", messages=MESSAGES)
         assert provider.calls("models") == models_before
@@ -175,7 +224,7 @@ async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
 async def test_a_slow_stream_is_never_taken_for_a_stall(litellm_callbacks: None) -> None:
     """A stream answers long before it ends: it is not tracked, whatever it takes."""
     async with watched(models_follow_mode=False) as (provider, cb, router):
-        provider.slow(0.3)
+        provider.slow(3 * STALL_AFTER_SEC)  # a tracked call would have had its probe by then
         stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
         chunks = [chunk async for chunk in stream]
         assert chunks

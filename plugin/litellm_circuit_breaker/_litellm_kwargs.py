@@ -59,6 +59,10 @@ class Attempt:
     """One client request: shared by its retries and fallback hops."""
     model_group: str | None
     is_health_check: bool
+    is_fallback_wrapper: bool = False
+    """A direct SDK call made with ``fallbacks=``: the outer call that runs the attempts.
+
+    Its events carry the first api_base whichever attempt answered: never evidence."""
 
 
 def _dict(value: object) -> Mapping[str, Any]:
@@ -201,6 +205,7 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
         call_id=_str(kwargs.get("litellm_call_id")),
         trace_id=_str(kwargs.get("litellm_trace_id")) or _str(slo.get("trace_id")),
         model_group=_str(metadata.get("model_group")) or _str(slo.get("model_group")),
+        is_fallback_wrapper=deployment_id is None and bool(kwargs.get("fallbacks")),
         is_health_check=HEALTH_CHECK_TAG
         in _tags(
             metadata,

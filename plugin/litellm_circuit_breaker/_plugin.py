@@ -941,13 +941,13 @@ class CircuitBreaker(CustomLogger):
         return None
 
     def _sdk_check(self, kwargs: Mapping[str, Any]) -> None:
-        # The outer call of an SDK ``fallbacks=`` loop carries the list; refusing
-        # there would skip the loop, refusing each inner attempt moves it on.
-        if kwargs.get("fallbacks"):
-            return
         attempt = attempt_of(kwargs)
         if attempt.breaker_id is None or attempt.is_health_check:
             return  # the proxy's own health checks are never refused, nor counted
+        if attempt.is_fallback_wrapper:
+            # The outer call of an SDK ``fallbacks=`` loop: refusing it would skip
+            # the loop, refusing each inner attempt moves it on.
+            return
         if attempt.via_router:
             if attempt.breaker_id not in self._deployments:
                 self._learn_group(attempt.model_group or "", attempt.breaker_id)
@@ -1207,7 +1207,7 @@ class CircuitBreaker(CustomLogger):
         and only once, however many copies of it arrive; an inline success is
         remembered by call id alone, so its queued copy is dropped unparsed.
         """
-        if attempt.breaker_id is None or attempt.is_health_check:
+        if attempt.breaker_id is None or attempt.is_health_check or attempt.is_fallback_wrapper:
             return False
         if attempt.call_id is None:
             return True
