@@ -31,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -63,6 +63,7 @@ from ._errors import (
     CircuitOpenError,
     ConfigurationError,
 )
+from ._ledger import AttemptLedger
 from ._litellm_kwargs import (
     Attempt,
     Deployment,
@@ -91,7 +92,6 @@ logger = logging.getLogger("litellm_circuit_breaker")
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
-_SEEN_CALLS = 8192
 # Deployment ids looked up in their Router when first seen in traffic; past this
 # many, new ones are no longer looked up (a bound on memory, not a setting).
 _LEARN_MAX = 100_000
@@ -320,16 +320,7 @@ class CircuitBreaker(CustomLogger):
         self._endpoints: dict[str, tuple[ProbeTarget, frozenset[str]]] = {}
         self._unprobed: set[str] = set()
         """Probe keys whose endpoint answered 404/405 to its list call."""
-        # (call id, breaker id) reported by the inline hooks, and by the queued
-        # log events: the proxy shares one call id across a request's retries,
-        # so inline reports are never de-duplicated against each other.
-        self._inline_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._logged_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._inline_ok: OrderedDict[str, None] = OrderedDict()
-        """Call ids whose success the inline hook reported: a call succeeds once, so the
-        queued success event for one of them is a copy, dropped before any parsing."""
-        self._trials: dict[str, str | None] = {}
-        """Deployment id -> trace id of the request holding its half-open trial permit."""
+        self._ledger = AttemptLedger()
         self._links = _RouterLinks()
         self._open_filter = _OpenDeploymentFilter(self)
         self._engage_lock = threading.Lock()
@@ -1039,28 +1030,14 @@ class CircuitBreaker(CustomLogger):
         )
 
     def _hold_trial(self, deployment_id: str, trace_id: object) -> None:
-        with self._lock:
-            self._trials[deployment_id] = str_or_none(trace_id)
-
-    def _end_trial(
-        self, deployment_id: str, trace_id: str | None = None, *, any_trace: bool
-    ) -> bool:
-        """Forget the trial held on a deployment; True if one was held (by that trace)."""
-        with self._lock:
-            if deployment_id not in self._trials:
-                return False
-            holder = self._trials[deployment_id]
-            if not any_trace and holder not in (None, trace_id):
-                return False
-            del self._trials[deployment_id]
-            return True
+        self._ledger.hold_trial(deployment_id, str_or_none(trace_id))
 
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
         self._ended(attempt, answered=True, inline=inline)
         if self._should_count(attempt, inline=inline, success=True):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
-            self._end_trial(attempt.breaker_id, any_trace=True)
+            self._ledger.end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
 
     def _on_failure(self, kwargs: Mapping[str, Any], exception: object, *, inline: bool) -> None:
@@ -1074,11 +1051,11 @@ class CircuitBreaker(CustomLogger):
             return
         assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
         if verdict.counts:
-            self._end_trial(attempt.breaker_id, any_trace=True)
+            self._ledger.end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_unhealthy(
                 attempt.breaker_id, verdict.reason, retry_after=verdict.retry_after
             )
-        elif verdict.verdict in (Verdict.CALLER, Verdict.CANCELLED) and self._end_trial(
+        elif verdict.verdict in (Verdict.CALLER, Verdict.CANCELLED) and self._ledger.end_trial(
             attempt.breaker_id, attempt.trace_id, any_trace=False
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
@@ -1092,8 +1069,7 @@ class CircuitBreaker(CustomLogger):
         self._on_failure(kwargs, exception, inline=True)
 
     def _logged_success(self, kwargs: Mapping[str, Any]) -> None:
-        call_id = kwargs.get("litellm_call_id")
-        if isinstance(call_id, str) and call_id in self._inline_ok:
+        if self._ledger.succeeded_inline(kwargs.get("litellm_call_id")):
             return  # the common case: already counted; skip the parsing
         self._on_success(kwargs, inline=False)
 
@@ -1104,13 +1080,13 @@ class CircuitBreaker(CustomLogger):
         """The attempt is no longer in flight; ``answered`` if its deployment spoke."""
         if self._stall_after is None or attempt.breaker_id is None:
             return
+        # The proxy's retries share a call id: a late queued event of an
+        # attempt the inline hook already ended must not end the retry.
+        key = (attempt.call_id, attempt.breaker_id) if attempt.call_id is not None else None
+        ends = key is not None and (inline or not self._ledger.reported_inline(*key))
         with self._lock:
-            if attempt.call_id is not None:
-                key = (attempt.call_id, attempt.breaker_id)
-                # The proxy's retries share a call id: a late queued event of an
-                # attempt the inline hook already ended must not end the retry.
-                if inline or key not in self._inline_seen:
-                    self._stalls.in_flight.pop(key, None)
+            if key is not None and ends:
+                self._stalls.in_flight.pop(key, None)
             if answered:
                 self._stalls.last_answer[attempt.breaker_id] = time.monotonic()
 
@@ -1209,19 +1185,9 @@ class CircuitBreaker(CustomLogger):
         """
         if attempt.breaker_id is None or attempt.is_health_check or attempt.is_fallback_wrapper:
             return False
-        if attempt.call_id is None:
-            return True
-        key = (attempt.call_id, attempt.breaker_id)
-        with self._lock:
-            if inline:
-                _remember(self._inline_seen, key)
-                if success:
-                    _remember(self._inline_ok, attempt.call_id)
-                return True
-            if key in self._inline_seen or key in self._logged_seen:
-                return False
-            _remember(self._logged_seen, key)
-            return True
+        return self._ledger.counts(
+            attempt.call_id, attempt.breaker_id, inline=inline, success=success
+        )
 
 
 def _check_objects(*, failure_policy: object, model_list: object) -> None:
@@ -1269,10 +1235,3 @@ def _litellm_version() -> str:
         return version("litellm")
     except PackageNotFoundError:  # pragma: no cover - litellm is a dependency
         return "(unknown version)"
-
-
-def _remember(seen: OrderedDict[_K, None], key: _K) -> None:
-    seen[key] = None
-    seen.move_to_end(key)
-    if len(seen) > _SEEN_CALLS:
-        seen.popitem(last=False)

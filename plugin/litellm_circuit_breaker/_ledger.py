@@ -1,0 +1,96 @@
+"""The attempt ledger: which report of an attempt counts, and which request holds a trial.
+
+Pure and thread-safe: no LiteLLM, no I/O, one lock held for a few dict
+operations. LiteLLM reports one attempt up to twice, inline (the deployment
+hooks, once per attempt) and queued (the log events, best effort, possibly
+late or repeated); the proxy even shares one call id across a request's
+retries. The ledger answers "does this report count?" so that each attempt
+counts once, preferring the inline report, and remembers the half-open trial
+permit each deployment has handed out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TypeVar
+
+__all__ = ["DEFAULT_MEMORY", "AttemptLedger"]
+
+DEFAULT_MEMORY = 8192
+"""Call ids remembered per kind of report: far more than are ever in flight at once."""
+
+_K = TypeVar("_K")
+
+
+class AttemptLedger:
+    """Each attempt counts once; each deployment's trial permit has one holder."""
+
+    def __init__(self, memory: int = DEFAULT_MEMORY) -> None:
+        self._memory = memory
+        self._lock = threading.Lock()
+        # (call id, breaker id) reported by the inline hooks, and by the queued
+        # log events: inline reports are never de-duplicated against each other.
+        self._inline_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._logged_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._inline_ok: OrderedDict[str, None] = OrderedDict()
+        """Call ids whose success the inline hook reported: a call succeeds once, so the
+        queued success event for one of them is a copy."""
+        self._trials: dict[str, str | None] = {}
+        """Deployment id -> trace id of the request holding its half-open trial permit."""
+
+    def counts(
+        self, call_id: str | None, breaker_id: str, *, inline: bool, success: bool = False
+    ) -> bool:
+        """Does this report of an attempt count?
+
+        Inline reports always count. A queued report counts only for an attempt
+        no inline hook reported (streams, sync calls), and only once however
+        many copies arrive. Without a call id nothing can be matched: it counts.
+        """
+        if call_id is None:
+            return True
+        key = (call_id, breaker_id)
+        with self._lock:
+            if inline:
+                self._remember(self._inline_seen, key)
+                if success:
+                    self._remember(self._inline_ok, call_id)
+                return True
+            if key in self._inline_seen or key in self._logged_seen:
+                return False
+            self._remember(self._logged_seen, key)
+            return True
+
+    def succeeded_inline(self, call_id: object) -> bool:
+        """True if the inline hook already reported this call's success (no lock: a hint)."""
+        return isinstance(call_id, str) and call_id in self._inline_ok
+
+    def reported_inline(self, call_id: str, breaker_id: str) -> bool:
+        """True if an inline hook reported this attempt."""
+        with self._lock:
+            return (call_id, breaker_id) in self._inline_seen
+
+    def hold_trial(self, deployment_id: str, trace_id: str | None) -> None:
+        """The request ``trace_id`` holds ``deployment_id``'s trial permit."""
+        with self._lock:
+            self._trials[deployment_id] = trace_id
+
+    def end_trial(
+        self, deployment_id: str, trace_id: str | None = None, *, any_trace: bool
+    ) -> bool:
+        """Forget the trial held on a deployment; True if one was held (by that trace)."""
+        with self._lock:
+            if deployment_id not in self._trials:
+                return False
+            holder = self._trials[deployment_id]
+            if not any_trace and holder not in (None, trace_id):
+                return False
+            del self._trials[deployment_id]
+            return True
+
+    def _remember(self, seen: OrderedDict[_K, None], key: _K) -> None:
+        seen[key] = None
+        seen.move_to_end(key)
+        if len(seen) > self._memory:
+            seen.popitem(last=False)
