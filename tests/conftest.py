@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +46,38 @@ def breaker(clock: FakeClock, litellm_callbacks: None) -> CircuitBreaker:
     cb = CircuitBreaker(clock=clock, probe_interval=None)
     litellm.callbacks.append(cb)
     return cb
+
+
+@pytest.fixture
+def backoffs(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Each retry back-off a LiteLLM Router asks for, skipped and recorded.
+
+    A test that a request moved on "at once" asserts this stays empty: no timing,
+    so no luck with the machine's load. Only sleeps of 50 ms or more called from
+    LiteLLM's router modules are taken (``litellm.router*``); the rest sleep as usual.
+    """
+    asked: list[float] = []
+    real_async, real_sync = asyncio.sleep, time.sleep
+
+    def from_router() -> bool:
+        caller = sys._getframe(2).f_globals.get("__name__", "")
+        return isinstance(caller, str) and caller.startswith("litellm.router")
+
+    async def fake_async(delay: float, result: object = None) -> object:
+        if delay >= 0.05 and from_router():
+            asked.append(delay)
+            delay = 0
+        return await real_async(delay, result)
+
+    def fake_sync(delay: float) -> None:
+        if delay >= 0.05 and from_router():
+            asked.append(delay)
+            return
+        real_sync(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_async)
+    monkeypatch.setattr(time, "sleep", fake_sync)
+    return asked
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,9 +21,6 @@ from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, status
 
 GROUP = "chat"
-# WARM_UP: a test timing calls to show the Router did not back off makes one untimed
-# call first: LiteLLM imports and builds clients on a process's first call, which alone
-# takes seconds on a loaded machine (3.4 s seen) when that test runs first or alone.
 
 
 async def ask(r: litellm.Router, group: str = GROUP) -> str:
@@ -217,7 +213,7 @@ async def test_good_trial_closes_and_traffic_returns(
 @pytest.mark.asyncio
 @pytest.mark.parametrize("size", [1, 2])
 async def test_all_open_group_with_fallback_answers_from_fallback_at_once(
-    breaker: CircuitBreaker, mock: respx.MockRouter, size: int
+    breaker: CircuitBreaker, mock: respx.MockRouter, size: int, backoffs: list[float]
 ) -> None:
     """No call to the open group and no Router retry back-off, for 1 and 2 deployments."""
     primary_routes = [
@@ -233,14 +229,11 @@ async def test_all_open_group_with_fallback_answers_from_fallback_at_once(
     )
     for i in range(size):
         open_breaker(breaker.cache, f"p{i}")
-    assert await ask(r, "primary") == "fallback"  # untimed: see WARM_UP
-    started = time.perf_counter()
     for _ in range(3):
         assert await ask(r, "primary") == "fallback"
-    elapsed = time.perf_counter() - started
     assert all(route.call_count == 0 for route in primary_routes)
-    assert elapsed < 1.0, f"three fallbacks took {elapsed:.2f}s: the Router backed off"
-    assert breaker.counters["fallback"] == 1 + 3
+    assert backoffs == [], "the Router backed off before falling back"
+    assert breaker.counters["fallback"] == 3
 
 
 @pytest.mark.asyncio
@@ -262,7 +255,7 @@ async def test_all_open_without_fallback_fails_open_to_the_soonest_window(
 
 @pytest.mark.asyncio
 async def test_all_open_without_fallback_fails_fast_when_asked(
-    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None, backoffs: list[float]
 ) -> None:
     """fail_fast: a clear error naming the group, the deployments and the wait; no call."""
     cb = CircuitBreaker(clock=clock, probe_interval=None, when_all_open="fail_fast")
@@ -271,12 +264,9 @@ async def test_all_open_without_fallback_fails_fast_when_asked(
     r = router(deployment(GROUP, "a", "a.test"), num_retries=3)
     open_breaker(cb.cache, "a")
     clock.advance(15)
-    with pytest.raises(AllDeploymentsOpenError):
-        await ask(r)  # untimed: see WARM_UP
-    started = time.perf_counter()
     with pytest.raises(AllDeploymentsOpenError) as info:
         await ask(r)
-    assert time.perf_counter() - started < 1.0
+    assert backoffs == [], "the Router backed off before failing fast"
     assert route.call_count == 0
     assert info.value.model_group == GROUP
     assert info.value.deployments == ("a",)
@@ -427,3 +417,18 @@ async def test_streams_count_failures_before_and_during_and_success_at_the_end(
             break
         await asyncio.sleep(0.01)
     assert breaker.cache.breaker_state("a") is BreakerState.CLOSED
+
+
+@pytest.mark.asyncio
+async def test_the_backoffs_fixture_sees_a_routers_real_back_off(
+    litellm_callbacks: None, mock: respx.MockRouter, backoffs: list[float]
+) -> None:
+    """Without the plugin a failing single deployment is retried with back-off: recorded."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
+    r = router(deployment(GROUP, "a", "a.test"), num_retries=2)
+    with pytest.raises(litellm.ServiceUnavailableError):
+        await ask(r)
+    assert backoffs, "the fixture missed LiteLLM's retry back-off"
+    with pytest.raises(litellm.ServiceUnavailableError):
+        await asyncio.to_thread(r.completion, model=GROUP, messages=MESSAGES)
+    assert len(backoffs) >= 2, "the fixture missed the sync Router's retry back-off"
