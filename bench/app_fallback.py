@@ -27,22 +27,12 @@ os.environ.setdefault("DISABLE_AIOHTTP_TRANSPORT", "True")
 import httpx
 import litellm
 import respx
-from common import attached
+from common import attached, chat_body
 
 from litellm_circuit_breaker import CircuitBreaker
 
 REQUESTS = 10
 MESSAGES = [{"role": "user", "content": "hi"}]
-BODY = {
-    "id": "x",
-    "object": "chat.completion",
-    "created": 1,
-    "model": "m",
-    "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-    ],
-    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-}
 
 
 def _router() -> litellm.Router:
@@ -110,7 +100,7 @@ def main() -> int:
                     return_value=httpx.Response(503, json={"error": {"message": "down"}})
                 )
                 mock.post("http://backup.bench/v1/chat/completions").mock(
-                    return_value=httpx.Response(200, json=BODY)
+                    return_value=httpx.Response(200, json=chat_body())
                 )
                 times = run(_router())
             errors = callbacks[0].internal_errors if callbacks else {}

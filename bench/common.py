@@ -44,6 +44,20 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def chat_body() -> dict[str, Any]:
+    """A minimal OpenAI chat.completion body, for respx routes standing in for providers."""
+    return {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
 @contextmanager
 def attached(*callbacks: Any) -> Iterator[None]:
     """Attach LiteLLM callbacks the way app code does; restore every callback list after.

@@ -28,7 +28,7 @@ import common
 import httpx
 import litellm
 import respx
-from common import attached, fmt, median, percentile, progress, table
+from common import attached, chat_body, fmt, median, percentile, progress, table
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
 
@@ -39,19 +39,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 SIZES = (10, 200, 2000)
 BLOCK = 5
 """Requests per block: short blocks keep a round's arms close in time, so drift cancels out."""
-
-
-def _chat_body() -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
 
 
 def model_list(size: int) -> list[dict[str, Any]]:
@@ -389,7 +376,7 @@ async def _main(quick: bool) -> dict[str, Any]:
     rows = []
     with respx.mock(assert_all_called=False) as mock:
         mock.post(url__regex=r"^http://d\d+\.bench/v1/chat/completions$").mock(
-            return_value=httpx.Response(200, json=_chat_body())
+            return_value=httpx.Response(200, json=chat_body())
         )
         await _warm_up()
         for size in SIZES:
