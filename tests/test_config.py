@@ -79,3 +79,24 @@ def test_a_breaker_built_from_a_config_has_exactly_its_settings(clock: FakeClock
     assert breaker.probe_interval is None
     with pytest.raises(ConfigurationError, match="config"):
         CircuitBreaker.from_config({"failure_threshold": 3})  # type: ignore[arg-type]
+
+
+def test_a_redis_url_that_is_not_even_a_url_is_named_not_echoed() -> None:
+    """ "http://[::1" makes urlsplit raise: still a ConfigurationError naming the setting."""
+    with pytest.raises(ConfigurationError) as info:
+        BreakerConfig(redis_url="redis://:hunter2@[::1:6379")
+    assert info.value.field == "redis_url"
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigurationError) as env_info:
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_REDIS_URL": "redis://:hunter2@[::1:6379"})
+    assert env_info.value.field == "CIRCUIT_BREAKER_REDIS_URL"
+    assert "hunter2" not in str(env_info.value)
+
+
+def test_from_env_overrides_win_and_are_blamed_by_their_own_name() -> None:
+    """An override beats the variable; a bad override is not blamed on an unset variable."""
+    config = BreakerConfig.from_env({"CIRCUIT_BREAKER_FAILURE_THRESHOLD": "4"}, failure_threshold=5)
+    assert config.failure_threshold == 5
+    with pytest.raises(ConfigurationError) as info:
+        BreakerConfig.from_env({}, probe_timeout=-1)
+    assert info.value.field == "probe_timeout"

@@ -297,3 +297,20 @@ async def test_the_outer_call_of_sdk_fallbacks_is_never_evidence(
         assert await sdk_call(fallbacks=list(fallbacks)) == "backup"
     assert primary.call_count == 0
     assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.OPEN
+
+
+@pytest.mark.asyncio
+async def test_one_primary_failure_under_sdk_fallbacks_counts_once(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """The outer call's queued copy of the primary's failure is not a second failure."""
+    await GLOBAL_LOGGING_WORKER.flush()  # no earlier test's queued event lands on this breaker
+    mock.post(f"{PRIMARY}/chat/completions").mock(return_value=status(503))
+    mock.post(f"{BACKUP}/chat/completions").mock(return_value=ok("backup"))
+    fallbacks = [{"model": "openai/m", "api_base": BACKUP, "api_key": "sk-backup-000000"}]
+    assert await sdk_call(fallbacks=list(fallbacks)) == "backup"
+    await GLOBAL_LOGGING_WORKER.flush()
+    state = breaker.cache.get_state(PRIMARY_KEY)
+    assert state is not None
+    assert state.consecutive_failures == 1
+    assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.CLOSED

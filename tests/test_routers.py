@@ -15,6 +15,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_circuit_breaker import (
     AllDeploymentsOpenError,
+    BreakerState,
     CircuitBreaker,
     ConfigurationError,
     _routers,
@@ -482,3 +483,88 @@ async def test_per_request_fallbacks_to_an_all_open_group_fail_open(
     open_breaker(breaker.cache, "fb")
     response = await r.acompletion(model="primary", messages=MESSAGES, fallbacks=["backup"])
     assert response.choices[0].message.content in {"primary", "backup"}
+
+
+@pytest.mark.asyncio
+async def test_a_fallback_chain_skips_an_all_open_group_for_the_next_one(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """A -> [B, C], A and B open: every request is answered by C, none reaches B."""
+    # Ids of this test's own: a late queued event of another test's "a" must not land here.
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    b = mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    mock.post("http://c.test/v1/chat/completions").mock(return_value=ok("c"))
+    r = router(
+        deployment("ga", "chain-a", "a.test"),
+        deployment("gb", "chain-b", "b.test"),
+        deployment("gc", "chain-c", "c.test"),
+        fallbacks=[{"ga": ["gb", "gc"]}],
+    )
+    open_breaker(breaker.cache, "chain-a")
+    open_breaker(breaker.cache, "chain-b")
+    for _ in range(3):
+        response = await r.acompletion(model="ga", messages=MESSAGES)
+        assert response.choices[0].message.content == "c"
+    assert b.call_count == 0
+
+
+@pytest.mark.asyncio
+async def test_deployments_given_by_hand_survive_their_bound_router(
+    clock: FakeClock, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """model_list= deployments are kept (with their breaker) when a bound Router drops them."""
+    mock.get(url__regex=r"http://[ab]\.test/v1/models").mock(return_value=ok())
+    given = deployment("chat", "a", "a.test")
+    r = router(given, deployment("chat", "b", "b.test"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None, model_list=[given])
+    cb.attach(r)
+    cb.cache.force_open("a")
+    delete_from_router(r, "a")
+    await cb.probe_once()
+    assert set(cb.deployments) == {"a", "b"}
+    assert cb.cache.breaker_state("a") is BreakerState.OPEN
+
+
+@pytest.mark.asyncio
+async def test_a_router_attached_during_a_probe_round_keeps_its_deployments(
+    clock: FakeClock, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """attach() from another thread while a round re-reads the bound Routers loses nothing."""
+    mock.get(url__regex=r"http://[ac]\.test/v1/models").mock(return_value=ok())
+    first = router(deployment("chat", "a", "a.test"))
+    second = router(deployment("other", "c", "c.test"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    cb.attach(first)
+    real = cb._learn_router
+
+    def attach_meanwhile(r: Any) -> list[str]:
+        found = real(r)
+        if r is first and second not in cb.routers:
+            cb.attach(second)  # as another thread would, mid-round
+            cb.cache.force_open("c")
+        return found
+
+    cb._learn_router = attach_meanwhile  # type: ignore[method-assign]
+    await cb.probe_once()
+    cb._learn_router = real  # type: ignore[method-assign]
+    assert set(cb.deployments) == {"a", "c"}
+    assert cb.cache.breaker_state("c") is BreakerState.OPEN
+    await cb.probe_once()
+    assert set(cb.deployments) == {"a", "c"}
+
+
+@pytest.mark.asyncio
+async def test_a_replaced_callback_list_leaves_no_filter_copies_behind(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Reassigned litellm.callbacks, then everything closes: no copy left in any list."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    r = router(deployment("chat", "a", "a.test"), deployment("chat", "b", "b.test"))
+    open_breaker(breaker.cache, "a")
+    for _ in range(3):
+        await r.acompletion(model="chat", messages=MESSAGES)
+    litellm.callbacks = [breaker]
+    breaker.cache.force_close("a")
+    leftovers = [n for n in _routers.CALLBACK_LISTS if breaker._open_filter in getattr(litellm, n)]
+    assert leftovers == []

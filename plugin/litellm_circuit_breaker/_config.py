@@ -74,7 +74,10 @@ def check_number(field: str, value: object, *, minimum: float, inclusive: bool =
 
 def check_url(url: object, field: str = "redis_url") -> str:
     """A Redis URL redis-py accepts; otherwise a ConfigurationError without its password."""
-    shown = public_url(url) if isinstance(url, str) else url
+    try:
+        shown = public_url(url) if isinstance(url, str) else url
+    except ValueError:  # not even a URL (e.g. "http://[::1"): show none of it
+        shown = "***"
     expected = "a redis://, rediss:// or unix:// URL"
     if not isinstance(url, str) or not url.strip():
         raise ConfigurationError(field, shown, expected)
@@ -219,10 +222,10 @@ class BreakerConfig:
                 )
             values["redis_url"] = litellm_redis_url(env)
         try:
-            return cls(**values, **overrides)
+            return cls(**{**values, **overrides})
         except ConfigurationError as exc:
             found = _VARIABLE_OF.get(exc.field)
-            if found is None:
+            if found is None or exc.field in overrides or exc.field not in values:
                 raise
             variable = found
             if variable in _SECRET_VARIABLES:  # never echo the value: it may hold a password

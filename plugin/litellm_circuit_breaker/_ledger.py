@@ -38,6 +38,9 @@ class AttemptLedger:
         queued success event for one of them is a copy."""
         self._trials: dict[str, str | None] = {}
         """Deployment id -> trace id of the request holding its half-open trial permit."""
+        self._wrappers: OrderedDict[str, None] = OrderedDict()
+        """Call ids of direct SDK calls made with ``fallbacks=``: the outer call, whose
+        queued events (even copies of an inner attempt's failure) are never evidence."""
 
     def counts(
         self, call_id: str | None, breaker_id: str, *, inline: bool, success: bool = False
@@ -52,6 +55,8 @@ class AttemptLedger:
             return True
         key = (call_id, breaker_id)
         with self._lock:
+            if call_id in self._wrappers:
+                return False
             if inline:
                 self._remember(self._inline_seen, key)
                 if success:
@@ -61,6 +66,12 @@ class AttemptLedger:
                 return False
             self._remember(self._logged_seen, key)
             return True
+
+    def mark_wrapper(self, call_id: str | None) -> None:
+        """``call_id`` is the outer call of an SDK ``fallbacks=`` loop: no report of it counts."""
+        if call_id is not None:
+            with self._lock:
+                self._remember(self._wrappers, call_id)
 
     def succeeded_inline(self, call_id: object) -> bool:
         """True if the inline hook already reported this call's success (no lock: a hint)."""

@@ -159,6 +159,8 @@ class _RouterLinks:
     bound: _routers.RouterSet = field(default_factory=_routers.RouterSet)
     from_bound: set[str] = field(default_factory=set)
     """Deployment ids learned from bound Routers (forgotten when they leave them)."""
+    explicit: set[str] = field(default_factory=set)
+    """Deployment ids given by hand (``model_list=``, ``add_deployments``): never pruned."""
     learn_tried: set[str] = field(default_factory=set)
     """Deployment ids looked up in their Router when first seen in traffic."""
     surfaces_reported: set[str] = field(default_factory=set)
@@ -392,7 +394,17 @@ class CircuitBreaker(CustomLogger):
         return deployment.model_group if deployment else None
 
     def add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Learn deployments from the operator's configuration; returns their ids."""
+        """Learn deployments from the operator's configuration; returns their ids.
+
+        Deployments given here are kept until removed by hand, whatever bound
+        Routers do with them.
+        """
+        ids = self._add_deployments(model_list)
+        with self._lock:
+            self._links.explicit.update(ids)
+        return ids
+
+    def _add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
         ids: list[str] = []
         changed = False
         for entry in model_list:
@@ -417,6 +429,7 @@ class CircuitBreaker(CustomLogger):
             gone = [d for d in self._deployments if d not in keep]
             for deployment_id in gone:
                 del self._deployments[deployment_id]
+            self._links.explicit.difference_update(gone)
         for deployment_id in gone:
             self.cache.forget(deployment_id)
         if gone:
@@ -427,6 +440,7 @@ class CircuitBreaker(CustomLogger):
         """Forget a deployment and its breaker (e.g. removed from the config)."""
         with self._lock:
             known = self._deployments.pop(deployment_id, None) is not None
+            self._links.explicit.discard(deployment_id)
         forgot = self.cache.forget(deployment_id)
         if known:
             self._rebuild_probes()
@@ -560,15 +574,21 @@ class CircuitBreaker(CustomLogger):
         A deployment that came from a bound Router and is in none of them any
         more is forgotten, with its breaker.
         """
-        routers = self._links.bound.routers()
-        if not routers and not self._links.from_bound:
+        with self._lock:
+            routers = self._links.bound.routers()
+            before = set(self._links.from_bound)
+        if not routers and not before:
             return
         now: set[str] = set()
         for router in routers:
             now.update(self._learn_router(router))
-        for deployment_id in self._links.from_bound - now:
+        with self._lock:
+            # Only what was there before this round and is gone now: a Router
+            # attached meanwhile (another thread) keeps what it brought.
+            gone = before - now - self._links.explicit
+            self._links.from_bound -= gone
+        for deployment_id in gone:
             self.remove_deployment(deployment_id)
-        self._links.from_bound = now
 
     async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
         client = _client.get()
@@ -745,8 +765,9 @@ class CircuitBreaker(CustomLogger):
             return any(target not in tried for target in own)
         try:
             routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
+            original = routing_of(request_kwargs).tried_groups
             return bool(routers) and all(
-                any(t not in tried for t in _routers.fallback_targets(r, group)) for r in routers
+                any(t not in tried for t in _fallbacks_left(r, group, original)) for r in routers
             )
         except _routers.SurfaceUnknownError as exc:
             self._surface_unknown(exc)
@@ -806,9 +827,10 @@ class CircuitBreaker(CustomLogger):
             present = self._open_filter in callbacks
             if want and not present:
                 callbacks.append(self._open_filter)
-            elif present and not want:
-                # Out of the lists LiteLLM copied it into too, or every later call
-                # would still run its (empty) log hooks.
+            elif not want:
+                # Out of the lists LiteLLM copied it into too (even after
+                # litellm.callbacks itself was replaced), or every later call would
+                # still run its (empty) log hooks.
                 _routers.remove_callback(self._open_filter)
 
     # -- which Routers, which deployments --------------------------------------
@@ -856,11 +878,12 @@ class CircuitBreaker(CustomLogger):
     def _learn_router(self, router: Any) -> list[str]:
         """Learn a bound Router's deployments; their ids."""
         try:
-            ids = self.add_deployments(_routers.router_entries(router))
+            ids = self._add_deployments(_routers.router_entries(router))
         except _routers.SurfaceUnknownError as exc:
             self._surface_unknown(exc)
             return []
-        self._links.from_bound.update(ids)
+        with self._lock:
+            self._links.from_bound.update(ids)
         return ids
 
     def _learn_group(
@@ -891,7 +914,7 @@ class CircuitBreaker(CustomLogger):
         with self._lock:
             unknown = [e for e in entries if deployment_id_of(e) not in self._deployments]
         if unknown:
-            self.add_deployments(unknown)
+            self._add_deployments(unknown)
 
     # -- decisions: sync Router --------------------------------------------------
 
@@ -937,7 +960,9 @@ class CircuitBreaker(CustomLogger):
             return  # the proxy's own health checks are never refused, nor counted
         if attempt.is_fallback_wrapper:
             # The outer call of an SDK ``fallbacks=`` loop: refusing it would skip
-            # the loop, refusing each inner attempt moves it on.
+            # the loop, refusing each inner attempt moves it on. Its queued events
+            # come under its call id, without the list: remember the id.
+            self._ledger.mark_wrapper(attempt.call_id)
             return
         if attempt.via_router:
             if attempt.breaker_id not in self._deployments:
@@ -1078,7 +1103,7 @@ class CircuitBreaker(CustomLogger):
 
     def _ended(self, attempt: Attempt, *, answered: bool, inline: bool) -> None:
         """The attempt is no longer in flight; ``answered`` if its deployment spoke."""
-        if self._stall_after is None or attempt.breaker_id is None:
+        if self._stall_after is None or attempt.breaker_id is None or attempt.is_fallback_wrapper:
             return
         # The proxy's retries share a call id: a late queued event of an
         # attempt the inline hook already ended must not end the retry.
@@ -1226,6 +1251,17 @@ def _sharing(
         group_of=group_of,
         redact=redact,
     )
+
+
+def _fallbacks_left(router: Any, group: str, original: tuple[str, ...]) -> list[str]:
+    """The groups a request in ``group`` may still fall back to: ``group``'s own fallbacks,
+    and, on a hop, those after ``group`` in its original group's chain (A -> [B, C] at B: C)."""
+    left = _routers.fallback_targets(router, group)
+    for first in original:
+        chain = _routers.fallback_targets(router, first)
+        if group in chain:
+            left = [*left, *chain[chain.index(group) + 1 :]]
+    return left
 
 
 def _litellm_version() -> str:
