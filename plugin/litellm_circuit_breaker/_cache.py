@@ -278,7 +278,9 @@ class ProviderHealthCache:
         """
         now = self._clock()
         with self._lock:
-            b = self._breakers.setdefault(provider_id, _Breaker())
+            b = self._breakers.get(provider_id)
+            if b is None:  # not setdefault: no throwaway record on every success
+                b = self._breakers[provider_id] = _Breaker()
             b.last_check = now
             if b.forced:
                 return

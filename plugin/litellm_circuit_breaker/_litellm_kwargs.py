@@ -65,8 +65,14 @@ class Attempt:
     Its events carry the first api_base whichever attempt answered: never evidence."""
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _dict(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # Hook dicts are plain dicts: the exact-type test spares the ABC check (the hot path).
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    return _EMPTY
 
 
 def str_or_none(value: object) -> str | None:
@@ -87,7 +93,9 @@ def _id(value: object) -> str | None:
 def deployment_id_of(entry: Mapping[str, Any]) -> str | None:
     """``model_info.id`` of a Router deployment dict (the hot path: no other work)."""
     model_info = entry.get("model_info")
-    return _id(model_info.get("id")) if isinstance(model_info, Mapping) else None
+    if type(model_info) is dict or isinstance(model_info, Mapping):
+        return _id(model_info.get("id"))
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,14 +181,16 @@ def sdk_key(api_base: str | None, model: str | None, provider: str | None = None
     return f"{base or '(default)'}|{found.name}/{found.model}"
 
 
-def _tags(*containers: Mapping[str, Any]) -> list[str]:
-    tags: list[str] = []
+def _has_tag(tag: str, *containers: Mapping[str, Any]) -> bool:
+    """Whether any container lists ``tag`` under "tags" or "request_tags"."""
     for container in containers:
+        if not container:
+            continue
         for name in ("tags", "request_tags"):
             value = container.get(name)
-            if isinstance(value, list):
-                tags.extend(t for t in value if isinstance(t, str))
-    return tags
+            if isinstance(value, list) and tag in value:
+                return True
+    return False
 
 
 def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
@@ -206,8 +216,8 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
         trace_id=_str(kwargs.get("litellm_trace_id")) or _str(slo.get("trace_id")),
         model_group=_str(metadata.get("model_group")) or _str(slo.get("model_group")),
         is_fallback_wrapper=deployment_id is None and bool(kwargs.get("fallbacks")),
-        is_health_check=HEALTH_CHECK_TAG
-        in _tags(
+        is_health_check=_has_tag(
+            HEALTH_CHECK_TAG,
             metadata,
             slo,
             _dict(kwargs.get("litellm_metadata")),
