@@ -166,6 +166,32 @@ def test_success_closes_and_fully_resets(clock: FakeClock) -> None:
     assert cache.breaker_state("a") is BreakerState.CLOSED
 
 
+def test_touch_if_settled_agrees_with_mark_healthy_only_where_it_would_change_nothing(
+    clock: FakeClock,
+) -> None:
+    """The success hot path: a no-op success is stamped in place, any other is refused to it."""
+    cache = make(clock)
+    events: list[StateChange] = []
+    cache.add_listener(events.append)
+    clock.advance(5)
+    assert cache.touch_if_settled("new")  # a first success: a closed record, stamped
+    assert cache.get_state("new") == ProviderState(last_check=clock())
+    clock.advance(5)
+    assert cache.touch_if_settled("new")
+    assert cache.get_state("new") == ProviderState(last_check=clock())
+    cache.mark_unhealthy("new", "x")  # one failure counted: a success must reset it
+    assert not cache.touch_if_settled("new")
+    state = cache.get_state("new")
+    assert state is not None and state.consecutive_failures == 1
+    cache.mark_unhealthy("new", "x")  # open, then half-open: never the hot path
+    assert not cache.touch_if_settled("new")
+    clock.advance(61)
+    assert not cache.touch_if_settled("new")
+    cache.force_open("held")
+    assert not cache.touch_if_settled("held")
+    assert [e.new for e in events] == [BreakerState.OPEN, BreakerState.OPEN]
+
+
 def test_recovered_is_logged_once_and_only_on_recovery(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -47,6 +47,20 @@ def test_an_inline_success_is_known_by_call_id_alone() -> None:
     assert not ledger.reported_inline("c3", "other")
 
 
+def test_a_hot_path_success_is_matched_like_a_counted_inline_one() -> None:
+    """``succeeded`` (no lock, no parsing) drops the queued copies of that attempt alone."""
+    ledger = AttemptLedger(memory=4)
+    ledger.succeeded("c5", "d")
+    assert ledger.succeeded_inline("c5")
+    assert ledger.reported_inline("c5", "d")
+    assert not ledger.counts("c5", "d", inline=False)
+    assert ledger.counts("c5", "other", inline=False)  # a retry elsewhere: its own attempt
+    for n in range(10):
+        ledger.succeeded(f"x{n}", "d")
+    assert not ledger.succeeded_inline("c5")  # bounded like the rest, oldest first
+    assert ledger.succeeded_inline("x9")
+
+
 def test_memory_is_bounded_oldest_first() -> None:
     """Past its memory the oldest call ids are forgotten, the newest kept."""
     ledger = AttemptLedger(memory=4)

@@ -314,6 +314,7 @@ async def test_internal_error_in_a_hook_is_swallowed_logged_once_and_counted(
     open_breaker(breaker.cache, "elsewhere")
     monkeypatch.setattr(breaker, "_filter", explode)
     monkeypatch.setattr(breaker, "_on_success", explode)
+    monkeypatch.setattr(breaker.cache, "touch_if_settled", explode)  # the success hot path
     for _ in range(5):
         assert await ask(r) == "a"
     assert breaker.internal_errors["filter"] == 5

@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 
 from ._config import (
@@ -135,6 +135,9 @@ class ProviderHealthCache:
         self._breakers: dict[str, _Breaker] = {}
         self._unhealthy: set[str] = set()
         """Ids whose breaker is open or half-open: the hot path only looks at these."""
+        self.unhealthy_hint: Set[str] = self._unhealthy
+        """The same ids, live and unlocked, for a hot path that only asks "any at all?"
+        without a call (:meth:`unhealthy_ids` is the consistent copy)."""
         self._changes = itertools.count(1)
         self._listeners: list[StateListener] = []
         self._listener_errors = 0
@@ -295,6 +298,23 @@ class ProviderHealthCache:
         if not was_healthy:
             logger.info("deployment %s recovered: circuit closed", provider_id)
         self._emit(events)
+
+    def touch_if_settled(self, provider_id: str) -> bool:
+        """The hot path of a success: True if :meth:`mark_healthy` would change nothing.
+
+        That is a closed breaker with no failure counted. Its ``last_check`` is
+        updated and no lock is taken: one attribute read each, atomic under the
+        GIL. A failure landing at the same moment on another thread is simply
+        ordered after this success, as it could have been anyway.
+        """
+        b = self._breakers.get(provider_id)
+        if b is None:  # the first word of a deployment: a new, closed record
+            with self._lock:
+                b = self._breakers.setdefault(provider_id, _Breaker())
+        if not b.healthy or b.consecutive_failures:
+            return False
+        b.last_check = self._clock()
+        return True
 
     def mark_unhealthy(
         self, provider_id: str, reason: str | None = None, *, retry_after: float | None = None

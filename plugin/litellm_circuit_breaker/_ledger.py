@@ -11,6 +11,7 @@ permit each deployment has handed out.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from typing import TypeVar
@@ -33,9 +34,9 @@ class AttemptLedger:
         # log events: inline reports are never de-duplicated against each other.
         self._inline_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._logged_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._inline_ok: OrderedDict[str, None] = OrderedDict()
-        """Call ids whose success the inline hook reported: a call succeeds once, so the
-        queued success event for one of them is a copy."""
+        self._inline_ok: OrderedDict[str, str] = OrderedDict()
+        """Call id -> breaker id of the attempts whose success the inline hook reported:
+        a call succeeds once, so the queued success event for one of them is a copy."""
         self._trials: dict[str, str | None] = {}
         """Deployment id -> trace id of the request holding its half-open trial permit."""
         self._wrappers: OrderedDict[str, None] = OrderedDict()
@@ -58,14 +59,28 @@ class AttemptLedger:
             if call_id in self._wrappers:
                 return False
             if inline:
-                self._remember(self._inline_seen, key)
                 if success:
-                    self._remember(self._inline_ok, call_id)
+                    self._remember_success(call_id, breaker_id)
+                else:
+                    self._remember(self._inline_seen, key)
                 return True
-            if key in self._inline_seen or key in self._logged_seen:
+            if self._seen_inline(call_id, breaker_id) or key in self._logged_seen:
                 return False
             self._remember(self._logged_seen, key)
             return True
+
+    def succeeded(self, call_id: str, breaker_id: str) -> None:
+        """The inline hook saw this attempt succeed (the hot path: no lock).
+
+        One store into, and at most one eviction from, a C-implemented OrderedDict:
+        each atomic under the GIL, and no other step depends on them happening
+        together (two evictions at once forget one id more than needed).
+        """
+        seen = self._inline_ok
+        seen[call_id] = breaker_id
+        if len(seen) > self._memory:
+            with contextlib.suppress(KeyError):  # another thread emptied it first
+                seen.popitem(last=False)
 
     def mark_wrapper(self, call_id: str | None) -> None:
         """``call_id`` is the outer call of an SDK ``fallbacks=`` loop: no report of it counts."""
@@ -80,7 +95,7 @@ class AttemptLedger:
     def reported_inline(self, call_id: str, breaker_id: str) -> bool:
         """True if an inline hook reported this attempt."""
         with self._lock:
-            return (call_id, breaker_id) in self._inline_seen
+            return self._seen_inline(call_id, breaker_id)
 
     def hold_trial(self, deployment_id: str, trace_id: str | None) -> None:
         """The request ``trace_id`` holds ``deployment_id``'s trial permit."""
@@ -99,6 +114,17 @@ class AttemptLedger:
                 return False
             del self._trials[deployment_id]
             return True
+
+    def _seen_inline(self, call_id: str, breaker_id: str) -> bool:
+        return (call_id, breaker_id) in self._inline_seen or (
+            self._inline_ok.get(call_id) == breaker_id
+        )
+
+    def _remember_success(self, call_id: str, breaker_id: str) -> None:
+        # A call id succeeds once: no reordering needed, the newest is already last.
+        self._inline_ok[call_id] = breaker_id
+        if len(self._inline_ok) > self._memory:
+            self._inline_ok.popitem(last=False)
 
     def _remember(self, seen: OrderedDict[_K, None], key: _K) -> None:
         seen[key] = None

@@ -949,8 +949,27 @@ class CircuitBreaker(CustomLogger):
     async def async_pre_call_deployment_hook(
         self, kwargs: dict[str, Any], call_type: Any
     ) -> dict[str, Any] | None:
-        """Direct SDK calls: refuse an open endpoint before any network call."""
-        self._guard("background", self._ensure_background, default=None)
+        """Every attempt: learn its deployment; refuse an open endpoint of a direct SDK call."""
+        if self._probe_interval is not None or self._share is not None:
+            self._guard("background", self._ensure_background, default=None)
+        # The hot path, spelled out in the hook because every call costs here: a
+        # Router attempt on a known deployment while every breaker is closed has
+        # nothing to decide (attempt_of would read the same id).
+        try:
+            model_info = kwargs.get("model_info") if type(kwargs) is dict else None
+            if type(model_info) is dict:
+                deployment_id = model_info.get("id")
+                if (
+                    type(deployment_id) is str
+                    and deployment_id in self._deployments
+                    and not self.cache.unhealthy_hint
+                ):
+                    if self._stall_after is not None:
+                        self._track_in_flight(kwargs, kwargs.get("litellm_call_id"), deployment_id)
+                    return None
+        except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
+            self._internal_error("pre_call_deployment", exc)
+            return None
         self._guard("pre_call_deployment", self._sdk_check, kwargs, default=None)
         return None
 
@@ -983,15 +1002,20 @@ class CircuitBreaker(CustomLogger):
             if half_open:
                 self._bump("trials")
                 self._hold_trial(attempt.breaker_id, attempt.trace_id)
+        self._track_in_flight(kwargs, attempt.call_id, attempt.breaker_id)
+
+    def _track_in_flight(self, kwargs: Mapping[str, Any], call_id: object, breaker_id: str) -> None:
+        """Watch an attempt for a stall until its deployment answers."""
         # A stream answers before its end event, which is all we see of it: untracked.
         if (
             self._stall_after is not None
-            and attempt.call_id is not None
+            and isinstance(call_id, str)
+            and call_id
             and not kwargs.get("stream")
         ):
             with self._lock:
                 if len(self._stalls.in_flight) < _IN_FLIGHT_MAX:
-                    self._stalls.in_flight[attempt.call_id, attempt.breaker_id] = time.monotonic()
+                    self._stalls.in_flight[call_id, breaker_id] = time.monotonic()
 
     # -- evidence ------------------------------------------------------------------
 
@@ -999,6 +1023,22 @@ class CircuitBreaker(CustomLogger):
         self, request_data: dict[str, Any], response: Any, call_type: Any
     ) -> Any:
         """Inline: the attempt succeeded."""
+        # The hot path, spelled out in the hook: a Router attempt succeeded on a
+        # closed breaker with no failure counted, so there is nothing to count.
+        # Remember it, so its queued copy is dropped unparsed; end its stall watch.
+        try:
+            model_info = request_data.get("model_info") if type(request_data) is dict else None
+            call_id = request_data.get("litellm_call_id") if model_info else None
+            if type(model_info) is dict and type(call_id) is str and call_id:
+                deployment_id = model_info.get("id")
+                if type(deployment_id) is str and self.cache.touch_if_settled(deployment_id):
+                    self._ledger.succeeded(call_id, deployment_id)
+                    if self._stall_after is not None:
+                        self._answered((call_id, deployment_id), deployment_id, ends=True)
+                    return None
+        except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
+            self._internal_error("success", exc)
+            return None
         self._guard("success", self._inline_success, request_data, default=None)
         return None
 
@@ -1022,6 +1062,8 @@ class CircuitBreaker(CustomLogger):
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Queued: covers finished streams; de-duplicated against the inline hook."""
+        if type(kwargs) is dict and self._ledger.succeeded_inline(kwargs.get("litellm_call_id")):
+            return  # the common case: a copy of an inline success; skip the parsing
         self._guard("success", self._logged_success, kwargs, default=None)
 
     async def async_log_failure_event(
@@ -1109,11 +1151,17 @@ class CircuitBreaker(CustomLogger):
         # attempt the inline hook already ended must not end the retry.
         key = (attempt.call_id, attempt.breaker_id) if attempt.call_id is not None else None
         ends = key is not None and (inline or not self._ledger.reported_inline(*key))
+        self._answered(key, attempt.breaker_id if answered else None, ends=ends)
+
+    def _answered(
+        self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool
+    ) -> None:
+        """End the stall watch of attempt ``key``; note that ``answered_by`` spoke."""
         with self._lock:
             if key is not None and ends:
                 self._stalls.in_flight.pop(key, None)
-            if answered:
-                self._stalls.last_answer[attempt.breaker_id] = time.monotonic()
+            if answered_by is not None:
+                self._stalls.last_answer[answered_by] = time.monotonic()
 
     # -- stalls: a call unanswered, its endpoint probed at once ----------------------
 
