@@ -626,3 +626,29 @@ def test_adopted_half_open_hands_out_one_trial(clock: FakeClock) -> None:
     assert cache.breaker_state("d") is BreakerState.HALF_OPEN
     assert cache.try_acquire("d")
     assert not cache.try_acquire("d")
+
+
+def test_view_reads_one_breaker_at_one_instant(clock: FakeClock) -> None:
+    """What the Redis adapter shares: state, count, error, window left, hold, generation."""
+    cache = make(clock)
+    assert cache.view("a") is None
+    cache.mark_unhealthy("a", "HTTP 503")
+    first = cache.view("a")
+    assert first is not None
+    assert (first.state, first.consecutive_failures, first.last_error) == (
+        BreakerState.CLOSED,
+        1,
+        "HTTP 503",
+    )
+    assert first.retry_in == 0.0
+    cache.mark_unhealthy("a", "HTTP 503")
+    clock.advance(10)
+    opened = cache.view("a")
+    assert opened is not None
+    assert opened.state is BreakerState.OPEN
+    assert opened.retry_in == 50.0
+    assert not opened.held
+    assert opened.generation > first.generation
+    cache.force_open("b")
+    held = cache.view("b")
+    assert held is not None and held.held and held.retry_in == math.inf

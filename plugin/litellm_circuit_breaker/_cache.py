@@ -29,7 +29,7 @@ from ._config import (
 )
 from ._config import check_number as _check_number
 from ._errors import ConfigurationError
-from ._state import BreakerState, ProviderState, StateChange, StateListener, state_at
+from ._state import BreakerState, BreakerView, ProviderState, StateChange, StateListener, state_at
 
 __all__ = [
     "BACKOFF_ELAPSED",
@@ -486,6 +486,28 @@ class ProviderHealthCache:
         with self._lock:
             b = self._breakers.get(provider_id)
             return 0 if b is None else b.generation
+
+    def view(self, provider_id: str) -> BreakerView | None:
+        """One consistent reading of a breaker for an adapter, or None if it is unknown."""
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None:
+                return None
+            state = b.state(now)
+            events = self._observe(provider_id, b, now)
+            view = BreakerView(
+                state=state,
+                consecutive_failures=b.consecutive_failures,
+                last_error=b.last_error,
+                retry_in=0.0
+                if b.healthy
+                else max(0.0, b.unhealthy_until - now, b.trial_until - now),
+                held=b.forced,
+                generation=b.generation,
+            )
+        self._emit(events)
+        return view
 
     def is_held(self, provider_id: str) -> bool:
         """True while an operator holds the breaker open (``force_open`` without seconds)."""

@@ -6,7 +6,14 @@ import enum
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["BreakerState", "ProviderState", "StateChange", "StateListener", "state_at"]
+__all__ = [
+    "BreakerState",
+    "BreakerView",
+    "ProviderState",
+    "StateChange",
+    "StateListener",
+    "state_at",
+]
 
 
 class BreakerState(enum.StrEnum):
@@ -37,6 +44,21 @@ class ProviderState:
     def breaker_state(self, now: float) -> BreakerState:
         """The breaker state this copy stands for at time ``now``."""
         return state_at(self.healthy, self.unhealthy_until, now)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerView:
+    """Everything an adapter shares of one breaker, read at one instant (one lock)."""
+
+    state: BreakerState
+    consecutive_failures: int
+    last_error: str | None
+    retry_in: float
+    """Seconds until a trial is admitted (``math.inf`` while held open); 0 unless open."""
+    held: bool
+    """An operator holds it open (``force_open`` without seconds)."""
+    generation: int
+    """The cache's change marker for this breaker at that instant."""
 
 
 def state_at(healthy: bool, unhealthy_until: float, now: float) -> BreakerState:
