@@ -652,3 +652,27 @@ def test_view_reads_one_breaker_at_one_instant(clock: FakeClock) -> None:
     cache.force_open("b")
     held = cache.view("b")
     assert held is not None and held.held and held.retry_in == math.inf
+
+
+def test_transition_lines_come_from_a_listener_that_can_be_removed(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The state machine only emits events; its default listener writes the lines."""
+    from litellm_circuit_breaker._logging import log_transition  # noqa: PLC0415
+
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    events: list[StateChange] = []
+    cache = make(clock)
+    cache.add_listener(events.append)
+    cache.mark_unhealthy("a", "HTTP 503")
+    cache.mark_unhealthy("a", "HTTP 503")
+    assert [r.getMessage() for r in caplog.records] == [
+        "deployment a circuit opened for 60.0s after 2 consecutive failure(s): HTTP 503"
+    ]
+    assert (events[-1].failures, events[-1].open_for, events[-1].operator) == (2, 60.0, False)
+    cache.remove_listener(log_transition)
+    caplog.clear()
+    cache.force_open("b", reason="maintenance")
+    cache.mark_healthy("a")
+    assert caplog.records == []
+    assert events[-2].operator and events[-2].open_for == math.inf

@@ -29,6 +29,7 @@ from ._config import (
 )
 from ._config import check_number as _check_number
 from ._errors import ConfigurationError
+from ._logging import PROBE_PASSED, log_transition
 from ._state import BreakerState, BreakerView, ProviderState, StateChange, StateListener, state_at
 
 __all__ = [
@@ -46,10 +47,9 @@ __all__ = [
 MAX_RETRY_AFTER_SEC = 3600.0
 # The reasons of the two OPEN -> HALF_OPEN transitions: one is evidence (shared
 # with other replicas), the other is only time passing (each replica sees it).
-PROBE_PASSED = "probe passed"
 BACKOFF_ELAPSED = "backoff elapsed"
 
-logger = logging.getLogger("litellm_circuit_breaker")
+logger = logging.getLogger("litellm_circuit_breaker")  # the cache's own faults only
 
 Clock = Callable[[], float]
 
@@ -139,7 +139,8 @@ class ProviderHealthCache:
         """The same ids, live and unlocked, for a hot path that only asks "any at all?"
         without a call (:meth:`unhealthy_ids` is the consistent copy)."""
         self._changes = itertools.count(1)
-        self._listeners: list[StateListener] = []
+        self._listeners: list[StateListener] = [log_transition]
+        """The transition log is the first listener; remove it to log your own way."""
         self._listener_errors = 0
         self._failed_listeners: set[int] = set()
 
@@ -287,7 +288,6 @@ class ProviderHealthCache:
             b.last_check = now
             if b.forced:
                 return
-            was_healthy = b.healthy
             b.healthy = True
             b.consecutive_failures = 0
             b.last_error = None
@@ -295,8 +295,6 @@ class ProviderHealthCache:
             b.openings = 0
             b.trial_until = 0.0
             events = self._move(provider_id, b, BreakerState.CLOSED, "call succeeded", now)
-        if not was_healthy:
-            logger.info("deployment %s recovered: circuit closed", provider_id)
         self._emit(events)
 
     def touch_if_settled(self, provider_id: str) -> bool:
@@ -332,36 +330,14 @@ class ProviderHealthCache:
             b.consecutive_failures += 1
             b.last_error = reason
             b.last_check = now
-            if b.forced:
-                opened = False
-            elif not b.healthy or b.consecutive_failures >= self._threshold:
-                previous = b.reported
-                opened = previous is not BreakerState.OPEN
-                if opened:  # a new opening, not another failure while already open
+            if not b.forced and (not b.healthy or b.consecutive_failures >= self._threshold):
+                if b.reported is not BreakerState.OPEN:  # a new opening, not a re-arm
                     b.openings += 1
                 b.healthy = False
                 b.unhealthy_until = now + self._window(b.openings, retry_after)
                 b.trial_until = 0.0
                 # Re-armed while open: told as OPEN -> OPEN, so shared state follows.
                 events += self._move(provider_id, b, BreakerState.OPEN, reason, now, again=True)
-            else:
-                opened = False
-            failures, window = b.consecutive_failures, b.unhealthy_until - now
-        if opened and previous is BreakerState.HALF_OPEN:
-            logger.info(
-                "deployment %s circuit re-opened for %.1fs: trial failed: %s",
-                provider_id,
-                window,
-                reason,
-            )
-        elif opened:
-            logger.warning(
-                "deployment %s circuit opened for %.1fs after %d consecutive failure(s): %s",
-                provider_id,
-                window,
-                failures,
-                reason,
-            )
         self._emit(events)
 
     def mark_probe_passed(self, provider_id: str) -> None:
@@ -382,8 +358,6 @@ class ProviderHealthCache:
             if moved:
                 b.unhealthy_until = now
                 events += self._move(provider_id, b, BreakerState.HALF_OPEN, PROBE_PASSED, now)
-        if moved:
-            logger.info("deployment %s half-open: probe passed, next call is a trial", provider_id)
         self._emit(events)
 
     # -- operator control --------------------------------------------------
@@ -404,8 +378,9 @@ class ProviderHealthCache:
             b.trial_until = 0.0
             b.last_error = reason
             b.last_check = now
-            events += self._move(provider_id, b, BreakerState.OPEN, reason, now, again=True)
-        logger.warning("deployment %s circuit %s", provider_id, reason)
+            events += self._move(
+                provider_id, b, BreakerState.OPEN, reason, now, again=True, operator=True
+            )
         self._emit(events)
 
     def force_close(self, provider_id: str) -> None:
@@ -468,15 +443,6 @@ class ProviderHealthCache:
                 b.unhealthy_until = now + left
             events += self._move(provider_id, b, b.state(now), reason, now, replica=replica)
             generation = b.generation
-        for event in events:
-            if event.replica is not None and event.old is not event.new:
-                logger.info(
-                    "deployment %s circuit %s, shared by replica %s%s",
-                    provider_id,
-                    event.new.value.replace("_", "-"),
-                    replica,
-                    f": {reason}" if reason and event.new is not BreakerState.CLOSED else "",
-                )
         self._emit(events)
         return generation
 
@@ -562,6 +528,7 @@ class ProviderHealthCache:
         replica: str | None = None,
         again: bool = False,
         local_change: bool = True,
+        operator: bool = False,
     ) -> list[StateChange]:
         """Record the new state; an event unless nothing changed (``again``: even then)."""
         if b.healthy:
@@ -574,7 +541,20 @@ class ProviderHealthCache:
         b.reported = new
         if local_change:
             b.generation = next(self._changes)
-        return [StateChange(provider_id, old, new, reason, at, replica)]
+        open_for = b.unhealthy_until - at if new is BreakerState.OPEN else 0.0
+        return [
+            StateChange(
+                provider_id,
+                old,
+                new,
+                reason,
+                at,
+                replica,
+                failures=b.consecutive_failures,
+                open_for=open_for,
+                operator=operator,
+            )
+        ]
 
     def _emit(self, events: list[StateChange]) -> None:
         if not events:

@@ -82,6 +82,12 @@ class StateChange:
     """When it happened, in the cache clock's units."""
     replica: str | None = None
     """None when this process made the change; else the replica it was adopted from."""
+    failures: int = 0
+    """Consecutive failures counted when it happened."""
+    open_for: float = 0.0
+    """For a change to OPEN: the seconds its window runs (``math.inf`` while held)."""
+    operator: bool = False
+    """Made by an operator's ``force_open``."""
 
     @property
     def id(self) -> str:

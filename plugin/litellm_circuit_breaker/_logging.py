@@ -1,0 +1,58 @@
+"""The transition log: a listener that writes one line per breaker transition.
+
+The state machine only emits :class:`StateChange` events; this listener,
+attached to every cache first, turns the ones a person wants to read into log
+lines (house style: log transitions, not traffic). Re-armed windows and
+windows that merely ran out are not logged; a replica's adopted change is.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._state import BreakerState, StateChange
+
+__all__ = ["PROBE_PASSED", "log_transition", "logger"]
+
+logger = logging.getLogger("litellm_circuit_breaker")
+
+PROBE_PASSED = "probe passed"
+"""The reason of an OPEN -> HALF_OPEN move made by evidence rather than time."""
+
+
+def log_transition(event: StateChange) -> None:
+    """Write the line for ``event``, if it is one a person should read."""
+    deployment, old, new = event.deployment, event.old, event.new
+    if event.replica is not None:
+        if old is not new:
+            reason = f": {event.reason}" if event.reason and new is not BreakerState.CLOSED else ""
+            logger.info(
+                "deployment %s circuit %s, shared by replica %s%s",
+                deployment,
+                new.value.replace("_", "-"),
+                event.replica,
+                reason,
+            )
+    elif new is BreakerState.CLOSED:
+        if old is not BreakerState.CLOSED:
+            logger.info("deployment %s recovered: circuit closed", deployment)
+    elif new is BreakerState.HALF_OPEN:
+        if event.reason == PROBE_PASSED:
+            logger.info("deployment %s half-open: probe passed, next call is a trial", deployment)
+    elif event.operator:
+        logger.warning("deployment %s circuit %s", deployment, event.reason)
+    elif old is BreakerState.HALF_OPEN:
+        logger.info(
+            "deployment %s circuit re-opened for %.1fs: trial failed: %s",
+            deployment,
+            event.open_for,
+            event.reason,
+        )
+    elif old is BreakerState.CLOSED:
+        logger.warning(
+            "deployment %s circuit opened for %.1fs after %d consecutive failure(s): %s",
+            deployment,
+            event.open_for,
+            event.failures,
+            event.reason,
+        )
