@@ -182,7 +182,8 @@ def test_touch_if_settled_agrees_with_mark_healthy_only_where_it_would_change_no
     cache.mark_unhealthy("new", "x")  # one failure counted: a success must reset it
     assert not cache.touch_if_settled("new")
     state = cache.get_state("new")
-    assert state is not None and state.consecutive_failures == 1
+    assert state is not None
+    assert state.consecutive_failures == 1
     cache.mark_unhealthy("new", "x")  # open, then half-open: never the hot path
     assert not cache.touch_if_settled("new")
     clock.advance(61)
@@ -651,7 +652,9 @@ def test_view_reads_one_breaker_at_one_instant(clock: FakeClock) -> None:
     assert opened.generation > first.generation
     cache.force_open("b")
     held = cache.view("b")
-    assert held is not None and held.held and held.retry_in == math.inf
+    assert held is not None
+    assert held.held
+    assert held.retry_in == math.inf
 
 
 def test_transition_lines_come_from_a_listener_that_can_be_removed(
@@ -675,4 +678,5 @@ def test_transition_lines_come_from_a_listener_that_can_be_removed(
     cache.force_open("b", reason="maintenance")
     cache.mark_healthy("a")
     assert caplog.records == []
-    assert events[-2].operator and events[-2].open_for == math.inf
+    assert events[-2].operator
+    assert events[-2].open_for == math.inf

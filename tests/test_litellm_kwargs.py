@@ -15,6 +15,7 @@ from litellm_circuit_breaker._litellm_kwargs import (
     attempt_of,
     deployment_id_of,
     deployment_of,
+    resolved_params,
     sdk_key,
     str_or_none,
 )
@@ -502,3 +503,24 @@ def test_deployment_and_attempt_are_frozen() -> None:
         d.id = "y"  # type: ignore[misc]
     with pytest.raises(AttributeError):
         ROUTER_ATTEMPT.breaker_id = "y"  # type: ignore[misc]
+
+
+def test_resolved_params_reads_every_environ_string_as_the_proxy_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """api_base and keys alike; unset variables become None; other values stay as they are."""
+    monkeypatch.setenv("CB_TEST_BASE", "http://from-env.test/v1")
+    monkeypatch.delenv("CB_TEST_UNSET", raising=False)
+    params = {
+        "model": "openai/m",
+        "api_base": "os.environ/CB_TEST_BASE",
+        "api_key": "os.environ/CB_TEST_UNSET",
+        "timeout": 5,
+    }
+    assert resolved_params(params) == {
+        "model": "openai/m",
+        "api_base": "http://from-env.test/v1",
+        "api_key": None,
+        "timeout": 5,
+    }
+    assert params["api_base"] == "os.environ/CB_TEST_BASE"  # the input is left alone

@@ -34,9 +34,9 @@ import httpx
 # "unused-ignore" code keeps mypy quiet once they are.
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
-from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, resolve_secret, run_http_probe
+from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
 from ._errors import ConfigurationError
-from ._litellm_kwargs import Deployment, deployment_of
+from ._litellm_kwargs import Deployment, deployment_of, resolved_params
 from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_SEC
 from ._redact import Redactor, public_url
 from ._shared import DEFAULT_NAMESPACE, check_url
@@ -157,22 +157,11 @@ def _parse_yaml(path: Path, text: str) -> object:
 
 
 def _with_env_resolved(entry: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``entry`` with ``os.environ/NAME`` values in litellm_params read, as the proxy does.
-
-    The proxy resolves every string of a deployment's litellm_params (api_base
-    too) before building its Router, so probes and generated ids must see the
-    same values.
-    """
+    """``entry`` with its litellm_params resolved as the proxy resolves them."""
     params = entry.get("litellm_params")
     if not isinstance(params, Mapping):
         return entry
-    resolved = {
-        name: resolve_secret(value)
-        if isinstance(value, str) and value.startswith("os.environ/")
-        else value
-        for name, value in params.items()
-    }
-    return {**entry, "litellm_params": resolved}
+    return {**entry, "litellm_params": resolved_params(params)}
 
 
 def deployments_of(path: Path, model_list: Sequence[Mapping[str, Any]]) -> list[Deployment]:

@@ -24,6 +24,7 @@ __all__ = [
     "attempt_of",
     "deployment_id_of",
     "deployment_of",
+    "resolved_params",
     "routing_of",
     "sdk_key",
     "str_or_none",
@@ -125,13 +126,22 @@ def provider_of(
     return _Provider(bare, name, api_base or default_base, _str(env_key))
 
 
-def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
-    """The id LiteLLM's Router gives a deployment whose model_info has none."""
-    resolved = {
+def resolved_params(litellm_params: Mapping[str, Any]) -> dict[str, Any]:
+    """``litellm_params`` with every ``os.environ/NAME`` string read, as the proxy does.
+
+    The proxy resolves every string of a deployment's litellm_params (api_base
+    too) before building its Router, so probes and generated ids must see the
+    same values. The one place this package does it.
+    """
+    return {
         k: (resolve_secret(v) if isinstance(v, str) and v.startswith("os.environ/") else v)
         for k, v in litellm_params.items()
     }
-    return _routers.generated_id(model_group, resolved)
+
+
+def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:
+    """The id LiteLLM's Router gives a deployment whose model_info has none."""
+    return _routers.generated_id(model_group, resolved_params(litellm_params))
 
 
 def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
