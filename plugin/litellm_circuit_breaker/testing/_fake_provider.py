@@ -19,6 +19,14 @@ does when a provider errors, hangs, refuses connections or cuts a stream::
 It speaks just enough HTTP/1.1 over bare asyncio streams (keep-alive,
 Content-Length and chunked bodies) to need nothing beyond the standard
 library, so it starts in milliseconds and adds little to a benchmark.
+
+Why not an ASGI app on uvicorn, the well-kept way to serve HTTP: the faults
+are below what ASGI can express. A provider that accepts the connection and
+never answers, one that refuses connections while keeping its port, one that
+cuts a stream half-way through a chunk or closes a kept-alive connection
+under the client, and headers sent long before the first byte of the body all
+need the socket itself; uvicorn would answer, time out or close on its own
+terms. (respx covers the cases that need no socket at all.)
 """
 
 from __future__ import annotations
