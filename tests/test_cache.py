@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import sys
 import threading
 
 import pytest
@@ -680,3 +682,34 @@ def test_transition_lines_come_from_a_listener_that_can_be_removed(
     assert caplog.records == []
     assert events[-2].operator
     assert events[-2].open_for == math.inf
+
+
+def test_listeners_get_each_deployments_transitions_in_order_across_threads(
+    clock: FakeClock,
+) -> None:
+    """However threads interleave, each event starts where the one before it ended."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+    cache = make(clock, failure_threshold=1)
+    seen: list[StateChange] = []
+    cache.add_listener(seen.append)
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(2000):
+            cache.mark_unhealthy("a", "x")
+            cache.mark_healthy("a")
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    moves = [e for e in seen if e.old is not e.new]
+    assert len(moves) > 100  # the threads did interleave
+    broken = [(a.new, b.old) for a, b in itertools.pairwise(moves) if a.new is not b.old]
+    assert broken == []

@@ -143,6 +143,10 @@ class ProviderHealthCache:
         """The transition log is the first listener; remove it to log your own way."""
         self._listener_errors = 0
         self._failed_listeners: set[int] = set()
+        self._pending: list[StateChange] = []
+        """Events made under the lock, in the order they were made, not yet delivered."""
+        self._delivering = False
+        """A thread is delivering ``_pending``; the others leave their events to it."""
 
     # -- settings ---------------------------------------------------------
 
@@ -542,36 +546,56 @@ class ProviderHealthCache:
         if local_change:
             b.generation = next(self._changes)
         open_for = b.unhealthy_until - at if new is BreakerState.OPEN else 0.0
-        return [
-            StateChange(
-                provider_id,
-                old,
-                new,
-                reason,
-                at,
-                replica,
-                failures=b.consecutive_failures,
-                open_for=open_for,
-                operator=operator,
-            )
-        ]
+        event = StateChange(
+            provider_id,
+            old,
+            new,
+            reason,
+            at,
+            replica,
+            failures=b.consecutive_failures,
+            open_for=open_for,
+            operator=operator,
+        )
+        self._pending.append(event)  # under the lock: the order they happened in
+        return [event]
 
     def _emit(self, events: list[StateChange]) -> None:
+        """Deliver every pending event, in order, unless another thread is doing so.
+
+        Events are queued under the lock as they happen; one thread at a time
+        hands them to the listeners, outside the lock. So listeners see each
+        deployment's transitions in the order they happened, even when threads
+        race (and a listener that changes a breaker has its event delivered
+        after the current one, not in the middle of it).
+        """
         if not events:
             return
-        with self._lock:
-            listeners = list(self._listeners)
-        for event in events:
-            for listener in listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    with self._lock:
-                        self._listener_errors += 1
-                        first = id(listener) not in self._failed_listeners
-                        self._failed_listeners.add(id(listener))
-                    if first:
-                        logger.exception(
-                            "circuit breaker listener %r raised; it is kept, errors are counted",
-                            listener,
-                        )
+        while True:
+            with self._lock:
+                if self._delivering or not self._pending:
+                    return
+                self._delivering = True
+                batch, self._pending = self._pending, []
+                listeners = list(self._listeners)
+            try:
+                for event in batch:
+                    for listener in listeners:
+                        self._call(listener, event)
+            finally:
+                with self._lock:
+                    self._delivering = False
+
+    def _call(self, listener: StateListener, event: StateChange) -> None:
+        try:
+            listener(event)
+        except Exception:
+            with self._lock:
+                self._listener_errors += 1
+                first = id(listener) not in self._failed_listeners
+                self._failed_listeners.add(id(listener))
+            if first:
+                logger.exception(
+                    "circuit breaker listener %r raised; it is kept, errors are counted",
+                    listener,
+                )
