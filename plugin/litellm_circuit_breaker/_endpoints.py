@@ -113,7 +113,11 @@ def probe_target(
 ) -> ProbeTarget | None:
     """The probe for a deployment, or None when it has no cheap probe (stays passive)."""
     raw = (api_base or DEFAULT_BASES.get(provider) or "").strip()
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises for a port that is no number or out of range
+    except ValueError:
+        return None  # not a URL httpx could call: no probe (the caller says why)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     # The path is appended before any query the operator put on the base.

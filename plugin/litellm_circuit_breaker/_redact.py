@@ -7,6 +7,7 @@ key values the operator configured, which we know and can strike out verbatim.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from urllib.parse import urlsplit, urlunsplit
@@ -89,6 +90,11 @@ def _mask_spans(text: str, secrets: frozenset[str]) -> str:
     return "".join(out)
 
 
+def invalid_url(url: str) -> str:
+    """How a URL that cannot be parsed is shown: distinct per URL, nothing of it readable."""
+    return f"(invalid URL {hashlib.sha256(url.encode()).hexdigest()[:8]})"
+
+
 def public_url(url: str) -> str:
     """A URL fit for display and keys: no user-info, query or fragment, no trailing slash."""
     url = url.strip()
@@ -97,7 +103,10 @@ def public_url(url: str) -> str:
         # User-info ends at the last "@": a password may hold "/" or "#", which
         # would end the netloc early and leave the password in the path.
         url = f"{scheme}://{rest.rpartition('@')[2]}"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[::1:8000/v1": shown as a digest, never raw
+        return invalid_url(url)
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
