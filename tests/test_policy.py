@@ -18,7 +18,13 @@ from litellm.exceptions import (
 from litellm.types.router import RouterRateLimitError
 
 from litellm_circuit_breaker._errors import CircuitOpenError, ConfigurationError
-from litellm_circuit_breaker._policy import Classification, FailurePolicy, Verdict, retry_after_of
+from litellm_circuit_breaker._policy import (
+    CallerChoices,
+    Classification,
+    FailurePolicy,
+    Verdict,
+    retry_after_of,
+)
 from litellm_circuit_breaker._redact import Redactor
 
 PROVIDER = {"llm_provider": "openai", "model": "m"}
@@ -385,3 +391,25 @@ def test_a_non_bool_switch_raises_a_value_error_naming_it(switch: str) -> None:
     """Each switch must be a real bool, like every other validated setting."""
     with pytest.raises(ValueError, match=rf"^{switch}="):
         FailurePolicy(**{switch: "false"})
+
+
+def test_a_timeout_the_caller_cut_short_is_the_callers() -> None:
+    """Shorter than the deployment's own timeout: about the caller; as long or unknown: a fault."""
+    policy = FailurePolicy()
+    exc = timeout()
+    short = CallerChoices(timeout=0.05, configured_timeout=30.0)
+    verdict = policy.classify(exc, chosen=short)
+    assert verdict.verdict is Verdict.CALLER
+    assert "caller's own timeout" in verdict.reason
+    assert policy.classify(exc, chosen=CallerChoices(timeout=30.0, configured_timeout=30.0)).counts
+    assert policy.classify(exc, chosen=CallerChoices(timeout=0.05)).counts  # nothing to compare
+    assert policy.classify(exc).counts
+
+
+def test_a_404_for_a_model_the_caller_named_on_a_wildcard_route_is_the_callers() -> None:
+    """The operator's own model missing still counts; a made-up name on ``openai/*`` does not."""
+    policy = FailurePolicy()
+    exc = not_found()
+    assert policy.classify(exc).counts
+    made_up = policy.classify(exc, chosen=CallerChoices(model_from_wildcard=True))
+    assert made_up.verdict is Verdict.CALLER

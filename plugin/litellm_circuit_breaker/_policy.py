@@ -27,7 +27,13 @@ from typing import Any
 
 from ._errors import CircuitBreakerError, ConfigurationError
 
-__all__ = ["Classification", "FailurePolicy", "Verdict", "retry_after_of"]
+__all__ = [
+    "CallerChoices",
+    "Classification",
+    "FailurePolicy",
+    "Verdict",
+    "retry_after_of",
+]
 
 
 class Verdict(enum.StrEnum):
@@ -95,6 +101,36 @@ _VENDOR_RATE_LIMITS = frozenset({None, "vendor_rate_limit", "vendor_batch_rate_l
 
 
 @dataclass(frozen=True, slots=True)
+class CallerChoices:
+    """What the request itself chose, beside what the operator configured.
+
+    A failure the caller's own choice explains says nothing about the
+    deployment: a timeout shorter than the deployment's own, or a 404 for a
+    model name the caller made up on a wildcard route.
+    """
+
+    timeout: float | None = None
+    """The attempt's timeout in seconds, as LiteLLM ran it."""
+    configured_timeout: float | None = None
+    """The deployment's own timeout (its ``litellm_params``, else the Router's, else
+    LiteLLM's default), or None when unknown."""
+    model_from_wildcard: bool = False
+    """The deployment is a wildcard route (``openai/*``) and the request named the model."""
+
+    @property
+    def short_timeout(self) -> bool:
+        """The caller cut the attempt shorter than the deployment itself would have."""
+        return (
+            self.timeout is not None
+            and self.configured_timeout is not None
+            and self.timeout < self.configured_timeout
+        )
+
+
+NO_CHOICES = CallerChoices()
+
+
+@dataclass(frozen=True, slots=True)
 class FailurePolicy:
     """Which failures count. Every switch defaults to the documented behaviour.
 
@@ -130,9 +166,17 @@ class FailurePolicy:
                 raise ConfigurationError(name, value, "a tuple of exception types")
 
     def classify(  # noqa: PLR0911, PLR0912 - one decision table reads best as one function
-        self, exc: BaseException, redact: Callable[[str], str] = lambda s: s
+        self,
+        exc: BaseException,
+        redact: Callable[[str], str] = lambda s: s,
+        chosen: CallerChoices = NO_CHOICES,
     ) -> Classification:
-        """Decide whether ``exc`` counts against the deployment that raised it."""
+        """Decide whether ``exc`` counts against the deployment that raised it.
+
+        ``chosen`` says what the request itself chose: a timeout shorter than the
+        deployment's own, or a 404 for a model the caller named on a wildcard
+        route, is the caller's.
+        """
         names = {cls.__name__ for cls in type(exc).__mro__}
         status = _status_of(exc)
         reason = _reason(exc, status, redact)
@@ -154,6 +198,10 @@ class FailurePolicy:
         if names & _CALLER_NAMES:
             return Classification(Verdict.CALLER, reason, status)
         if status == 408 or names & _TIMEOUT_NAMES:
+            if chosen.short_timeout:
+                return Classification(
+                    Verdict.CALLER, f"{reason} (the caller's own timeout)", status
+                )
             return self._fault(self.count_timeouts, exc, reason, status)
         if names & _CONNECTION_NAMES:
             return self._fault(self.count_connection_errors, exc, reason, status)
@@ -163,6 +211,8 @@ class FailurePolicy:
             if status in (401, 403):
                 return self._fault(self.count_auth_errors, exc, reason, status)
             if status == 404:
+                if chosen.model_from_wildcard:
+                    return Classification(Verdict.CALLER, reason, status)
                 return self._fault(self.count_not_found, exc, reason, status)
             return Classification(Verdict.CALLER, reason, status)
         if isinstance(exc, TimeoutError):
