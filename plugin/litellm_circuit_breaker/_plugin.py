@@ -26,7 +26,6 @@ import contextvars
 import functools
 import itertools
 import logging
-import math
 import os
 import socket
 import threading
@@ -78,11 +77,11 @@ from ._probe import (
     HealthProbe,
     ProbeFn,
     ProbeResult,
-    describe_error,
 )
 from ._redact import Redactor
 from ._routers import is_router as _is_router
 from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
+from ._stalls import StallWatch
 from ._state import BreakerState
 from ._tasks import cancel_and_wait
 
@@ -95,12 +94,6 @@ _K = TypeVar("_K")
 # Deployment ids looked up in their Router when first seen in traffic; past this
 # many, new ones are no longer looked up (a bound on memory, not a setting).
 _LEARN_MAX = 100_000
-# A call in flight this long is assumed lost (its end event dropped), not stalled.
-_IN_FLIGHT_MAX_AGE_SEC = 600.0
-_IN_FLIGHT_MAX = 10_000
-# At most one stall probe per endpoint per this many stall limits (5 s at the
-# default), so slow but healthy traffic costs a few token-free list calls.
-_STALL_PROBE_GAP = 10
 _instance_numbers = itertools.count(1)
 _client: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
     "litellm_circuit_breaker_probe_client", default=None
@@ -137,19 +130,6 @@ class DeploymentStatus:
     consecutive_failures: int
     last_error: str | None
     retry_in: float
-
-
-@dataclass
-class _StallState:
-    """What the stall watchdog keeps; touched under the breaker's lock."""
-
-    in_flight: dict[tuple[str, str], float] = field(default_factory=dict)
-    """(call id, breaker id) -> monotonic start, for calls not answered yet."""
-    last_answer: dict[str, float] = field(default_factory=dict)
-    """Breaker id -> monotonic time its deployment last answered a call."""
-    probed: dict[str, float] = field(default_factory=dict)
-    """Probe key -> when its last stall probe started."""
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 @dataclass
@@ -309,10 +289,22 @@ class CircuitBreaker(CustomLogger):
         self.instance_id = f"circuit-breaker-{os.getpid()}-{number}"
         self._share = _sharing(self.cache, self._group_of, self._redact_text, number, config)
         self.when_all_open: WhenAllOpen = config.when_all_open
-        self._stall_after = config.stall_detection
-        self._stalls = _StallState()
         self._probe_interval = config.probe_interval
         self._probe_timeout = config.probe_timeout
+        self._stalls = (
+            None
+            if config.stall_detection is None
+            else StallWatch(
+                config.stall_detection,
+                config.probe_timeout,
+                target_of=self._stall_target,
+                probe=self._probe_endpoint,
+                on_stall=self._stalled,
+                on_probe_failed=self._stall_probe_failed,
+                count=self._bump,
+                on_error=self._internal_error,
+            )
+        )
         self._probe_concurrency = config.probe_concurrency
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
@@ -507,8 +499,8 @@ class CircuitBreaker(CustomLogger):
             jobs = [self._share.run()] if self._share is not None else []
             if self._probe_interval is not None:
                 jobs.append(self._probe_loop())
-            if self._stall_after is not None:
-                jobs.append(self._watch_stalls(self._stall_after))
+            if self._stalls is not None:
+                jobs.append(self._stalls.run())
             await asyncio.gather(*jobs)
 
     async def _probe_loop(self) -> None:
@@ -964,8 +956,11 @@ class CircuitBreaker(CustomLogger):
                     and deployment_id in self._deployments
                     and not self.cache.unhealthy_hint
                 ):
-                    if self._stall_after is not None:
-                        self._track_in_flight(kwargs, kwargs.get("litellm_call_id"), deployment_id)
+                    stalls = self._stalls
+                    if stalls is not None:
+                        stalls.track(
+                            kwargs.get("litellm_call_id"), deployment_id, kwargs.get("stream")
+                        )
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("pre_call_deployment", exc)
@@ -1002,20 +997,8 @@ class CircuitBreaker(CustomLogger):
             if half_open:
                 self._bump("trials")
                 self._hold_trial(attempt.breaker_id, attempt.trace_id)
-        self._track_in_flight(kwargs, attempt.call_id, attempt.breaker_id)
-
-    def _track_in_flight(self, kwargs: Mapping[str, Any], call_id: object, breaker_id: str) -> None:
-        """Watch an attempt for a stall until its deployment answers."""
-        # A stream answers before its end event, which is all we see of it: untracked.
-        if (
-            self._stall_after is not None
-            and isinstance(call_id, str)
-            and call_id
-            and not kwargs.get("stream")
-        ):
-            with self._lock:
-                if len(self._stalls.in_flight) < _IN_FLIGHT_MAX:
-                    self._stalls.in_flight[call_id, breaker_id] = time.monotonic()
+        if self._stalls is not None:
+            self._stalls.track(attempt.call_id, attempt.breaker_id, kwargs.get("stream"))
 
     # -- evidence ------------------------------------------------------------------
 
@@ -1033,8 +1016,9 @@ class CircuitBreaker(CustomLogger):
                 deployment_id = model_info.get("id")
                 if type(deployment_id) is str and self.cache.touch_if_settled(deployment_id):
                     self._ledger.succeeded(call_id, deployment_id)
-                    if self._stall_after is not None:
-                        self._answered((call_id, deployment_id), deployment_id, ends=True)
+                    stalls = self._stalls
+                    if stalls is not None:
+                        stalls.answered((call_id, deployment_id), deployment_id, ends=True)
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("success", exc)
@@ -1145,106 +1129,34 @@ class CircuitBreaker(CustomLogger):
 
     def _ended(self, attempt: Attempt, *, answered: bool, inline: bool) -> None:
         """The attempt is no longer in flight; ``answered`` if its deployment spoke."""
-        if self._stall_after is None or attempt.breaker_id is None or attempt.is_fallback_wrapper:
+        stalls = self._stalls
+        if stalls is None or attempt.breaker_id is None or attempt.is_fallback_wrapper:
             return
         # The proxy's retries share a call id: a late queued event of an
         # attempt the inline hook already ended must not end the retry.
         key = (attempt.call_id, attempt.breaker_id) if attempt.call_id is not None else None
         ends = key is not None and (inline or not self._ledger.reported_inline(*key))
-        self._answered(key, attempt.breaker_id if answered else None, ends=ends)
+        stalls.answered(key, attempt.breaker_id if answered else None, ends=ends)
 
-    def _answered(
-        self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool
-    ) -> None:
-        """End the stall watch of attempt ``key``; note that ``answered_by`` spoke."""
+    # -- stalls: what the watch asks of the breaker ----------------------------------
+
+    def _stall_target(self, breaker_id: str) -> ProbeTarget | None:
+        """The endpoint to probe for a stalled call: configured ones, breaker closed."""
         with self._lock:
-            if key is not None and ends:
-                self._stalls.in_flight.pop(key, None)
-            if answered_by is not None:
-                self._stalls.last_answer[answered_by] = time.monotonic()
+            deployment = self._deployments.get(breaker_id)
+        if deployment is None or deployment.probe is None:
+            return None  # only endpoints from the configuration are ever probed
+        if self.cache.breaker_state(breaker_id) is not BreakerState.CLOSED:
+            return None
+        return deployment.probe
 
-    # -- stalls: a call unanswered, its endpoint probed at once ----------------------
+    def _stalled(self, breaker_id: str, reason: str) -> None:
+        self.cache.mark_unhealthy(breaker_id, reason)
 
-    async def _watch_stalls(self, stall_after: float) -> None:
-        """Look for stalled calls a few times per ``stall_after``; probe their endpoints."""
-        try:
-            while True:
-                await asyncio.sleep(stall_after / 2)
-                self._guard("stall_watch", self._check_stalls, time.monotonic(), default=None)
-        finally:
-            for task in list(self._stalls.tasks):
-                await cancel_and_wait(task)
-
-    def _check_stalls(self, now: float) -> None:
-        """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
-        assert self._stall_after is not None  # noqa: S101 - only watched when set
-        cutoff = now - self._stall_after
-        stalled: dict[str, tuple[float, tuple[str, str]]] = {}
-        with self._lock:
-            for key, started in list(self._stalls.in_flight.items()):
-                breaker_id = key[1]
-                if started < now - _IN_FLIGHT_MAX_AGE_SEC:
-                    del self._stalls.in_flight[key]  # its end was never reported
-                elif started <= cutoff:
-                    answered = self._stalls.last_answer.get(breaker_id, -math.inf)
-                    oldest = stalled.get(breaker_id, (math.inf,))[0]
-                    if answered < started < oldest:  # nothing answered since it went out
-                        stalled[breaker_id] = (started, key)
-            deployments = {i: self._deployments.get(i) for i in stalled}
-        for breaker_id, (started, call) in stalled.items():
-            deployment = deployments[breaker_id]
-            if deployment is None or deployment.probe is None:
-                continue  # only endpoints from the configuration are ever probed
-            if self.cache.breaker_state(breaker_id) is not BreakerState.CLOSED:
-                continue
-            probe_key = deployment.probe.key
-            gap = max(_STALL_PROBE_GAP * self._stall_after, self._probe_timeout)
-            if now - self._stalls.probed.get(probe_key, -math.inf) < gap:
-                continue
-            self._stalls.probed[probe_key] = now
-            self._bump("stall_probes")
-            task = asyncio.get_running_loop().create_task(
-                self._stall_probe(call, deployment.probe, started),
-                name="litellm-circuit-breaker-stall-probe",
-            )
-            self._stalls.tasks.add(task)
-            task.add_done_callback(self._stalls.tasks.discard)
-
-    async def _stall_probe(
-        self, call: tuple[str, str], target: ProbeTarget, started: float
-    ) -> None:
-        """Probe now. Silent too (timeout, no connection): the stalled call counts as well.
-
-        A probe answered with an error (5xx, 401...) counts once, as in the probe
-        loop: the endpoint is up enough to answer, so the call is not known hung.
-        """
-        began = time.perf_counter()
-        hung = False
-        try:
-            async with asyncio.timeout(self._probe_timeout):
-                await self._probe_endpoint(target)
-        except TimeoutError:
-            reason, hung = f"probe timeout after {self._probe_timeout:g}s", True
-        except (httpx.TimeoutException, httpx.ConnectError, OSError) as exc:
-            reason, hung = describe_error(exc), True
-        except (httpx.HTTPError, ProbeError) as exc:
-            reason = describe_error(exc)
-        else:
-            return  # it answers: a slow call, not a dead endpoint
-        with self._lock:
-            still = call in self._stalls.in_flight  # not ended (and counted) meanwhile
-        if hung and still:
-            self._bump("stalls")
-            waited = time.monotonic() - started
-            self.cache.mark_unhealthy(
-                call[1], f"call unanswered for {waited:.1f}s and its endpoint is silent too"
-            )
+    def _stall_probe_failed(self, probe_key: str, reason: str, latency: float) -> None:
         self._apply_probe_result(
             ProbeResult(
-                provider_id=target.key,
-                ok=False,
-                reason=self._redact(reason),
-                latency=time.perf_counter() - began,
+                provider_id=probe_key, ok=False, reason=self._redact(reason), latency=latency
             )
         )
 
