@@ -535,7 +535,7 @@ async def test_a_router_attached_during_a_probe_round_keeps_its_deployments(
     second = router(deployment("other", "c", "c.test"))
     cb = CircuitBreaker(clock=clock, probe_interval=None)
     cb.attach(first)
-    real = cb._learn_router
+    real = cb._registry.learn_router
 
     def attach_meanwhile(r: Any) -> list[str]:
         found = real(r)
@@ -544,9 +544,9 @@ async def test_a_router_attached_during_a_probe_round_keeps_its_deployments(
             cb.cache.force_open("c")
         return found
 
-    cb._learn_router = attach_meanwhile  # type: ignore[method-assign]
+    cb._registry.learn_router = attach_meanwhile  # type: ignore[method-assign]
     await cb.probe_once()
-    cb._learn_router = real  # type: ignore[method-assign]
+    cb._registry.learn_router = real  # type: ignore[method-assign]
     assert set(cb.deployments) == {"a", "c"}
     assert cb.cache.breaker_state("c") is BreakerState.OPEN
     await cb.probe_once()

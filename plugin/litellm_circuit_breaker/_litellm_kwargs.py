@@ -24,6 +24,7 @@ __all__ = [
     "attempt_of",
     "deployment_id_of",
     "deployment_of",
+    "model_group_of",
     "routing_of",
     "sdk_key",
     "str_or_none",
@@ -96,6 +97,11 @@ def deployment_id_of(entry: Mapping[str, Any]) -> str | None:
     if type(model_info) is dict or isinstance(model_info, Mapping):
         return _id(model_info.get("id"))
     return None
+
+
+def model_group_of(entry: Mapping[str, Any]) -> str | None:
+    """``model_name`` of a Router deployment dict: the group it serves."""
+    return _str(entry.get("model_name"))
 
 
 @dataclass(frozen=True, slots=True)

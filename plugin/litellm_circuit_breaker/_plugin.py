@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -68,7 +68,7 @@ from ._litellm_kwargs import (
     Deployment,
     attempt_of,
     deployment_id_of,
-    deployment_of,
+    model_group_of,
     routing_of,
     str_or_none,
 )
@@ -79,6 +79,7 @@ from ._probe import (
     ProbeResult,
 )
 from ._redact import Redactor
+from ._registry import DeploymentRegistry
 from ._routers import is_router as _is_router
 from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
 from ._stalls import StallWatch
@@ -91,9 +92,6 @@ logger = logging.getLogger("litellm_circuit_breaker")
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
-# Deployment ids looked up in their Router when first seen in traffic; past this
-# many, new ones are no longer looked up (a bound on memory, not a setting).
-_LEARN_MAX = 100_000
 _instance_numbers = itertools.count(1)
 _client: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
     "litellm_circuit_breaker_probe_client", default=None
@@ -130,21 +128,6 @@ class DeploymentStatus:
     consecutive_failures: int
     last_error: str | None
     retry_in: float
-
-
-@dataclass
-class _RouterLinks:
-    """What a breaker knows of the Routers it serves; sets touched under its lock."""
-
-    bound: _routers.RouterSet = field(default_factory=_routers.RouterSet)
-    from_bound: set[str] = field(default_factory=set)
-    """Deployment ids learned from bound Routers (forgotten when they leave them)."""
-    explicit: set[str] = field(default_factory=set)
-    """Deployment ids given by hand (``model_list=``, ``add_deployments``): never pruned."""
-    learn_tried: set[str] = field(default_factory=set)
-    """Deployment ids looked up in their Router when first seen in traffic."""
-    surfaces_reported: set[str] = field(default_factory=set)
-    """What this LiteLLM hides that we looked for (each logged once)."""
 
 
 class _OpenDeploymentFilter(CustomLogger):
@@ -287,7 +270,19 @@ class CircuitBreaker(CustomLogger):
         # equal; a distinct public id keeps two breakers from being merged.
         number = next(_instance_numbers)
         self.instance_id = f"circuit-breaker-{os.getpid()}-{number}"
-        self._share = _sharing(self.cache, self._group_of, self._redact_text, number, config)
+        self._redact = Redactor()
+        self._lock = threading.Lock()
+        self._registry = DeploymentRegistry(
+            learn_from_traffic=config.learn_from_traffic,
+            on_endpoints=self._set_probes,
+            add_secret=self._redact.add_secret,
+            on_surface_unknown=self._surface_unknown,
+        )
+        # The registry's own dict, for the hot path's unlocked membership test.
+        self._deployments = self._registry.by_id
+        self._share = _sharing(
+            self.cache, self._registry.group_of, self._redact_text, number, config
+        )
         self.when_all_open: WhenAllOpen = config.when_all_open
         self._probe_interval = config.probe_interval
         self._probe_timeout = config.probe_timeout
@@ -308,14 +303,9 @@ class CircuitBreaker(CustomLogger):
         self._probe_concurrency = config.probe_concurrency
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
-        self._redact = Redactor()
-        self._lock = threading.Lock()
-        self._deployments: dict[str, Deployment] = {}
-        self._endpoints: dict[str, tuple[ProbeTarget, frozenset[str]]] = {}
-        self._unprobed: set[str] = set()
-        """Probe keys whose endpoint answered 404/405 to its list call."""
         self._ledger = AttemptLedger()
-        self._links = _RouterLinks()
+        self._surfaces_reported: set[str] = set()
+        """What this LiteLLM hides that we looked for (each logged once)."""
         self._open_filter = _OpenDeploymentFilter(self)
         self._engage_lock = threading.Lock()
         self.cache.add_listener(self._on_state_change)
@@ -380,70 +370,33 @@ class CircuitBreaker(CustomLogger):
         """Secrets and key-like strings masked: what leaves the process (e.g. to Redis)."""
         return self._redact(text)
 
-    def _group_of(self, deployment_id: str) -> str | None:
-        with self._lock:
-            deployment = self._deployments.get(deployment_id)
-        return deployment.model_group if deployment else None
-
     def add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
         """Learn deployments from the operator's configuration; returns their ids.
 
         Deployments given here are kept until removed by hand, whatever bound
         Routers do with them.
         """
-        ids = self._add_deployments(model_list)
-        with self._lock:
-            self._links.explicit.update(ids)
-        return ids
-
-    def _add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
-        ids: list[str] = []
-        changed = False
-        for entry in model_list:
-            deployment = deployment_of(entry)
-            if deployment is None:
-                continue
-            ids.append(deployment.id)
-            with self._lock:
-                if self._deployments.get(deployment.id) == deployment:
-                    continue
-                self._deployments[deployment.id] = deployment
-                changed = True
-            self._redact.add_secret(deployment.api_key)
-        if changed:
-            self._rebuild_probes()
-        return ids
+        return self._registry.add(model_list, explicit=True)
 
     def sync_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> None:
         """Make the known set exactly ``model_list``: new ones added, removed ones forgotten."""
-        keep = set(self.add_deployments(model_list))
-        with self._lock:
-            gone = [d for d in self._deployments if d not in keep]
-            for deployment_id in gone:
-                del self._deployments[deployment_id]
-            self._links.explicit.difference_update(gone)
+        gone = self._registry.sync(model_list)
         for deployment_id in gone:
             self.cache.forget(deployment_id)
         if gone:
-            self._rebuild_probes()
             self._engage_filter()  # forgetting sends no state change
 
     def remove_deployment(self, deployment_id: str) -> bool:
         """Forget a deployment and its breaker (e.g. removed from the config)."""
-        with self._lock:
-            known = self._deployments.pop(deployment_id, None) is not None
-            self._links.explicit.discard(deployment_id)
+        known = self._registry.remove(deployment_id)
         forgot = self.cache.forget(deployment_id)
-        if known:
-            self._rebuild_probes()
         self._engage_filter()  # forgetting sends no state change
         return known or forgot
 
     @property
     def deployments(self) -> dict[str, Deployment]:
         """The deployments known from configuration or traffic, by id."""
-        with self._lock:
-            return dict(self._deployments)
+        return self._registry.snapshot()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -535,8 +488,7 @@ class CircuitBreaker(CustomLogger):
                     results = await self._prober.tick_once()
                 finally:
                     _client.reset(token)
-        with self._lock:
-            endpoints = dict(self._endpoints)
+        endpoints = self._registry.endpoints()
         out: dict[str, ProbeResult] = {}
         for key, result in results.items():
             for deployment_id in endpoints.get(key, (None, frozenset()))[1]:
@@ -544,20 +496,11 @@ class CircuitBreaker(CustomLogger):
                 out[deployment_id] = ProbeResult(deployment_id, result.ok, reason, result.latency)
         return out
 
-    def _rebuild_probes(self) -> None:
-        with self._lock:
-            members: dict[str, list[str]] = {}
-            targets: dict[str, ProbeTarget] = {}
-            for deployment in self._deployments.values():
-                if deployment.probe is None:
-                    continue
-                key = deployment.probe.key
-                targets[key] = deployment.probe
-                members.setdefault(key, []).append(deployment.id)
-            self._endpoints = {k: (targets[k], frozenset(v)) for k, v in members.items()}
-            probes: dict[str, ProbeFn] = {
-                k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
-            }
+    def _set_probes(self, targets: Mapping[str, ProbeTarget]) -> None:
+        """The registry's endpoints changed: probe exactly these."""
+        probes: dict[str, ProbeFn] = {
+            k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
+        }
         self._prober.set_probes(probes)
 
     def _before_tick(self) -> None:
@@ -566,20 +509,7 @@ class CircuitBreaker(CustomLogger):
         A deployment that came from a bound Router and is in none of them any
         more is forgotten, with its breaker.
         """
-        with self._lock:
-            routers = self._links.bound.routers()
-            before = set(self._links.from_bound)
-        if not routers and not before:
-            return
-        now: set[str] = set()
-        for router in routers:
-            now.update(self._learn_router(router))
-        with self._lock:
-            # Only what was there before this round and is gone now: a Router
-            # attached meanwhile (another thread) keeps what it brought.
-            gone = before - now - self._links.explicit
-            self._links.from_bound -= gone
-        for deployment_id in gone:
+        for deployment_id in self._registry.refresh_bound():
             self.remove_deployment(deployment_id)
 
     async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
@@ -589,25 +519,16 @@ class CircuitBreaker(CustomLogger):
         try:
             answer = await run_http_probe(client, target)
         except (httpx.HTTPError, ProbeError, OSError):
-            self._note_list_call(target, exists=True)
+            self._registry.note_list_call(target.key, exists=True)
             raise  # the endpoint's answer (or silence): a failed probe
         except Exception as exc:  # noqa: BLE001 - our bug is no evidence against the endpoint
             self._internal_error("probe", exc)
             return None
-        self._note_list_call(target, exists=answer is not ProbeAnswer.NO_LIST_CALL)
+        self._registry.note_list_call(target.key, exists=answer is not ProbeAnswer.NO_LIST_CALL)
         return True if answer is ProbeAnswer.UP else None
 
-    def _note_list_call(self, target: ProbeTarget, *, exists: bool) -> None:
-        with self._lock:
-            if exists:
-                self._unprobed.discard(target.key)
-            else:
-                self._unprobed.add(target.key)
-
     def _apply_probe_result(self, result: ProbeResult) -> None:
-        with self._lock:
-            _, members = self._endpoints.get(result.provider_id, (None, frozenset()))
-        for deployment_id in members:
+        for deployment_id in self._registry.members(result.provider_id):
             if result.ok is None:
                 continue
             if result.ok:
@@ -623,9 +544,8 @@ class CircuitBreaker(CustomLogger):
         """Every known deployment's breaker, without secrets, sorted by group and id."""
         now = self.cache.clock()
         snapshot = self.cache.snapshot()
-        with self._lock:
-            deployments = dict(self._deployments)
-            unprobed = set(self._unprobed)
+        deployments = self._registry.snapshot()
+        unprobed = self._registry.unprobed()
         rows = []
         for deployment_id in sorted(set(deployments) | set(snapshot)):
             state = snapshot.get(deployment_id)
@@ -756,7 +676,7 @@ class CircuitBreaker(CustomLogger):
         if own is not None:
             return any(target not in tried for target in own)
         try:
-            routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
+            routers = _routers.serving_routers(deployment_id, self._registry.routers())
             original = routing_of(request_kwargs).tried_groups
             return bool(routers) and all(
                 any(t not in tried for t in _fallbacks_left(r, group, original)) for r in routers
@@ -768,7 +688,7 @@ class CircuitBreaker(CustomLogger):
     def _siblings(self, group: str, deployment_id: str) -> list[str]:
         """The other deployment ids of ``group`` in the Router(s) serving this request."""
         try:
-            routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
+            routers = _routers.serving_routers(deployment_id, self._registry.routers())
             ids: dict[str, None] = {}
             for router in routers:
                 for entry in _routers.group_entries(router, group):
@@ -784,8 +704,8 @@ class CircuitBreaker(CustomLogger):
         """This LiteLLM hides something we need: say so once, count every time."""
         with self._lock:
             self.counters["litellm_surface_unknown"] += 1
-            first = exc.missing not in self._links.surfaces_reported
-            self._links.surfaces_reported.add(exc.missing)
+            first = exc.missing not in self._surfaces_reported
+            self._surfaces_reported.add(exc.missing)
         if first:
             logger.warning(
                 "circuit breaker: on litellm %s %s (logged once; counted as "
@@ -841,8 +761,7 @@ class CircuitBreaker(CustomLogger):
 
         if not _is_router(router):
             raise ConfigurationError("router", router, "a litellm.Router")
-        self._links.bound.add(router)
-        self._learn_router(router)
+        self._registry.bind(router)
         if self not in litellm.callbacks:
             litellm.callbacks.append(self)
         self._engage_filter()
@@ -855,58 +774,16 @@ class CircuitBreaker(CustomLogger):
             if not _is_router(router):
                 raise ConfigurationError("routers", router, "a litellm.Router")
         for router in routers:
-            self._links.bound.add(router)
-            self._learn_router(router)
+            self._registry.bind(router)
 
     def detach(self, router: Any) -> bool:
         """Unbind a Router bound with :meth:`attach`; False if it was not bound."""
-        return self._links.bound.remove(router)
+        return self._registry.unbind(router)
 
     @property
     def routers(self) -> list[Any]:
         """The Routers bound with :meth:`attach` (or ``routers=``) that are still alive."""
-        return self._links.bound.routers()
-
-    def _learn_router(self, router: Any) -> list[str]:
-        """Learn a bound Router's deployments; their ids."""
-        try:
-            ids = self._add_deployments(_routers.router_entries(router))
-        except _routers.SurfaceUnknownError as exc:
-            self._surface_unknown(exc)
-            return []
-        with self._lock:
-            self._links.from_bound.update(ids)
-        return ids
-
-    def _learn_group(
-        self, group: str, deployment_id: str, entry: Mapping[str, Any] | None = None
-    ) -> None:
-        """Learn a deployment first seen in traffic, with its group's siblings, from its Router.
-
-        Once per deployment id: an id that cannot be learned is not looked up again.
-        """
-        if not self._learn_from_traffic:
-            return
-        with self._lock:
-            tried = self._links.learn_tried
-            if deployment_id in tried or len(tried) >= _LEARN_MAX:
-                return
-            tried.add(deployment_id)
-        entries = [entry] if entry is not None else []
-        try:
-            for router in _routers.serving_routers(deployment_id, self._links.bound.routers()):
-                # The Router's own entry names the group: a request may have reached
-                # it by an alias or a wildcard route, under another name.
-                own = _routers.deployment_entry(router, deployment_id)
-                own_group = str_or_none(own.get("model_name")) if own is not None else None
-                entries = [own] if own is not None else entries
-                entries.extend(_routers.group_entries(router, own_group or group))
-        except _routers.SurfaceUnknownError as exc:
-            self._surface_unknown(exc)
-        with self._lock:
-            unknown = [e for e in entries if deployment_id_of(e) not in self._deployments]
-        if unknown:
-            self._add_deployments(unknown)
+        return self._registry.routers()
 
     # -- decisions: sync Router --------------------------------------------------
 
@@ -919,9 +796,9 @@ class CircuitBreaker(CustomLogger):
         deployment_id = deployment_id_of(deployment)
         if deployment_id is None:
             return
-        group = str_or_none(deployment.get("model_name")) or ""
+        group = model_group_of(deployment) or ""
         if deployment_id not in self._deployments:
-            self._learn_group(group, deployment_id, deployment)
+            self._registry.learn_group(group, deployment_id, deployment)
         if deployment_id not in self.cache.unhealthy_ids():
             return
         if self.cache.try_acquire(deployment_id):
@@ -980,7 +857,7 @@ class CircuitBreaker(CustomLogger):
             return
         if attempt.via_router:
             if attempt.breaker_id not in self._deployments:
-                self._learn_group(attempt.model_group or "", attempt.breaker_id)
+                self._registry.learn_group(attempt.model_group or "", attempt.breaker_id)
             if self.cache.unhealthy_ids() and not self._filter_engaged():
                 # The callback list was replaced under us, or the breaker opened
                 # before it joined it: engage the filter for the next attempts, and
@@ -1142,8 +1019,7 @@ class CircuitBreaker(CustomLogger):
 
     def _stall_target(self, breaker_id: str) -> ProbeTarget | None:
         """The endpoint to probe for a stalled call: configured ones, breaker closed."""
-        with self._lock:
-            deployment = self._deployments.get(breaker_id)
+        deployment = self._registry.get(breaker_id)
         if deployment is None or deployment.probe is None:
             return None  # only endpoints from the configuration are ever probed
         if self.cache.breaker_state(breaker_id) is not BreakerState.CLOSED:
