@@ -31,7 +31,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -140,11 +140,20 @@ class _OpenDeploymentFilter(CustomLogger):
     is open or half-open and taken out when all are closed again.
     """
 
-    def __init__(self, owner: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        owner: CustomLogger,
+        instance_id: str,
+        *,
+        engage: Callable[[], None],
+        decide: Callable[[str, list[Any], Mapping[str, Any] | None], list[Any]],
+    ) -> None:
         super().__init__()
         self._owner = owner
+        self._engage = engage
+        self._decide = decide
         # A distinct public value, so LiteLLM never merges two breakers' filters.
-        self.instance_id = f"{owner.instance_id}-filter"
+        self.instance_id = f"{instance_id}-filter"
 
     async def async_filter_deployments(
         self,
@@ -158,34 +167,51 @@ class _OpenDeploymentFilter(CustomLogger):
         import litellm  # noqa: PLC0415 - already loaded
 
         if self._owner not in litellm.callbacks:  # the breaker was taken out: so is this
-            self._owner._engage_filter()
+            self._engage()
             return healthy_deployments
-        return self._owner._filter_hook(model, healthy_deployments, request_kwargs)
+        return self._decide(model, healthy_deployments, request_kwargs)
+
+
+Claim = Callable[[Iterable[str], float], Awaitable[set[str]]]
 
 
 class _EndpointProbe(HealthProbe):
-    """Probes each endpoint once and applies its verdict to every deployment behind it."""
+    """Probes each endpoint once and hands its verdict to ``apply``.
 
-    def __init__(self, owner: CircuitBreaker, **kwargs: Any) -> None:
-        super().__init__(owner.cache, {}, on_ok="half_open", **kwargs)
-        self._owner = owner
+    ``before_round`` runs before every round (the breaker re-reads its Routers
+    there); with ``claim`` (shared state), a scheduled round probes only the
+    endpoints whose lease this replica holds.
+    """
+
+    def __init__(
+        self,
+        cache: ProviderHealthCache,
+        *,
+        before_round: Callable[[], None],
+        apply: Callable[[ProbeResult], None],
+        claim: Claim | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(cache, {}, on_ok="half_open", **kwargs)
+        self._before_round = before_round
+        self._apply_result = apply
+        self._claim = claim
 
     async def tick_once(self, only: Iterable[str] | None = None) -> dict[str, ProbeResult]:
-        self._owner._before_tick()
+        self._before_round()
         return await super().tick_once(only)
 
     async def _scheduled_tick(self) -> dict[str, ProbeResult]:
         # With shared state, each endpoint is probed by the replica holding its
         # lease; the others learn the verdict from the transitions it causes.
-        self._owner._before_tick()
-        share = self._owner._share
-        if share is None:
+        self._before_round()
+        if self._claim is None:
             return await super().tick_once()
-        lease = 1.5 * self.interval + self._owner.probe_timeout + self.jitter
-        return await super().tick_once(await share.claim_probes(self.provider_ids, lease))
+        lease = 1.5 * self.interval + self.timeout + self.jitter
+        return await super().tick_once(await self._claim(self.provider_ids, lease))
 
     def _apply(self, result: ProbeResult) -> None:
-        self._owner._apply_probe_result(result)
+        self._apply_result(result)
 
 
 class CircuitBreaker(CustomLogger):
@@ -256,16 +282,6 @@ class CircuitBreaker(CustomLogger):
             max_backoff_sec=config.max_backoff_sec,
             trial_lease_sec=config.trial_lease_sec,
         )
-        self._prober = _EndpointProbe(
-            self,
-            interval=config.probe_interval or DEFAULT_PROBE_INTERVAL_SEC,
-            timeout=config.probe_timeout,
-            max_concurrency=config.probe_concurrency,
-            jitter=config.probe_jitter,
-            # The schedule sleeps in real time, so it is measured in real time;
-            # an injected clock only drives the breakers' windows.
-            clock=time.monotonic,
-        )
         # LiteLLM merges callbacks whose class and public scalar attributes are
         # equal; a distinct public id keeps two breakers from being merged.
         number = next(_instance_numbers)
@@ -282,6 +298,19 @@ class CircuitBreaker(CustomLogger):
         self._deployments = self._registry.by_id
         self._share = _sharing(
             self.cache, self._registry.group_of, self._redact_text, number, config
+        )
+        self._prober = _EndpointProbe(
+            self.cache,
+            before_round=self._run_before_tick,
+            apply=self._apply_probe_result,
+            claim=self._share.claim_probes if self._share is not None else None,
+            interval=config.probe_interval or DEFAULT_PROBE_INTERVAL_SEC,
+            timeout=config.probe_timeout,
+            max_concurrency=config.probe_concurrency,
+            jitter=config.probe_jitter,
+            # The schedule sleeps in real time, so it is measured in real time;
+            # an injected clock only drives the breakers' windows.
+            clock=time.monotonic,
         )
         self.when_all_open: WhenAllOpen = config.when_all_open
         self._probe_interval = config.probe_interval
@@ -306,7 +335,9 @@ class CircuitBreaker(CustomLogger):
         self._ledger = AttemptLedger()
         self._surfaces_reported: set[str] = set()
         """What this LiteLLM hides that we looked for (each logged once)."""
-        self._open_filter = _OpenDeploymentFilter(self)
+        self._open_filter = _OpenDeploymentFilter(
+            self, self.instance_id, engage=self._engage_filter, decide=self._filter_hook
+        )
         self._engage_lock = threading.Lock()
         self.cache.add_listener(self._on_state_change)
         self._task: asyncio.Task[None] | None = None
@@ -502,6 +533,9 @@ class CircuitBreaker(CustomLogger):
             k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
         }
         self._prober.set_probes(probes)
+
+    def _run_before_tick(self) -> None:
+        self._before_tick()  # looked up each time: the proxy's breaker extends it
 
     def _before_tick(self) -> None:
         """Called before every probe round: bound Routers' deployments are re-read.
