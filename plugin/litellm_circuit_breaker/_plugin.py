@@ -64,13 +64,18 @@ from ._errors import (
 )
 from ._ledger import AttemptLedger
 from ._litellm_kwargs import (
+    CALL_ID,
+    ID,
+    MODEL_INFO,
+    STREAM,
     Attempt,
     Deployment,
     attempt_of,
     deployment_id_of,
+    exception_of,
     model_group_of,
     routing_of,
-    str_or_none,
+    trace_id_of,
 )
 from ._policy import FailurePolicy, Verdict
 from ._probe import (
@@ -660,7 +665,7 @@ class CircuitBreaker(CustomLogger):
                 kept.append(entry)
             elif self.cache.try_acquire(deployment_id):
                 # Half-open with the permit free: this request is the trial.
-                self._hold_trial(deployment_id, request_kwargs.get("litellm_trace_id"))
+                self._hold_trial(deployment_id, trace_id_of(request_kwargs))
                 self._bump("trials")
                 return [entry]
             else:
@@ -859,9 +864,9 @@ class CircuitBreaker(CustomLogger):
         # Router attempt on a known deployment while every breaker is closed has
         # nothing to decide (attempt_of would read the same id).
         try:
-            model_info = kwargs.get("model_info") if type(kwargs) is dict else None
+            model_info = kwargs.get(MODEL_INFO) if type(kwargs) is dict else None
             if type(model_info) is dict:
-                deployment_id = model_info.get("id")
+                deployment_id = model_info.get(ID)
                 if (
                     type(deployment_id) is str
                     and deployment_id in self._deployments
@@ -869,9 +874,7 @@ class CircuitBreaker(CustomLogger):
                 ):
                     stalls = self._stalls
                     if stalls is not None:
-                        stalls.track(
-                            kwargs.get("litellm_call_id"), deployment_id, kwargs.get("stream")
-                        )
+                        stalls.track(kwargs.get(CALL_ID), deployment_id, kwargs.get(STREAM))
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("pre_call_deployment", exc)
@@ -898,7 +901,7 @@ class CircuitBreaker(CustomLogger):
                 # decide this unfiltered one here, as the sync Router's check does.
                 self._engage_filter()
                 self._sync_check(
-                    {"model_name": attempt.model_group, "model_info": {"id": attempt.breaker_id}}
+                    {"model_name": attempt.model_group, MODEL_INFO: {ID: attempt.breaker_id}}
                 )
         else:
             half_open = attempt.breaker_id in self.cache.unhealthy_ids()
@@ -909,7 +912,7 @@ class CircuitBreaker(CustomLogger):
                 self._bump("trials")
                 self._hold_trial(attempt.breaker_id, attempt.trace_id)
         if self._stalls is not None:
-            self._stalls.track(attempt.call_id, attempt.breaker_id, kwargs.get("stream"))
+            self._stalls.track(attempt.call_id, attempt.breaker_id, kwargs.get(STREAM))
 
     # -- evidence ------------------------------------------------------------------
 
@@ -921,10 +924,10 @@ class CircuitBreaker(CustomLogger):
         # closed breaker with no failure counted, so there is nothing to count.
         # Remember it, so its queued copy is dropped unparsed; end its stall watch.
         try:
-            model_info = request_data.get("model_info") if type(request_data) is dict else None
-            call_id = request_data.get("litellm_call_id") if model_info else None
+            model_info = request_data.get(MODEL_INFO) if type(request_data) is dict else None
+            call_id = request_data.get(CALL_ID) if model_info else None
             if type(model_info) is dict and type(call_id) is str and call_id:
-                deployment_id = model_info.get("id")
+                deployment_id = model_info.get(ID)
                 if type(deployment_id) is str and self.cache.touch_if_settled(deployment_id):
                     self._ledger.succeeded(call_id, deployment_id)
                     stalls = self._stalls
@@ -957,7 +960,7 @@ class CircuitBreaker(CustomLogger):
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Queued: covers finished streams; de-duplicated against the inline hook."""
-        if type(kwargs) is dict and self._ledger.succeeded_inline(kwargs.get("litellm_call_id")):
+        if type(kwargs) is dict and self._ledger.succeeded_inline(kwargs.get(CALL_ID)):
             return  # the common case: a copy of an inline success; skip the parsing
         self._guard("success", self._logged_success, kwargs, default=None)
 
@@ -969,7 +972,7 @@ class CircuitBreaker(CustomLogger):
             "failure",
             self._logged_failure,
             kwargs,
-            kwargs.get("exception"),
+            exception_of(kwargs),
             default=None,
         )
 
@@ -987,12 +990,12 @@ class CircuitBreaker(CustomLogger):
             "failure",
             self._logged_failure,
             kwargs,
-            kwargs.get("exception"),
+            exception_of(kwargs),
             default=None,
         )
 
-    def _hold_trial(self, deployment_id: str, trace_id: object) -> None:
-        self._ledger.hold_trial(deployment_id, str_or_none(trace_id))
+    def _hold_trial(self, deployment_id: str, trace_id: str | None) -> None:
+        self._ledger.hold_trial(deployment_id, trace_id)
 
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
@@ -1031,7 +1034,7 @@ class CircuitBreaker(CustomLogger):
         self._on_failure(kwargs, exception, inline=True)
 
     def _logged_success(self, kwargs: Mapping[str, Any]) -> None:
-        if self._ledger.succeeded_inline(kwargs.get("litellm_call_id")):
+        if self._ledger.succeeded_inline(kwargs.get(CALL_ID)):
             return  # the common case: already counted; skip the parsing
         self._on_success(kwargs, inline=False)
 
