@@ -9,15 +9,22 @@ import litellm
 import pytest
 
 from litellm_circuit_breaker._litellm_kwargs import (
+    CALL_ID,
     HEALTH_CHECK_TAG,
+    ID,
+    MODEL_INFO,
+    STREAM,
     Attempt,
     Deployment,
     attempt_of,
     deployment_id_of,
     deployment_of,
+    exception_of,
+    model_group_of,
     resolved_params,
     sdk_key,
     str_or_none,
+    trace_id_of,
 )
 from tests.llm_helpers import router_entries
 
@@ -524,3 +531,43 @@ def test_resolved_params_reads_every_environ_string_as_the_proxy_does(
         "timeout": 5,
     }
     assert params["api_base"] == "os.environ/CB_TEST_BASE"  # the input is left alone
+
+
+def test_the_hot_path_keys_are_the_ones_the_readers_use() -> None:
+    """The key constants the hooks read inline name the fields attempt_of reads."""
+    kwargs = {MODEL_INFO: {ID: "dep-1"}, CALL_ID: "call-1", STREAM: True}
+    attempt = attempt_of(kwargs)
+    assert attempt.breaker_id == "dep-1"
+    assert attempt.call_id == "call-1"
+    assert deployment_id_of(kwargs) == "dep-1"
+    assert (MODEL_INFO, ID, CALL_ID, STREAM) == ("model_info", "id", "litellm_call_id", "stream")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [({"litellm_trace_id": "t-1"}, "t-1"), ({"litellm_trace_id": ""}, None), ({}, None)],
+)
+def test_trace_id_of_reads_the_requests_trace_id(
+    kwargs: dict[str, Any], expected: str | None
+) -> None:
+    """A filter's request kwargs name the client request; empty or missing is None."""
+    assert trace_id_of(kwargs) == expected
+
+
+def test_exception_of_reads_a_failure_events_error() -> None:
+    """The exception of a failure event; anything else there is no error."""
+    error = litellm.InternalServerError("down", llm_provider="openai", model="m")
+    assert exception_of({"exception": error}) is error
+    assert exception_of({"exception": "down"}) is None
+    assert exception_of({}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [({"model_name": "chat"}, "chat"), ({"model_name": ""}, None), ({}, None)],
+)
+def test_model_group_of_reads_a_router_entrys_group(
+    value: dict[str, Any], expected: str | None
+) -> None:
+    """A Router deployment dict's model_name is its group."""
+    assert model_group_of(value) == expected

@@ -93,6 +93,27 @@ def test_generated_id_is_the_id_the_router_gives() -> None:
     assert _routers.generated_id("chat", entry["litellm_params"]) == only["model_info"]["id"]
 
 
+class _ListedRouter:
+    """A Router as 1.108 keeps its deployments: a ``model_list`` attribute, no registry()."""
+
+    def __init__(self, entries: list[dict[str, Any]]) -> None:
+        self.model_list = entries
+
+
+def test_deployment_entry_matches_ids_as_deployment_id_of_reads_them() -> None:
+    """Integer ids match as text; a bool, a float or an empty id names no deployment."""
+    entries: list[dict[str, Any]] = [
+        {"model_name": "chat", "model_info": {"id": True}},
+        {"model_name": "chat", "model_info": {"id": 1.5}},
+        {"model_name": "chat", "model_info": {"id": ""}},
+        {"model_name": "chat", "model_info": {"id": 7}},
+    ]
+    listed = _ListedRouter(entries)
+    assert _routers.deployment_entry(listed, "7") is entries[3]
+    for text in ("True", "1.5", ""):
+        assert _routers.deployment_entry(listed, text) is None
+
+
 class _Spy(CustomLogger):
     """Records which Router each hook was called from."""
 
@@ -535,7 +556,7 @@ async def test_a_router_attached_during_a_probe_round_keeps_its_deployments(
     second = router(deployment("other", "c", "c.test"))
     cb = CircuitBreaker(clock=clock, probe_interval=None)
     cb.attach(first)
-    real = cb._learn_router
+    real = cb._registry.learn_router
 
     def attach_meanwhile(r: Any) -> list[str]:
         found = real(r)
@@ -544,9 +565,9 @@ async def test_a_router_attached_during_a_probe_round_keeps_its_deployments(
             cb.cache.force_open("c")
         return found
 
-    cb._learn_router = attach_meanwhile  # type: ignore[method-assign]
+    cb._registry.learn_router = attach_meanwhile  # type: ignore[method-assign]
     await cb.probe_once()
-    cb._learn_router = real  # type: ignore[method-assign]
+    cb._registry.learn_router = real  # type: ignore[method-assign]
     assert set(cb.deployments) == {"a", "c"}
     assert cb.cache.breaker_state("c") is BreakerState.OPEN
     await cb.probe_once()

@@ -18,16 +18,55 @@ from litellm_circuit_breaker.testing import FakeProvider
 from tests.llm_helpers import MESSAGES, deployment, ok
 
 WAIT_SEC = 10.0
-# The watchdog and the probes run on the real clock (the plugin reads it itself), so
-# the limits leave real margin: a stall probe is due 0.2 s into a call, the next one
-# for that endpoint not before 2 s (ten stall limits), and a live endpoint has 1 s to
-# answer a probe, however loaded the machine. A hung one still opens in about 1.3 s.
+# The watchdog runs on hand-moved time (ManualTime): a stall probe is due once a
+# test moves time 0.2 s past a call's start, and its deadline passes only when the
+# test moves time on again. The probe's HTTP client still times out in real time,
+# so a live endpoint gets as long to answer as a test waits for anything.
 STALL_AFTER_SEC = 0.2
-PROBE_TIMEOUT_SEC = 1.0
+PROBE_TIMEOUT_SEC = WAIT_SEC
+# Where the probe hangs, a short deadline: its stall probe gap (ten stall limits,
+# 2 s) stays longer than it, as at the defaults. Whichever times out first, the
+# hand-moved deadline or the client's, the endpoint is silent.
+HUNG_PROBE_TIMEOUT_SEC = 1.0
+# One step past the stall limit: the watch's next round finds the call stalled.
+PAST_STALL_SEC = 1.5 * STALL_AFTER_SEC
+
+
+class ManualTime:
+    """The stall watch's clock and sleep: time moves only in :meth:`advance`.
+
+    Unlike ``FakeClock.sleep`` (which moves time itself), a sleeper here waits
+    until a test moves time past its deadline, so the watch's rounds and its
+    probe deadlines happen exactly when the test says.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        entry = (self.now + max(0.0, delay), asyncio.get_running_loop().create_future())
+        self._sleepers.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._sleepers.remove(entry)
+
+    async def advance(self, seconds: float) -> None:
+        """Move time on by ``seconds``, wake every sleeper now due and let them run."""
+        self.now += seconds
+        for deadline, future in list(self._sleepers):
+            if deadline <= self.now + 1e-9 and not future.done():
+                future.set_result(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
 
 
 async def eventually(predicate: Callable[[], bool], what: str) -> None:
-    """Poll the real clock: the watchdog and the probes run on it."""
+    """Poll until ``predicate`` holds: a bound on waiting, never a measure of time."""
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > WAIT_SEC:
@@ -49,12 +88,18 @@ def model_list(provider: FakeProvider, dep_id: str = "a") -> list[dict[str, Any]
     ]
 
 
-def stall_breaker(models: list[dict[str, Any]], **kwargs: Any) -> CircuitBreaker:
-    """Probe rounds far apart, so only the stall watchdog can probe during a test."""
+def stall_breaker(
+    models: list[dict[str, Any]], manual: ManualTime, **kwargs: Any
+) -> CircuitBreaker:
+    """Probe rounds far apart, so only the stall watchdog can probe during a test;
+    the watchdog on ``manual`` time."""
     kwargs.setdefault("stall_after_sec", STALL_AFTER_SEC)
-    return CircuitBreaker(
-        model_list=models, probe_interval=3600.0, probe_timeout=PROBE_TIMEOUT_SEC, **kwargs
-    )
+    kwargs.setdefault("probe_timeout", PROBE_TIMEOUT_SEC)
+    cb = CircuitBreaker(model_list=models, probe_interval=3600.0, **kwargs)
+    if cb._stalls is not None:
+        cb._stalls.clock = manual.clock
+        cb._stalls.sleep = manual.sleep
+    return cb
 
 
 class ProbeLatch:
@@ -93,14 +138,20 @@ def latch(monkeypatch: pytest.MonkeyPatch) -> ProbeLatch:
 
 @asynccontextmanager
 async def watched(
-    *, models_follow_mode: bool = True, latch: ProbeLatch | None = None, **kwargs: Any
+    manual: ManualTime,
+    *,
+    models_follow_mode: bool = True,
+    latch: ProbeLatch | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[tuple[FakeProvider, CircuitBreaker, litellm.Router]]:
     """A fake provider as deployment "a", a stall-watching breaker and a Router over it:
-    attached, started, the breaker's first probe round over (then ``latch`` is armed)."""
-    sleep = asyncio.sleep if latch is None else latch.sleep
+    attached, started, the breaker's first probe round over (then ``latch`` is armed).
+
+    Without a latch a slow answer's delay passes on ``manual`` time."""
+    sleep = manual.advance if latch is None else latch.sleep
     async with FakeProvider(models_follow_mode=models_follow_mode, sleep=sleep) as provider:
         models = model_list(provider)
-        cb = stall_breaker(models, **kwargs)
+        cb = stall_breaker(models, manual, **kwargs)
         litellm.callbacks.append(cb)
         router = litellm.Router(model_list=models, num_retries=0, timeout=30)
         async with cb:
@@ -118,37 +169,73 @@ async def first_round_done(cb: CircuitBreaker) -> None:
     await eventually(lambda: bool(rounds), "the first probe round")
 
 
+@pytest.fixture
+def manual() -> ManualTime:
+    """The stall watch's time, moved by the test."""
+    return ManualTime()
+
+
+class Hang:
+    """A respx side effect that holds each request until released, then drops it."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.released = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        await self.released.wait()
+        raise httpx.ConnectError("connection dropped", request=request)
+
+
 @pytest.mark.asyncio
 async def test_a_hung_endpoint_opens_before_its_first_call_times_out(
-    litellm_callbacks: None,
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
 ) -> None:
     """The call hangs, the stall probe hangs too: open well before the 30 s request timeout."""
-    async with watched() as (provider, cb, router):
-        provider.hang()
-        started = time.monotonic()
+    chat, probe = Hang(), Hang()
+    mock.post("http://stall.test/v1/chat/completions").mock(side_effect=chat)
+    models_route = mock.get("http://stall.test/v1/models")
+    models_route.mock(return_value=httpx.Response(200, json={"data": []}))
+    models = [deployment("chat", "a", "stall.test")]
+    cb = stall_breaker(models, manual, probe_timeout=HUNG_PROBE_TIMEOUT_SEC)
+    litellm.callbacks.append(cb)
+    router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+    async with cb:
+        await first_round_done(cb)
+        models_route.mock(side_effect=probe)
+        started = manual.clock()
         call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+        await eventually(lambda: chat.sent == 1, "the call sent")
+        await manual.advance(PAST_STALL_SEC)
+        await eventually(lambda: probe.sent == 1, "the stall probe sent")
+        await manual.advance(HUNG_PROBE_TIMEOUT_SEC)  # the probe's deadline
         await eventually(lambda: cb.cache.breaker_state("a") is BreakerState.OPEN, "open")
-        assert time.monotonic() - started < 5.0
+        assert manual.clock() - started < 5.0
         state = cb.cache.get_state("a")
         assert state is not None
         assert state.consecutive_failures == 2  # the stalled call and the probe
         assert "probe timeout" in (state.last_error or "")
         assert cb.counters["stalls"] == 1
         assert not call.done()  # decided while the call still hangs
-        await provider.aclose()  # drops the hung connection: the call fails now
+        chat.released.set()  # drops the hung connection: the call fails now
+        probe.released.set()
         with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
             await call
 
 
 @pytest.mark.asyncio
 async def test_a_slow_call_on_a_live_endpoint_is_left_alone(
-    litellm_callbacks: None, latch: ProbeLatch
+    litellm_callbacks: None, latch: ProbeLatch, manual: ManualTime
 ) -> None:
     """The call is slow but the endpoint answers its probe: nothing counts, the call succeeds."""
-    async with watched(models_follow_mode=False, latch=latch) as (provider, cb, router):
+    async with watched(manual, models_follow_mode=False, latch=latch) as (provider, cb, router):
         provider.slow(60)  # the latch holds it until its stall probe is answered, no longer
         models_before = provider.calls("models")
-        response = await router.acompletion(model="chat", messages=MESSAGES)
+        call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+        await eventually(lambda: provider.calls("chat") == 1, "the call sent")
+        await manual.advance(PAST_STALL_SEC)
+        response = await call
         assert response.choices[0].message.content == "ok"
         assert provider.calls("models") == models_before + 1  # one stall probe, it passed
         assert cb.counters["stall_probes"] == 1
@@ -161,23 +248,30 @@ async def test_a_slow_call_on_a_live_endpoint_is_left_alone(
 
 @pytest.mark.asyncio
 async def test_stall_probes_are_rate_limited_per_endpoint(
-    litellm_callbacks: None, latch: ProbeLatch
+    litellm_callbacks: None, latch: ProbeLatch, manual: ManualTime
 ) -> None:
     """Five slow calls at once on a live endpoint: one stall probe, not five."""
-    async with watched(models_follow_mode=False, latch=latch) as (provider, cb, router):
+    async with watched(manual, models_follow_mode=False, latch=latch) as (provider, cb, router):
         provider.slow(60)  # all five held until the stall probe is answered
         models_before = provider.calls("models")
-        await asyncio.gather(
+        calls = asyncio.gather(
             *(router.acompletion(model="chat", messages=MESSAGES) for _ in range(5))
         )
+        await eventually(lambda: provider.calls("chat") == 5, "the five calls sent")
+        await manual.advance(PAST_STALL_SEC)
+        await calls
         assert provider.calls("models") == models_before + 1
         assert cb.counters["stall_probes"] == 1
 
 
 @pytest.mark.asyncio
-async def test_no_stall_probes_when_turned_off(litellm_callbacks: None) -> None:
+async def test_no_stall_probes_when_turned_off(litellm_callbacks: None, manual: ManualTime) -> None:
     """stall_after_sec=None: a slow call sends nothing but itself."""
-    async with watched(models_follow_mode=False, stall_after_sec=None) as (provider, cb, router):
+    async with watched(manual, models_follow_mode=False, stall_after_sec=None) as (
+        provider,
+        cb,
+        router,
+    ):
         provider.slow(1.0)  # past the default limit and a watchdog round after it
         models_before = provider.calls("models")
         await router.acompletion(model="chat", messages=MESSAGES)
@@ -187,18 +281,19 @@ async def test_no_stall_probes_when_turned_off(litellm_callbacks: None) -> None:
 
 @pytest.mark.asyncio
 async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
-    litellm_callbacks: None,
+    litellm_callbacks: None, manual: ManualTime
 ) -> None:
     """Two hung calls: the configured deployment's endpoint is probed, a request's own is not."""
     async with FakeProvider() as stranger, FakeProvider() as configured:
         models = model_list(configured)
-        cb = stall_breaker(models)
+        cb = stall_breaker(models, manual, probe_timeout=HUNG_PROBE_TIMEOUT_SEC)
         litellm.callbacks.append(cb)
         router = litellm.Router(model_list=models, num_retries=0, timeout=30)
         async with cb:
             await first_round_done(cb)
             stranger.hang()
             configured.hang()
+            probes_before = configured.calls("models")
             sdk_call = asyncio.create_task(
                 litellm.acompletion(
                     model="openai/fake-model",
@@ -210,6 +305,14 @@ async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
                 )
             )
             routed = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+            await eventually(
+                lambda: stranger.calls("chat") == configured.calls("chat") == 1, "both calls sent"
+            )
+            await manual.advance(PAST_STALL_SEC)
+            await eventually(
+                lambda: configured.calls("models") == probes_before + 1, "the stall probe sent"
+            )
+            await manual.advance(HUNG_PROBE_TIMEOUT_SEC)  # the probe's deadline
             await eventually(lambda: cb.counters["stalls"] == 1, "the configured one is caught")
             assert stranger.calls("models") == 0
             assert cb.counters["stall_probes"] == 1
@@ -221,9 +324,11 @@ async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
 
 
 @pytest.mark.asyncio
-async def test_a_slow_stream_is_never_taken_for_a_stall(litellm_callbacks: None) -> None:
+async def test_a_slow_stream_is_never_taken_for_a_stall(
+    litellm_callbacks: None, manual: ManualTime
+) -> None:
     """A stream answers long before it ends: it is not tracked, whatever it takes."""
-    async with watched(models_follow_mode=False) as (provider, cb, router):
+    async with watched(manual, models_follow_mode=False) as (provider, cb, router):
         provider.slow(3 * STALL_AFTER_SEC)  # a tracked call would have had its probe by then
         stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
         chunks = [chunk async for chunk in stream]
@@ -233,12 +338,14 @@ async def test_a_slow_stream_is_never_taken_for_a_stall(litellm_callbacks: None)
 
 @pytest.mark.asyncio
 async def test_a_probe_answered_with_an_error_counts_once_not_twice(
-    litellm_callbacks: None, mock: respx.MockRouter
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
 ) -> None:
     """The endpoint answers its probe with 503 while a call is slow: one failure, still closed."""
+    sent = asyncio.Event()
     release = asyncio.Event()
 
     async def slow_chat(request: httpx.Request) -> httpx.Response:
+        sent.set()
         await release.wait()
         return ok()
 
@@ -246,13 +353,15 @@ async def test_a_probe_answered_with_an_error_counts_once_not_twice(
     models_route = mock.get("http://stall.test/v1/models")
     models_route.mock(return_value=httpx.Response(200, json={"data": []}))
     models = [deployment("chat", "a", "stall.test")]
-    cb = stall_breaker(models)
+    cb = stall_breaker(models, manual)
     litellm.callbacks.append(cb)
     router = litellm.Router(model_list=models, num_retries=0, timeout=30)
     async with cb:
         await first_round_done(cb)
         models_route.mock(return_value=httpx.Response(503, json={"error": "busy"}))
         call = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+        await eventually(sent.is_set, "the call sent")
+        await manual.advance(PAST_STALL_SEC)
         await eventually(lambda: models_route.call_count >= 2, "the stall probe")
         await eventually(lambda: cb.cache.get_state("a") is not None, "the probe counted")
         state = cb.cache.get_state("a")

@@ -18,19 +18,36 @@ from ._endpoints import DEFAULT_BASES, ProbeTarget, probe_target, resolve_secret
 from ._redact import public_url
 
 __all__ = [
+    "CALL_ID",
+    "ID",
+    "MODEL_INFO",
+    "STREAM",
     "Attempt",
     "Deployment",
     "Routing",
     "attempt_of",
     "deployment_id_of",
     "deployment_of",
+    "exception_of",
+    "model_group_of",
     "resolved_params",
     "routing_of",
     "sdk_key",
     "str_or_none",
+    "trace_id_of",
 ]
 
 HEALTH_CHECK_TAG = "litellm-internal-health-check"
+
+# Keys the hot-path hooks read inline, where each function call costs about 3 µs
+# of a Router request: named here so this module stays the one that knows them.
+CALL_ID = "litellm_call_id"
+"""One attempt's id, in every hook's dict."""
+MODEL_INFO = "model_info"
+"""A Router deployment's ``model_info`` (its ``ID`` is the deployment id)."""
+ID = "id"
+STREAM = "stream"
+"""True for a streamed call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +110,26 @@ def _id(value: object) -> str | None:
 
 def deployment_id_of(entry: Mapping[str, Any]) -> str | None:
     """``model_info.id`` of a Router deployment dict (the hot path: no other work)."""
-    model_info = entry.get("model_info")
+    model_info = entry.get(MODEL_INFO)
     if type(model_info) is dict or isinstance(model_info, Mapping):
-        return _id(model_info.get("id"))
+        return _id(model_info.get(ID))
     return None
+
+
+def trace_id_of(request_kwargs: Mapping[str, Any]) -> str | None:
+    """The client request's id (shared by its retries and fallback hops), from filter kwargs."""
+    return _str(request_kwargs.get("litellm_trace_id"))
+
+
+def exception_of(kwargs: Mapping[str, Any]) -> BaseException | None:
+    """The error of a failure log event, or None if it carries none."""
+    value = kwargs.get("exception")
+    return value if isinstance(value, BaseException) else None
+
+
+def model_group_of(entry: Mapping[str, Any]) -> str | None:
+    """``model_name`` of a Router deployment dict: the group it serves."""
+    return _str(entry.get("model_name"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +255,7 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
     return Attempt(
         breaker_id=breaker_id,
         via_router=deployment_id is not None,
-        call_id=_str(kwargs.get("litellm_call_id")),
+        call_id=_str(kwargs.get(CALL_ID)),
         trace_id=_str(kwargs.get("litellm_trace_id")) or _str(slo.get("trace_id")),
         model_group=_str(metadata.get("model_group")) or _str(slo.get("model_group")),
         is_fallback_wrapper=deployment_id is None and bool(kwargs.get("fallbacks")),

@@ -26,14 +26,13 @@ import contextvars
 import functools
 import itertools
 import logging
-import math
 import os
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -65,24 +64,30 @@ from ._errors import (
 )
 from ._ledger import AttemptLedger
 from ._litellm_kwargs import (
+    CALL_ID,
+    ID,
+    MODEL_INFO,
+    STREAM,
     Attempt,
     Deployment,
     attempt_of,
     deployment_id_of,
-    deployment_of,
+    exception_of,
+    model_group_of,
     routing_of,
-    str_or_none,
+    trace_id_of,
 )
 from ._policy import FailurePolicy, Verdict
 from ._probe import (
     HealthProbe,
     ProbeFn,
     ProbeResult,
-    describe_error,
 )
 from ._redact import Redactor
+from ._registry import DeploymentRegistry
 from ._routers import is_router as _is_router
 from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
+from ._stalls import StallWatch
 from ._state import BreakerState
 from ._tasks import cancel_and_wait
 
@@ -92,15 +97,6 @@ logger = logging.getLogger("litellm_circuit_breaker")
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
-# Deployment ids looked up in their Router when first seen in traffic; past this
-# many, new ones are no longer looked up (a bound on memory, not a setting).
-_LEARN_MAX = 100_000
-# A call in flight this long is assumed lost (its end event dropped), not stalled.
-_IN_FLIGHT_MAX_AGE_SEC = 600.0
-_IN_FLIGHT_MAX = 10_000
-# At most one stall probe per endpoint per this many stall limits (5 s at the
-# default), so slow but healthy traffic costs a few token-free list calls.
-_STALL_PROBE_GAP = 10
 _instance_numbers = itertools.count(1)
 _client: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
     "litellm_circuit_breaker_probe_client", default=None
@@ -139,34 +135,6 @@ class DeploymentStatus:
     retry_in: float
 
 
-@dataclass
-class _StallState:
-    """What the stall watchdog keeps; touched under the breaker's lock."""
-
-    in_flight: dict[tuple[str, str], float] = field(default_factory=dict)
-    """(call id, breaker id) -> monotonic start, for calls not answered yet."""
-    last_answer: dict[str, float] = field(default_factory=dict)
-    """Breaker id -> monotonic time its deployment last answered a call."""
-    probed: dict[str, float] = field(default_factory=dict)
-    """Probe key -> when its last stall probe started."""
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-@dataclass
-class _RouterLinks:
-    """What a breaker knows of the Routers it serves; sets touched under its lock."""
-
-    bound: _routers.RouterSet = field(default_factory=_routers.RouterSet)
-    from_bound: set[str] = field(default_factory=set)
-    """Deployment ids learned from bound Routers (forgotten when they leave them)."""
-    explicit: set[str] = field(default_factory=set)
-    """Deployment ids given by hand (``model_list=``, ``add_deployments``): never pruned."""
-    learn_tried: set[str] = field(default_factory=set)
-    """Deployment ids looked up in their Router when first seen in traffic."""
-    surfaces_reported: set[str] = field(default_factory=set)
-    """What this LiteLLM hides that we looked for (each logged once)."""
-
-
 class _OpenDeploymentFilter(CustomLogger):
     """The breaker's ``async_filter_deployments``, in ``litellm.callbacks`` only while needed.
 
@@ -177,11 +145,20 @@ class _OpenDeploymentFilter(CustomLogger):
     is open or half-open and taken out when all are closed again.
     """
 
-    def __init__(self, owner: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        owner: CustomLogger,
+        instance_id: str,
+        *,
+        engage: Callable[[], None],
+        decide: Callable[[str, list[Any], Mapping[str, Any] | None], list[Any]],
+    ) -> None:
         super().__init__()
         self._owner = owner
+        self._engage = engage
+        self._decide = decide
         # A distinct public value, so LiteLLM never merges two breakers' filters.
-        self.instance_id = f"{owner.instance_id}-filter"
+        self.instance_id = f"{instance_id}-filter"
 
     async def async_filter_deployments(
         self,
@@ -195,34 +172,51 @@ class _OpenDeploymentFilter(CustomLogger):
         import litellm  # noqa: PLC0415 - already loaded
 
         if self._owner not in litellm.callbacks:  # the breaker was taken out: so is this
-            self._owner._engage_filter()
+            self._engage()
             return healthy_deployments
-        return self._owner._filter_hook(model, healthy_deployments, request_kwargs)
+        return self._decide(model, healthy_deployments, request_kwargs)
+
+
+Claim = Callable[[Iterable[str], float], Awaitable[set[str]]]
 
 
 class _EndpointProbe(HealthProbe):
-    """Probes each endpoint once and applies its verdict to every deployment behind it."""
+    """Probes each endpoint once and hands its verdict to ``apply``.
 
-    def __init__(self, owner: CircuitBreaker, **kwargs: Any) -> None:
-        super().__init__(owner.cache, {}, on_ok="half_open", **kwargs)
-        self._owner = owner
+    ``before_round`` runs before every round (the breaker re-reads its Routers
+    there); with ``claim`` (shared state), a scheduled round probes only the
+    endpoints whose lease this replica holds.
+    """
+
+    def __init__(
+        self,
+        cache: ProviderHealthCache,
+        *,
+        before_round: Callable[[], None],
+        apply: Callable[[ProbeResult], None],
+        claim: Claim | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(cache, {}, on_ok="half_open", **kwargs)
+        self._before_round = before_round
+        self._apply_result = apply
+        self._claim = claim
 
     async def tick_once(self, only: Iterable[str] | None = None) -> dict[str, ProbeResult]:
-        self._owner._before_tick()
+        self._before_round()
         return await super().tick_once(only)
 
     async def _scheduled_tick(self) -> dict[str, ProbeResult]:
         # With shared state, each endpoint is probed by the replica holding its
         # lease; the others learn the verdict from the transitions it causes.
-        self._owner._before_tick()
-        share = self._owner._share
-        if share is None:
+        self._before_round()
+        if self._claim is None:
             return await super().tick_once()
-        lease = 1.5 * self.interval + self._owner.probe_timeout + self.jitter
-        return await super().tick_once(await share.claim_probes(self.provider_ids, lease))
+        lease = 1.5 * self.interval + self.timeout + self.jitter
+        return await super().tick_once(await self._claim(self.provider_ids, lease))
 
     def _apply(self, result: ProbeResult) -> None:
-        self._owner._apply_probe_result(result)
+        self._apply_result(result)
 
 
 class CircuitBreaker(CustomLogger):
@@ -293,8 +287,28 @@ class CircuitBreaker(CustomLogger):
             max_backoff_sec=config.max_backoff_sec,
             trial_lease_sec=config.trial_lease_sec,
         )
+        # LiteLLM merges callbacks whose class and public scalar attributes are
+        # equal; a distinct public id keeps two breakers from being merged.
+        number = next(_instance_numbers)
+        self.instance_id = f"circuit-breaker-{os.getpid()}-{number}"
+        self._redact = Redactor()
+        self._lock = threading.Lock()
+        self._registry = DeploymentRegistry(
+            learn_from_traffic=config.learn_from_traffic,
+            on_endpoints=self._set_probes,
+            add_secret=self._redact.add_secret,
+            on_surface_unknown=self._surface_unknown,
+        )
+        # The registry's own dict, for the hot path's unlocked membership test.
+        self._deployments = self._registry.by_id
+        self._share = _sharing(
+            self.cache, self._registry.group_of, self._redact_text, number, config
+        )
         self._prober = _EndpointProbe(
-            self,
+            self.cache,
+            before_round=self._run_before_tick,
+            apply=self._apply_probe_result,
+            claim=self._share.claim_probes if self._share is not None else None,
             interval=config.probe_interval or DEFAULT_PROBE_INTERVAL_SEC,
             timeout=config.probe_timeout,
             max_concurrency=config.probe_concurrency,
@@ -303,28 +317,32 @@ class CircuitBreaker(CustomLogger):
             # an injected clock only drives the breakers' windows.
             clock=time.monotonic,
         )
-        # LiteLLM merges callbacks whose class and public scalar attributes are
-        # equal; a distinct public id keeps two breakers from being merged.
-        number = next(_instance_numbers)
-        self.instance_id = f"circuit-breaker-{os.getpid()}-{number}"
-        self._share = _sharing(self.cache, self._group_of, self._redact_text, number, config)
         self.when_all_open: WhenAllOpen = config.when_all_open
-        self._stall_after = config.stall_detection
-        self._stalls = _StallState()
         self._probe_interval = config.probe_interval
         self._probe_timeout = config.probe_timeout
+        self._stalls = (
+            None
+            if config.stall_detection is None
+            else StallWatch(
+                config.stall_detection,
+                config.probe_timeout,
+                target_of=self._stall_target,
+                probe=self._probe_endpoint,
+                on_stall=self._stalled,
+                on_probe_failed=self._stall_probe_failed,
+                count=self._bump,
+                on_error=self._internal_error,
+            )
+        )
         self._probe_concurrency = config.probe_concurrency
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
-        self._redact = Redactor()
-        self._lock = threading.Lock()
-        self._deployments: dict[str, Deployment] = {}
-        self._endpoints: dict[str, tuple[ProbeTarget, frozenset[str]]] = {}
-        self._unprobed: set[str] = set()
-        """Probe keys whose endpoint answered 404/405 to its list call."""
         self._ledger = AttemptLedger()
-        self._links = _RouterLinks()
-        self._open_filter = _OpenDeploymentFilter(self)
+        self._surfaces_reported: set[str] = set()
+        """What this LiteLLM hides that we looked for (each logged once)."""
+        self._open_filter = _OpenDeploymentFilter(
+            self, self.instance_id, engage=self._engage_filter, decide=self._filter_hook
+        )
         self._engage_lock = threading.Lock()
         self.cache.add_listener(self._on_state_change)
         self._task: asyncio.Task[None] | None = None
@@ -388,70 +406,33 @@ class CircuitBreaker(CustomLogger):
         """Secrets and key-like strings masked: what leaves the process (e.g. to Redis)."""
         return self._redact(text)
 
-    def _group_of(self, deployment_id: str) -> str | None:
-        with self._lock:
-            deployment = self._deployments.get(deployment_id)
-        return deployment.model_group if deployment else None
-
     def add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
         """Learn deployments from the operator's configuration; returns their ids.
 
         Deployments given here are kept until removed by hand, whatever bound
         Routers do with them.
         """
-        ids = self._add_deployments(model_list)
-        with self._lock:
-            self._links.explicit.update(ids)
-        return ids
-
-    def _add_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> list[str]:
-        ids: list[str] = []
-        changed = False
-        for entry in model_list:
-            deployment = deployment_of(entry)
-            if deployment is None:
-                continue
-            ids.append(deployment.id)
-            with self._lock:
-                if self._deployments.get(deployment.id) == deployment:
-                    continue
-                self._deployments[deployment.id] = deployment
-                changed = True
-            self._redact.add_secret(deployment.api_key)
-        if changed:
-            self._rebuild_probes()
-        return ids
+        return self._registry.add(model_list, explicit=True)
 
     def sync_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> None:
         """Make the known set exactly ``model_list``: new ones added, removed ones forgotten."""
-        keep = set(self.add_deployments(model_list))
-        with self._lock:
-            gone = [d for d in self._deployments if d not in keep]
-            for deployment_id in gone:
-                del self._deployments[deployment_id]
-            self._links.explicit.difference_update(gone)
+        gone = self._registry.sync(model_list)
         for deployment_id in gone:
             self.cache.forget(deployment_id)
         if gone:
-            self._rebuild_probes()
             self._engage_filter()  # forgetting sends no state change
 
     def remove_deployment(self, deployment_id: str) -> bool:
         """Forget a deployment and its breaker (e.g. removed from the config)."""
-        with self._lock:
-            known = self._deployments.pop(deployment_id, None) is not None
-            self._links.explicit.discard(deployment_id)
+        known = self._registry.remove(deployment_id)
         forgot = self.cache.forget(deployment_id)
-        if known:
-            self._rebuild_probes()
         self._engage_filter()  # forgetting sends no state change
         return known or forgot
 
     @property
     def deployments(self) -> dict[str, Deployment]:
         """The deployments known from configuration or traffic, by id."""
-        with self._lock:
-            return dict(self._deployments)
+        return self._registry.snapshot()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -507,8 +488,8 @@ class CircuitBreaker(CustomLogger):
             jobs = [self._share.run()] if self._share is not None else []
             if self._probe_interval is not None:
                 jobs.append(self._probe_loop())
-            if self._stall_after is not None:
-                jobs.append(self._watch_stalls(self._stall_after))
+            if self._stalls is not None:
+                jobs.append(self._stalls.run())
             await asyncio.gather(*jobs)
 
     async def _probe_loop(self) -> None:
@@ -543,8 +524,7 @@ class CircuitBreaker(CustomLogger):
                     results = await self._prober.tick_once()
                 finally:
                     _client.reset(token)
-        with self._lock:
-            endpoints = dict(self._endpoints)
+        endpoints = self._registry.endpoints()
         out: dict[str, ProbeResult] = {}
         for key, result in results.items():
             for deployment_id in endpoints.get(key, (None, frozenset()))[1]:
@@ -552,21 +532,15 @@ class CircuitBreaker(CustomLogger):
                 out[deployment_id] = ProbeResult(deployment_id, result.ok, reason, result.latency)
         return out
 
-    def _rebuild_probes(self) -> None:
-        with self._lock:
-            members: dict[str, list[str]] = {}
-            targets: dict[str, ProbeTarget] = {}
-            for deployment in self._deployments.values():
-                if deployment.probe is None:
-                    continue
-                key = deployment.probe.key
-                targets[key] = deployment.probe
-                members.setdefault(key, []).append(deployment.id)
-            self._endpoints = {k: (targets[k], frozenset(v)) for k, v in members.items()}
-            probes: dict[str, ProbeFn] = {
-                k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
-            }
+    def _set_probes(self, targets: Mapping[str, ProbeTarget]) -> None:
+        """The registry's endpoints changed: probe exactly these."""
+        probes: dict[str, ProbeFn] = {
+            k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
+        }
         self._prober.set_probes(probes)
+
+    def _run_before_tick(self) -> None:
+        self._before_tick()  # looked up each time: the proxy's breaker extends it
 
     def _before_tick(self) -> None:
         """Called before every probe round: bound Routers' deployments are re-read.
@@ -574,20 +548,7 @@ class CircuitBreaker(CustomLogger):
         A deployment that came from a bound Router and is in none of them any
         more is forgotten, with its breaker.
         """
-        with self._lock:
-            routers = self._links.bound.routers()
-            before = set(self._links.from_bound)
-        if not routers and not before:
-            return
-        now: set[str] = set()
-        for router in routers:
-            now.update(self._learn_router(router))
-        with self._lock:
-            # Only what was there before this round and is gone now: a Router
-            # attached meanwhile (another thread) keeps what it brought.
-            gone = before - now - self._links.explicit
-            self._links.from_bound -= gone
-        for deployment_id in gone:
+        for deployment_id in self._registry.refresh_bound():
             self.remove_deployment(deployment_id)
 
     async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
@@ -597,25 +558,16 @@ class CircuitBreaker(CustomLogger):
         try:
             answer = await run_http_probe(client, target)
         except (httpx.HTTPError, ProbeError, OSError):
-            self._note_list_call(target, exists=True)
+            self._registry.note_list_call(target.key, exists=True)
             raise  # the endpoint's answer (or silence): a failed probe
         except Exception as exc:  # noqa: BLE001 - our bug is no evidence against the endpoint
             self._internal_error("probe", exc)
             return None
-        self._note_list_call(target, exists=answer is not ProbeAnswer.NO_LIST_CALL)
+        self._registry.note_list_call(target.key, exists=answer is not ProbeAnswer.NO_LIST_CALL)
         return True if answer is ProbeAnswer.UP else None
 
-    def _note_list_call(self, target: ProbeTarget, *, exists: bool) -> None:
-        with self._lock:
-            if exists:
-                self._unprobed.discard(target.key)
-            else:
-                self._unprobed.add(target.key)
-
     def _apply_probe_result(self, result: ProbeResult) -> None:
-        with self._lock:
-            _, members = self._endpoints.get(result.provider_id, (None, frozenset()))
-        for deployment_id in members:
+        for deployment_id in self._registry.members(result.provider_id):
             if result.ok is None:
                 continue
             if result.ok:
@@ -631,9 +583,8 @@ class CircuitBreaker(CustomLogger):
         """Every known deployment's breaker, without secrets, sorted by group and id."""
         now = self.cache.clock()
         snapshot = self.cache.snapshot()
-        with self._lock:
-            deployments = dict(self._deployments)
-            unprobed = set(self._unprobed)
+        deployments = self._registry.snapshot()
+        unprobed = self._registry.unprobed()
         rows = []
         for deployment_id in sorted(set(deployments) | set(snapshot)):
             state = snapshot.get(deployment_id)
@@ -714,7 +665,7 @@ class CircuitBreaker(CustomLogger):
                 kept.append(entry)
             elif self.cache.try_acquire(deployment_id):
                 # Half-open with the permit free: this request is the trial.
-                self._hold_trial(deployment_id, request_kwargs.get("litellm_trace_id"))
+                self._hold_trial(deployment_id, trace_id_of(request_kwargs))
                 self._bump("trials")
                 return [entry]
             else:
@@ -764,7 +715,7 @@ class CircuitBreaker(CustomLogger):
         if own is not None:
             return any(target not in tried for target in own)
         try:
-            routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
+            routers = _routers.serving_routers(deployment_id, self._registry.routers())
             original = routing_of(request_kwargs).tried_groups
             return bool(routers) and all(
                 any(t not in tried for t in _fallbacks_left(r, group, original)) for r in routers
@@ -776,7 +727,7 @@ class CircuitBreaker(CustomLogger):
     def _siblings(self, group: str, deployment_id: str) -> list[str]:
         """The other deployment ids of ``group`` in the Router(s) serving this request."""
         try:
-            routers = _routers.serving_routers(deployment_id, self._links.bound.routers())
+            routers = _routers.serving_routers(deployment_id, self._registry.routers())
             ids: dict[str, None] = {}
             for router in routers:
                 for entry in _routers.group_entries(router, group):
@@ -792,8 +743,8 @@ class CircuitBreaker(CustomLogger):
         """This LiteLLM hides something we need: say so once, count every time."""
         with self._lock:
             self.counters["litellm_surface_unknown"] += 1
-            first = exc.missing not in self._links.surfaces_reported
-            self._links.surfaces_reported.add(exc.missing)
+            first = exc.missing not in self._surfaces_reported
+            self._surfaces_reported.add(exc.missing)
         if first:
             logger.warning(
                 "circuit breaker: on litellm %s %s (logged once; counted as "
@@ -849,8 +800,7 @@ class CircuitBreaker(CustomLogger):
 
         if not _is_router(router):
             raise ConfigurationError("router", router, "a litellm.Router")
-        self._links.bound.add(router)
-        self._learn_router(router)
+        self._registry.bind(router)
         if self not in litellm.callbacks:
             litellm.callbacks.append(self)
         self._engage_filter()
@@ -863,58 +813,16 @@ class CircuitBreaker(CustomLogger):
             if not _is_router(router):
                 raise ConfigurationError("routers", router, "a litellm.Router")
         for router in routers:
-            self._links.bound.add(router)
-            self._learn_router(router)
+            self._registry.bind(router)
 
     def detach(self, router: Any) -> bool:
         """Unbind a Router bound with :meth:`attach`; False if it was not bound."""
-        return self._links.bound.remove(router)
+        return self._registry.unbind(router)
 
     @property
     def routers(self) -> list[Any]:
         """The Routers bound with :meth:`attach` (or ``routers=``) that are still alive."""
-        return self._links.bound.routers()
-
-    def _learn_router(self, router: Any) -> list[str]:
-        """Learn a bound Router's deployments; their ids."""
-        try:
-            ids = self._add_deployments(_routers.router_entries(router))
-        except _routers.SurfaceUnknownError as exc:
-            self._surface_unknown(exc)
-            return []
-        with self._lock:
-            self._links.from_bound.update(ids)
-        return ids
-
-    def _learn_group(
-        self, group: str, deployment_id: str, entry: Mapping[str, Any] | None = None
-    ) -> None:
-        """Learn a deployment first seen in traffic, with its group's siblings, from its Router.
-
-        Once per deployment id: an id that cannot be learned is not looked up again.
-        """
-        if not self._learn_from_traffic:
-            return
-        with self._lock:
-            tried = self._links.learn_tried
-            if deployment_id in tried or len(tried) >= _LEARN_MAX:
-                return
-            tried.add(deployment_id)
-        entries = [entry] if entry is not None else []
-        try:
-            for router in _routers.serving_routers(deployment_id, self._links.bound.routers()):
-                # The Router's own entry names the group: a request may have reached
-                # it by an alias or a wildcard route, under another name.
-                own = _routers.deployment_entry(router, deployment_id)
-                own_group = str_or_none(own.get("model_name")) if own is not None else None
-                entries = [own] if own is not None else entries
-                entries.extend(_routers.group_entries(router, own_group or group))
-        except _routers.SurfaceUnknownError as exc:
-            self._surface_unknown(exc)
-        with self._lock:
-            unknown = [e for e in entries if deployment_id_of(e) not in self._deployments]
-        if unknown:
-            self._add_deployments(unknown)
+        return self._registry.routers()
 
     # -- decisions: sync Router --------------------------------------------------
 
@@ -927,9 +835,9 @@ class CircuitBreaker(CustomLogger):
         deployment_id = deployment_id_of(deployment)
         if deployment_id is None:
             return
-        group = str_or_none(deployment.get("model_name")) or ""
+        group = model_group_of(deployment) or ""
         if deployment_id not in self._deployments:
-            self._learn_group(group, deployment_id, deployment)
+            self._registry.learn_group(group, deployment_id, deployment)
         if deployment_id not in self.cache.unhealthy_ids():
             return
         if self.cache.try_acquire(deployment_id):
@@ -956,16 +864,17 @@ class CircuitBreaker(CustomLogger):
         # Router attempt on a known deployment while every breaker is closed has
         # nothing to decide (attempt_of would read the same id).
         try:
-            model_info = kwargs.get("model_info") if type(kwargs) is dict else None
+            model_info = kwargs.get(MODEL_INFO) if type(kwargs) is dict else None
             if type(model_info) is dict:
-                deployment_id = model_info.get("id")
+                deployment_id = model_info.get(ID)
                 if (
                     type(deployment_id) is str
                     and deployment_id in self._deployments
                     and not self.cache.unhealthy_hint
                 ):
-                    if self._stall_after is not None:
-                        self._track_in_flight(kwargs, kwargs.get("litellm_call_id"), deployment_id)
+                    stalls = self._stalls
+                    if stalls is not None:
+                        stalls.track(kwargs.get(CALL_ID), deployment_id, kwargs.get(STREAM))
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("pre_call_deployment", exc)
@@ -985,14 +894,14 @@ class CircuitBreaker(CustomLogger):
             return
         if attempt.via_router:
             if attempt.breaker_id not in self._deployments:
-                self._learn_group(attempt.model_group or "", attempt.breaker_id)
+                self._registry.learn_group(attempt.model_group or "", attempt.breaker_id)
             if self.cache.unhealthy_ids() and not self._filter_engaged():
                 # The callback list was replaced under us, or the breaker opened
                 # before it joined it: engage the filter for the next attempts, and
                 # decide this unfiltered one here, as the sync Router's check does.
                 self._engage_filter()
                 self._sync_check(
-                    {"model_name": attempt.model_group, "model_info": {"id": attempt.breaker_id}}
+                    {"model_name": attempt.model_group, MODEL_INFO: {ID: attempt.breaker_id}}
                 )
         else:
             half_open = attempt.breaker_id in self.cache.unhealthy_ids()
@@ -1002,20 +911,8 @@ class CircuitBreaker(CustomLogger):
             if half_open:
                 self._bump("trials")
                 self._hold_trial(attempt.breaker_id, attempt.trace_id)
-        self._track_in_flight(kwargs, attempt.call_id, attempt.breaker_id)
-
-    def _track_in_flight(self, kwargs: Mapping[str, Any], call_id: object, breaker_id: str) -> None:
-        """Watch an attempt for a stall until its deployment answers."""
-        # A stream answers before its end event, which is all we see of it: untracked.
-        if (
-            self._stall_after is not None
-            and isinstance(call_id, str)
-            and call_id
-            and not kwargs.get("stream")
-        ):
-            with self._lock:
-                if len(self._stalls.in_flight) < _IN_FLIGHT_MAX:
-                    self._stalls.in_flight[call_id, breaker_id] = time.monotonic()
+        if self._stalls is not None:
+            self._stalls.track(attempt.call_id, attempt.breaker_id, kwargs.get(STREAM))
 
     # -- evidence ------------------------------------------------------------------
 
@@ -1027,14 +924,15 @@ class CircuitBreaker(CustomLogger):
         # closed breaker with no failure counted, so there is nothing to count.
         # Remember it, so its queued copy is dropped unparsed; end its stall watch.
         try:
-            model_info = request_data.get("model_info") if type(request_data) is dict else None
-            call_id = request_data.get("litellm_call_id") if model_info else None
+            model_info = request_data.get(MODEL_INFO) if type(request_data) is dict else None
+            call_id = request_data.get(CALL_ID) if model_info else None
             if type(model_info) is dict and type(call_id) is str and call_id:
-                deployment_id = model_info.get("id")
+                deployment_id = model_info.get(ID)
                 if type(deployment_id) is str and self.cache.touch_if_settled(deployment_id):
                     self._ledger.succeeded(call_id, deployment_id)
-                    if self._stall_after is not None:
-                        self._answered((call_id, deployment_id), deployment_id, ends=True)
+                    stalls = self._stalls
+                    if stalls is not None:
+                        stalls.answered((call_id, deployment_id), deployment_id, ends=True)
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("success", exc)
@@ -1062,7 +960,7 @@ class CircuitBreaker(CustomLogger):
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Queued: covers finished streams; de-duplicated against the inline hook."""
-        if type(kwargs) is dict and self._ledger.succeeded_inline(kwargs.get("litellm_call_id")):
+        if type(kwargs) is dict and self._ledger.succeeded_inline(kwargs.get(CALL_ID)):
             return  # the common case: a copy of an inline success; skip the parsing
         self._guard("success", self._logged_success, kwargs, default=None)
 
@@ -1074,7 +972,7 @@ class CircuitBreaker(CustomLogger):
             "failure",
             self._logged_failure,
             kwargs,
-            kwargs.get("exception"),
+            exception_of(kwargs),
             default=None,
         )
 
@@ -1092,12 +990,12 @@ class CircuitBreaker(CustomLogger):
             "failure",
             self._logged_failure,
             kwargs,
-            kwargs.get("exception"),
+            exception_of(kwargs),
             default=None,
         )
 
-    def _hold_trial(self, deployment_id: str, trace_id: object) -> None:
-        self._ledger.hold_trial(deployment_id, str_or_none(trace_id))
+    def _hold_trial(self, deployment_id: str, trace_id: str | None) -> None:
+        self._ledger.hold_trial(deployment_id, trace_id)
 
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
@@ -1136,7 +1034,7 @@ class CircuitBreaker(CustomLogger):
         self._on_failure(kwargs, exception, inline=True)
 
     def _logged_success(self, kwargs: Mapping[str, Any]) -> None:
-        if self._ledger.succeeded_inline(kwargs.get("litellm_call_id")):
+        if self._ledger.succeeded_inline(kwargs.get(CALL_ID)):
             return  # the common case: already counted; skip the parsing
         self._on_success(kwargs, inline=False)
 
@@ -1145,106 +1043,33 @@ class CircuitBreaker(CustomLogger):
 
     def _ended(self, attempt: Attempt, *, answered: bool, inline: bool) -> None:
         """The attempt is no longer in flight; ``answered`` if its deployment spoke."""
-        if self._stall_after is None or attempt.breaker_id is None or attempt.is_fallback_wrapper:
+        stalls = self._stalls
+        if stalls is None or attempt.breaker_id is None or attempt.is_fallback_wrapper:
             return
         # The proxy's retries share a call id: a late queued event of an
         # attempt the inline hook already ended must not end the retry.
         key = (attempt.call_id, attempt.breaker_id) if attempt.call_id is not None else None
         ends = key is not None and (inline or not self._ledger.reported_inline(*key))
-        self._answered(key, attempt.breaker_id if answered else None, ends=ends)
+        stalls.answered(key, attempt.breaker_id if answered else None, ends=ends)
 
-    def _answered(
-        self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool
-    ) -> None:
-        """End the stall watch of attempt ``key``; note that ``answered_by`` spoke."""
-        with self._lock:
-            if key is not None and ends:
-                self._stalls.in_flight.pop(key, None)
-            if answered_by is not None:
-                self._stalls.last_answer[answered_by] = time.monotonic()
+    # -- stalls: what the watch asks of the breaker ----------------------------------
 
-    # -- stalls: a call unanswered, its endpoint probed at once ----------------------
+    def _stall_target(self, breaker_id: str) -> ProbeTarget | None:
+        """The endpoint to probe for a stalled call: configured ones, breaker closed."""
+        deployment = self._registry.get(breaker_id)
+        if deployment is None or deployment.probe is None:
+            return None  # only endpoints from the configuration are ever probed
+        if self.cache.breaker_state(breaker_id) is not BreakerState.CLOSED:
+            return None
+        return deployment.probe
 
-    async def _watch_stalls(self, stall_after: float) -> None:
-        """Look for stalled calls a few times per ``stall_after``; probe their endpoints."""
-        try:
-            while True:
-                await asyncio.sleep(stall_after / 2)
-                self._guard("stall_watch", self._check_stalls, time.monotonic(), default=None)
-        finally:
-            for task in list(self._stalls.tasks):
-                await cancel_and_wait(task)
+    def _stalled(self, breaker_id: str, reason: str) -> None:
+        self.cache.mark_unhealthy(breaker_id, reason)
 
-    def _check_stalls(self, now: float) -> None:
-        """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
-        assert self._stall_after is not None  # noqa: S101 - only watched when set
-        cutoff = now - self._stall_after
-        stalled: dict[str, tuple[float, tuple[str, str]]] = {}
-        with self._lock:
-            for key, started in list(self._stalls.in_flight.items()):
-                breaker_id = key[1]
-                if started < now - _IN_FLIGHT_MAX_AGE_SEC:
-                    del self._stalls.in_flight[key]  # its end was never reported
-                elif started <= cutoff:
-                    answered = self._stalls.last_answer.get(breaker_id, -math.inf)
-                    oldest = stalled.get(breaker_id, (math.inf,))[0]
-                    if answered < started < oldest:  # nothing answered since it went out
-                        stalled[breaker_id] = (started, key)
-            deployments = {i: self._deployments.get(i) for i in stalled}
-        for breaker_id, (started, call) in stalled.items():
-            deployment = deployments[breaker_id]
-            if deployment is None or deployment.probe is None:
-                continue  # only endpoints from the configuration are ever probed
-            if self.cache.breaker_state(breaker_id) is not BreakerState.CLOSED:
-                continue
-            probe_key = deployment.probe.key
-            gap = max(_STALL_PROBE_GAP * self._stall_after, self._probe_timeout)
-            if now - self._stalls.probed.get(probe_key, -math.inf) < gap:
-                continue
-            self._stalls.probed[probe_key] = now
-            self._bump("stall_probes")
-            task = asyncio.get_running_loop().create_task(
-                self._stall_probe(call, deployment.probe, started),
-                name="litellm-circuit-breaker-stall-probe",
-            )
-            self._stalls.tasks.add(task)
-            task.add_done_callback(self._stalls.tasks.discard)
-
-    async def _stall_probe(
-        self, call: tuple[str, str], target: ProbeTarget, started: float
-    ) -> None:
-        """Probe now. Silent too (timeout, no connection): the stalled call counts as well.
-
-        A probe answered with an error (5xx, 401...) counts once, as in the probe
-        loop: the endpoint is up enough to answer, so the call is not known hung.
-        """
-        began = time.perf_counter()
-        hung = False
-        try:
-            async with asyncio.timeout(self._probe_timeout):
-                await self._probe_endpoint(target)
-        except TimeoutError:
-            reason, hung = f"probe timeout after {self._probe_timeout:g}s", True
-        except (httpx.TimeoutException, httpx.ConnectError, OSError) as exc:
-            reason, hung = describe_error(exc), True
-        except (httpx.HTTPError, ProbeError) as exc:
-            reason = describe_error(exc)
-        else:
-            return  # it answers: a slow call, not a dead endpoint
-        with self._lock:
-            still = call in self._stalls.in_flight  # not ended (and counted) meanwhile
-        if hung and still:
-            self._bump("stalls")
-            waited = time.monotonic() - started
-            self.cache.mark_unhealthy(
-                call[1], f"call unanswered for {waited:.1f}s and its endpoint is silent too"
-            )
+    def _stall_probe_failed(self, probe_key: str, reason: str, latency: float) -> None:
         self._apply_probe_result(
             ProbeResult(
-                provider_id=target.key,
-                ok=False,
-                reason=self._redact(reason),
-                latency=time.perf_counter() - began,
+                provider_id=probe_key, ok=False, reason=self._redact(reason), latency=latency
             )
         )
 

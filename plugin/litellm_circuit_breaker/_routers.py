@@ -31,6 +31,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
+# A module object, not its names: _litellm_kwargs imports this module too.
+from . import _litellm_kwargs
+
 __all__ = [
     "CALLBACK_LISTS",
     "RouterSet",
@@ -236,7 +239,7 @@ def deployment_entry(router: Any, deployment_id: str) -> Mapping[str, Any] | Non
     entries = vars(router).get("model_list") if hasattr(router, "__dict__") else None
     if not isinstance(entries, list):
         entries = router_entries(router)
-    return next((e for e in entries if _entry_id(e) == deployment_id), None)
+    return next((e for e in entries if _litellm_kwargs.deployment_id_of(e) == deployment_id), None)
 
 
 def serving_routers(deployment_id: str, bound: Sequence[Any] = ()) -> list[Any]:
@@ -250,12 +253,6 @@ def serving_routers(deployment_id: str, bound: Sequence[Any] = ()) -> list[Any]:
         return [found]
     candidates = list(bound) if bound else list(live_routers())
     return [router for router in candidates if deployment_entry(router, deployment_id) is not None]
-
-
-def _entry_id(entry: Mapping[str, Any]) -> str | None:
-    model_info = entry.get("model_info")
-    value = model_info.get("id") if isinstance(model_info, Mapping) else None
-    return str(value) if value is not None else None
 
 
 def generated_id(model_group: str, litellm_params: Mapping[str, Any]) -> str:

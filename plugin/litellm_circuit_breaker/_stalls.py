@@ -1,0 +1,198 @@
+"""The stall watchdog: a call unanswered past a limit gets its endpoint probed at once.
+
+:class:`StallWatch` keeps the calls in flight and when each deployment last
+answered; a few times per limit it looks for a deployment whose oldest call
+went unanswered that long and probes its endpoint, token-free. A silent
+endpoint (timeout, no connection) counts the stalled call as a failure too.
+
+Time comes from the injected ``clock`` (monotonic seconds) and ``sleep``
+(async), the loop's pause and the probe's deadline alike, so tests move it by
+hand. What the watch needs of the breaker (which endpoint to probe, the probe
+itself, what to do with a verdict) it is handed as callbacks: it knows nothing
+of LiteLLM, of the breakers' records nor of HTTP beyond which errors mean silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from ._endpoints import ProbeError, ProbeTarget
+from ._probe import describe_error
+from ._tasks import cancel_and_wait
+
+__all__ = ["StallWatch"]
+
+# A call in flight this long is assumed lost (its end event dropped), not stalled.
+IN_FLIGHT_MAX_AGE_SEC = 600.0
+IN_FLIGHT_MAX = 10_000
+# At most one stall probe per endpoint per this many stall limits (5 s at the
+# default), so slow but healthy traffic costs a few token-free list calls.
+STALL_PROBE_GAP = 10
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
+
+
+class StallWatch:
+    """Calls in flight, last answers and stall probes, on an injected clock and sleep.
+
+    Callbacks: ``target_of(breaker_id)`` names the endpoint to probe for a
+    stalled call (None: not a configured endpoint, or its breaker is not
+    closed); ``probe(target)`` probes it, raising on failure as the probe loop
+    does; ``on_stall(breaker_id, reason)`` counts the stalled call against its
+    deployment; ``on_probe_failed(probe_key, reason, latency)`` applies the
+    failed probe; ``count(name)`` bumps a counter; ``on_error(kind, exc)``
+    reports an internal error of the watch's own.
+    """
+
+    def __init__(
+        self,
+        stall_after: float,
+        probe_timeout: float,
+        *,
+        target_of: Callable[[str], ProbeTarget | None],
+        probe: Callable[[ProbeTarget], Awaitable[object]],
+        on_stall: Callable[[str, str], None],
+        on_probe_failed: Callable[[str, str, float], None],
+        count: Callable[[str], None],
+        on_error: Callable[[str, BaseException], None],
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.stall_after = stall_after
+        self.probe_timeout = probe_timeout
+        self.clock = clock
+        """Monotonic seconds; injected (tests replace it before the watch starts)."""
+        self.sleep = sleep
+        """The loop's pause and the probe's deadline; injected like ``clock``."""
+        self._target_of = target_of
+        self._probe = probe
+        self._on_stall = on_stall
+        self._on_probe_failed = on_probe_failed
+        self._count = count
+        self._on_error = on_error
+        self._lock = threading.Lock()
+        self._in_flight: dict[tuple[str, str], float] = {}
+        """(call id, breaker id) -> start, for calls not answered yet."""
+        self._last_answer: dict[str, float] = {}
+        """Breaker id -> when its deployment last answered a call."""
+        self._probed: dict[str, float] = {}
+        """Probe key -> when its last stall probe started."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the hot path: one call each ------------------------------------------------
+
+    def track(self, call_id: object, breaker_id: str, stream: object) -> None:
+        """Watch an attempt until its deployment answers."""
+        # A stream answers before its end event, which is all we see of it: untracked.
+        if isinstance(call_id, str) and call_id and not stream:
+            with self._lock:
+                if len(self._in_flight) < IN_FLIGHT_MAX:
+                    self._in_flight[call_id, breaker_id] = self.clock()
+
+    def answered(self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool) -> None:
+        """End the watch of attempt ``key``; note that ``answered_by`` spoke."""
+        with self._lock:
+            if key is not None and ends:
+                self._in_flight.pop(key, None)
+            if answered_by is not None:
+                self._last_answer[answered_by] = self.clock()
+
+    def watching(self, key: tuple[str, str]) -> bool:
+        """Whether attempt ``key`` is still in flight (not ended, nor assumed lost)."""
+        with self._lock:
+            return key in self._in_flight
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Look for stalled calls a few times per limit until cancelled; then stop the probes."""
+        try:
+            while True:
+                await self.sleep(self.stall_after / 2)
+                try:
+                    self.check(self.clock())
+                except Exception as exc:  # noqa: BLE001 - the watch outlives its own bugs
+                    self._on_error("stall_watch", exc)
+        finally:
+            for task in list(self._tasks):
+                await cancel_and_wait(task)
+
+    def check(self, now: float) -> None:
+        """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
+        cutoff = now - self.stall_after
+        stalled: dict[str, tuple[float, tuple[str, str]]] = {}
+        with self._lock:
+            for key, started in list(self._in_flight.items()):
+                breaker_id = key[1]
+                if started < now - IN_FLIGHT_MAX_AGE_SEC:
+                    del self._in_flight[key]  # its end was never reported
+                elif started <= cutoff:
+                    answered = self._last_answer.get(breaker_id, -math.inf)
+                    oldest = stalled.get(breaker_id, (math.inf,))[0]
+                    if answered < started < oldest:  # nothing answered since it went out
+                        stalled[breaker_id] = (started, key)
+        for breaker_id, (started, call) in stalled.items():
+            target = self._target_of(breaker_id)
+            if target is None:
+                continue  # only configured endpoints, with a closed breaker, are probed
+            gap = max(STALL_PROBE_GAP * self.stall_after, self.probe_timeout)
+            if now - self._probed.get(target.key, -math.inf) < gap:
+                continue
+            self._probed[target.key] = now
+            self._count("stall_probes")
+            task = asyncio.get_running_loop().create_task(
+                self._stall_probe(call, target, started),
+                name="litellm-circuit-breaker-stall-probe",
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _stall_probe(
+        self, call: tuple[str, str], target: ProbeTarget, started: float
+    ) -> None:
+        """Probe now. Silent too (timeout, no connection): the stalled call counts as well.
+
+        A probe answered with an error (5xx, 401...) counts once, as in the probe
+        loop: the endpoint is up enough to answer, so the call is not known hung.
+        """
+        began = time.perf_counter()
+        hung = False
+        try:
+            await self._probe_within_timeout(target)
+        except TimeoutError:
+            reason, hung = f"probe timeout after {self.probe_timeout:g}s", True
+        except (httpx.TimeoutException, httpx.ConnectError, OSError) as exc:
+            reason, hung = describe_error(exc), True
+        except (httpx.HTTPError, ProbeError) as exc:
+            reason = describe_error(exc)
+        else:
+            return  # it answers: a slow call, not a dead endpoint
+        if hung and self.watching(call):  # not ended (and counted) meanwhile
+            self._count("stalls")
+            waited = self.clock() - started
+            self._on_stall(
+                call[1], f"call unanswered for {waited:.1f}s and its endpoint is silent too"
+            )
+        self._on_probe_failed(target.key, reason, time.perf_counter() - began)
+
+    async def _probe_within_timeout(self, target: ProbeTarget) -> None:
+        """The probe, cancelled with a ``TimeoutError`` once ``sleep(probe_timeout)`` is over."""
+        probe = asyncio.ensure_future(self._probe(target))
+        timer = asyncio.ensure_future(self.sleep(self.probe_timeout))
+        try:
+            await asyncio.wait((probe, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (timer, probe):
+                if not task.done():
+                    task.cancel()
+                    await asyncio.wait((task,))
+        if probe.cancelled():
+            raise TimeoutError
+        probe.result()
