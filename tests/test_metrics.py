@@ -147,7 +147,15 @@ def test_decision_counters_map_every_breaker_counter(
     metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
 ) -> None:
     """skipped/sdk_refused, trials and the all-open actions are read at scrape time."""
-    cb.counters.update(skipped=3, sdk_refused=2, trials=4, fail_open=5, fail_fast=6, fallback=7)
+    for name, n in {
+        "skipped": 3,
+        "sdk_refused": 2,
+        "trials": 4,
+        "fail_open": 5,
+        "fail_fast": 6,
+        "fallback": 7,
+    }.items():
+        setattr(cb.counters, name, n)
     value = registry.get_sample_value
     assert value(f"{NS}_calls_skipped_total", {"path": "router"}) == 3
     assert value(f"{NS}_calls_skipped_total", {"path": "sdk"}) == 2

@@ -353,3 +353,20 @@ async def test_a_broken_probe_never_fails_a_request(
             await asyncio.sleep(0.005)  # let probe rounds run between requests
     assert cb.internal_errors["probe"] >= 2
     assert cb.cache.breaker_state("a1") is BreakerState.CLOSED
+
+
+def test_a_deployment_source_is_the_probed_set_and_is_followed() -> None:
+    """What the source returns is probed; what it drops is forgotten; None means not ready."""
+    current: list[dict[str, Any]] | None = None
+    cb = CircuitBreaker(probe_interval=None, deployment_source=lambda: current)
+    assert cb.refresh_deployments() is False
+    current = [deployment("g", "a", "a.test"), deployment("g", "b", "b.test")]
+    assert cb.refresh_deployments() is True
+    assert set(cb.deployments) == {"a", "b"}
+    cb.cache.mark_unhealthy("a", "HTTP 503")
+    current = [deployment("g", "b", "b.test")]
+    cb.refresh_deployments()
+    assert set(cb.deployments) == {"b"}
+    assert "a" not in cb.cache
+    with pytest.raises(ConfigurationError, match="deployment_source"):
+        CircuitBreaker(deployment_source=[deployment("g", "a", "a.test")])  # type: ignore[arg-type]

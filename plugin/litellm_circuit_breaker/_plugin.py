@@ -55,6 +55,7 @@ from ._config import (
     BreakerConfig,
     WhenAllOpen,
 )
+from ._counters import CounterName, DecisionCounters
 from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
 from ._errors import (
     AllDeploymentsOpenError,
@@ -179,6 +180,13 @@ class _OpenDeploymentFilter(CustomLogger):
 
 Claim = Callable[[Iterable[str], float], Awaitable[set[str]]]
 
+DeploymentSource = Callable[[], "Iterable[Mapping[str, Any]] | None"]
+"""Where the probed deployments come from: a model list, or None while not ready."""
+
+SOURCE_WAIT_SEC = 60.0
+"""How long the first probe round waits for a deployment source to have a list."""
+SOURCE_POLL_SEC = 0.1
+
 
 class _EndpointProbe(HealthProbe):
     """Probes each endpoint once and hands its verdict to ``apply``.
@@ -255,6 +263,7 @@ class CircuitBreaker(CustomLogger):
         redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC,
         stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC,
         routers: Sequence[Any] | None = None,
+        deployment_source: DeploymentSource | None = None,
     ) -> None:
         super().__init__()
         config = BreakerConfig(
@@ -277,6 +286,11 @@ class CircuitBreaker(CustomLogger):
             redis_reconcile_sec=redis_reconcile_sec,
         )
         _check_objects(failure_policy=failure_policy, model_list=model_list)
+        if deployment_source is not None and not callable(deployment_source):
+            raise ConfigurationError(
+                "deployment_source", deployment_source, "a callable returning a model list"
+            )
+        self._source = deployment_source
         self.config = config
         """Every setting, validated once (see :class:`BreakerConfig`)."""
         self.cache = ProviderHealthCache(
@@ -351,9 +365,8 @@ class CircuitBreaker(CustomLogger):
         """Internal errors caught in hooks, by hook; each kind was logged once."""
         self.probe_listeners: list[Callable[[ProbeResult], None]] = []
         """Called with each probe round's result per endpoint (metrics use it)."""
-        self.counters: Counter[str] = Counter()
-        """skipped (attempts kept off open deployments), trials, fail_open, fail_fast,
-        fallback (all-open groups sent to their fallback), sdk_refused."""
+        self.counters = DecisionCounters()
+        """What the breaker decided for requests, by kind; read like a dict."""
         if model_list:
             self.add_deployments(model_list)
         if routers is not None:
@@ -370,6 +383,7 @@ class CircuitBreaker(CustomLogger):
         model_list: Sequence[Mapping[str, Any]] | None = None,
         failure_policy: FailurePolicy | None = None,
         routers: Sequence[Any] | None = None,
+        deployment_source: DeploymentSource | None = None,
     ) -> CircuitBreaker:
         """A breaker with these settings (e.g. ``BreakerConfig.from_env()``) and these objects."""
         if not isinstance(config, BreakerConfig):
@@ -380,6 +394,7 @@ class CircuitBreaker(CustomLogger):
             model_list=model_list,
             failure_policy=failure_policy,
             routers=routers,
+            deployment_source=deployment_source,
         )
 
     @property
@@ -470,6 +485,15 @@ class CircuitBreaker(CustomLogger):
     ) -> None:
         await self.aclose()
 
+    def ensure_started(self) -> None:
+        """Start the background task in the running event loop unless it runs already.
+
+        The synchronous form of :meth:`start` (it does not wait for Redis), for
+        code that runs inside a loop but cannot await; never raises (an error is
+        logged once and counted in ``internal_errors``).
+        """
+        self._guard("background", self._ensure_background, default=None)
+
     def _ensure_background(self) -> None:
         """Start (or restart, in a new event loop) the background task; no-op when unneeded."""
         if self._probe_interval is None and self._share is None:
@@ -483,6 +507,8 @@ class CircuitBreaker(CustomLogger):
         self._task = loop.create_task(self._background(), name="litellm-circuit-breaker")
 
     async def _background(self) -> None:
+        if self._source is not None:
+            await self._wait_for_source()
         async with self._new_client() as client:
             _client.set(client)
             jobs = [self._share.run()] if self._share is not None else []
@@ -542,12 +568,47 @@ class CircuitBreaker(CustomLogger):
     def _run_before_tick(self) -> None:
         self._before_tick()  # looked up each time: the proxy's breaker extends it
 
+    async def _wait_for_source(self) -> None:
+        """Poll the deployment source until it has a model list, for a while at most.
+
+        A source may come up after the breaker (the proxy builds its Router
+        after importing its callbacks) and signals nothing when it does.
+        """
+        deadline = asyncio.get_running_loop().time() + SOURCE_WAIT_SEC
+        while not self._guard("refresh", self._refresh_from_source, default=False):
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(SOURCE_POLL_SEC)
+
+    def refresh_deployments(self) -> bool:
+        """Re-read the ``deployment_source`` now (it is re-read before every probe round).
+
+        The probed set becomes the source's deployments; False when the breaker
+        has no source or the source has no model list yet.
+        """
+        if self._source is None:
+            return False
+        return self._refresh_from_source()
+
+    def _refresh_from_source(self) -> bool:
+        assert self._source is not None  # noqa: S101 - only called with a source
+        try:
+            entries = self._source()
+            if entries is None:
+                return False
+            self.sync_deployments(entries)
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
+        return True
+
     def _before_tick(self) -> None:
-        """Called before every probe round: bound Routers' deployments are re-read.
+        """Called before every probe round: the source and bound Routers are re-read.
 
         A deployment that came from a bound Router and is in none of them any
         more is forgotten, with its breaker.
         """
+        if self._source is not None:
+            self._guard("refresh", self._refresh_from_source, default=False)
         for deployment_id in self._registry.refresh_bound():
             self.remove_deployment(deployment_id)
 
@@ -612,9 +673,9 @@ class CircuitBreaker(CustomLogger):
 
     # -- guard -----------------------------------------------------------------
 
-    def _bump(self, counter: str, n: int = 1) -> None:
+    def _bump(self, counter: CounterName, n: int = 1) -> None:
         with self._lock:
-            self.counters[counter] += n
+            self.counters.bump(counter, n)
 
     def _internal_error(self, kind: str, exc: BaseException) -> None:
         with self._lock:
@@ -742,7 +803,7 @@ class CircuitBreaker(CustomLogger):
     def _surface_unknown(self, exc: _routers.SurfaceUnknownError) -> None:
         """This LiteLLM hides something we need: say so once, count every time."""
         with self._lock:
-            self.counters["litellm_surface_unknown"] += 1
+            self.counters.litellm_surface_unknown += 1
             first = exc.missing not in self._surfaces_reported
             self._surfaces_reported.add(exc.missing)
         if first:

@@ -40,8 +40,6 @@ __all__ = [
 logger = logging.getLogger("litellm_circuit_breaker")
 
 # How long the probe task waits for the proxy to build its router after import.
-ROUTER_WAIT_SEC = 60.0
-ROUTER_POLL_SEC = 0.1
 
 
 ProxySettings = BreakerConfig
@@ -66,6 +64,12 @@ def _proxy_router() -> Any:
     return getattr(proxy_server, "llm_router", None)
 
 
+def _proxy_router_entries() -> list[Any] | None:
+    """The proxy router's deployments (re-read each time: a config reload replaces it)."""
+    router = _proxy_router()
+    return None if router is None else _routers.router_entries(router)
+
+
 class ProxyCircuitBreaker(CircuitBreaker):
     """The breaker as the proxy runs it: probes follow the proxy's own router.
 
@@ -77,35 +81,14 @@ class ProxyCircuitBreaker(CircuitBreaker):
     """
 
     def __init__(self, settings: ProxySettings) -> None:
-        super().__init__(**_kwargs(settings))
+        super().__init__(**_kwargs(settings), deployment_source=_proxy_router_entries)
         self.settings = settings
         self.metrics: BreakerMetrics | None = None
         """The Prometheus collector on the default registry, once exported."""
 
     def refresh_from_router(self) -> bool:
-        """Make the probed set the proxy router's deployments; False if it has none yet."""
-        router = _proxy_router()
-        if router is None:
-            return False
-        try:
-            self.sync_deployments(_routers.router_entries(router))
-        except _routers.SurfaceUnknownError as exc:
-            self._surface_unknown(exc)
-        return True
-
-    def _before_tick(self) -> None:
-        self._guard("refresh", self.refresh_from_router, default=False)
-        super()._before_tick()
-
-    async def _background(self) -> None:
-        # The proxy imports its callbacks before it builds the router.
-        deadline = asyncio.get_running_loop().time() + ROUTER_WAIT_SEC
-        # LiteLLM signals nothing when the router is ready: poll, briefly.
-        while not self.refresh_from_router():
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(ROUTER_POLL_SEC)
-        await super()._background()
+        """Make the probed set the proxy router's deployments now; False if it has none yet."""
+        return self.refresh_deployments()
 
     async def async_post_call_failure_hook(
         self,
@@ -170,7 +153,14 @@ def _export_metrics(breaker: ProxyCircuitBreaker) -> None:
         return
     from .metrics import BreakerMetrics  # noqa: PLC0415 - only with the prometheus extra
 
-    breaker.metrics = BreakerMetrics(breaker)
+    try:
+        breaker.metrics = BreakerMetrics(breaker)
+    except Exception as exc:  # noqa: BLE001 - metrics must never stop the proxy
+        breaker.internal_errors["metrics"] += 1
+        logger.error(  # noqa: TRY400 - the message says what; a traceback adds nothing
+            "circuit breaker metrics not exported, the breaker runs without them: %s",
+            type(exc).__name__,
+        )
 
 
 _lock = threading.Lock()
@@ -188,11 +178,11 @@ def proxy_breaker() -> ProxyCircuitBreaker:
         if _breaker is None:
             _breaker = ProxyCircuitBreaker(settings_from_env())
             _show_transitions()
-            _breaker._guard("metrics", _export_metrics, _breaker, default=None)
+            _export_metrics(_breaker)
         breaker = _breaker
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return breaker  # imported outside the proxy: the first async hook starts it
-    breaker._guard("background", breaker._ensure_background, default=None)
+    breaker.ensure_started()
     return breaker

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from ._counters import CounterName
 from ._endpoints import ProbeError, ProbeTarget
 from ._probe import describe_error
 from ._tasks import cancel_and_wait
@@ -60,7 +61,7 @@ class StallWatch:
         probe: Callable[[ProbeTarget], Awaitable[object]],
         on_stall: Callable[[str, str], None],
         on_probe_failed: Callable[[str, str, float], None],
-        count: Callable[[str], None],
+        count: Callable[[CounterName], None],
         on_error: Callable[[str, BaseException], None],
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,

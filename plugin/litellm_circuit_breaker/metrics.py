@@ -299,12 +299,11 @@ class BreakerMetrics:
         for deployment in sorted(deployments.values(), key=_order):
             labels = (deployment.id, deployment.model_group)
             state.add_metric(labels, _STATE_VALUE[states[deployment.id]])
-        # Counter.get on a dict another thread may grow: a single lookup, never iteration.
-        skipped.add_metric(("router",), counters.get("skipped", 0))
-        skipped.add_metric(("sdk",), counters.get("sdk_refused", 0))
-        trials.add_metric((), counters.get("trials", 0))
+        skipped.add_metric(("router",), counters.skipped)
+        skipped.add_metric(("sdk",), counters.sdk_refused)
+        trials.add_metric((), counters.trials)
         for action in ("fail_open", "fail_fast", "fallback"):
-            all_open.add_metric((action,), counters.get(action, 0))
+            all_open.add_metric((action,), counters[action])
         with self._lock:
             self._forget_all_but(deployments)
             transition_counts = sorted(self._transitions.items())
