@@ -19,14 +19,13 @@ answers again pushes what changed here and adopts what changed elsewhere.
 Records (``{namespace}:breaker:{id}`` hashes) and probe leases carry TTLs; an
 index sorted set lists live records for ``status`` and reconciles. Times in
 records are Redis's own clock (``TIME``), so replicas' clocks may disagree.
+The record format is in :mod:`._records`, the scripts in :mod:`._redis_scripts`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import secrets
@@ -45,7 +44,11 @@ from ._config import (
     check_namespace,
     check_url,
 )
+from ._records import SharedKeys, SharedRecord, parse_record
 from ._redact import public_url
+from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
+from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
+from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
 from ._state import BreakerState, StateChange
 
 if TYPE_CHECKING:
@@ -73,174 +76,6 @@ REARM_SHARE_SEC = 1.0
 logger = logging.getLogger("litellm_circuit_breaker")
 
 _INSTALL_HINT = INSTALL_REDIS_HINT
-
-# One record as JSON, built the same way by every script.
-_RECORD_LUA = """
-local function record(key, now)
-  local r = redis.call('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
-                       'replica', 'version', 'changed', 'group', 'owner')
-  if not r[2] then return false end
-  return cjson.encode({id = r[1], state = r[2], open_until = tonumber(r[3]) or 0,
-                       failures = tonumber(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
-                       version = tonumber(r[7]) or 0, changed = tonumber(r[8]) or 0,
-                       group = r[9] or '', owner = r[10] or '', now = now})
-end
-local function redis_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-"""
-
-# KEYS: record, index. ARGV: id, state, window_ms (-1 held), failures, reason,
-# replica, base_version, ttl_ms, channel, group, owner (the writer's process token).
-# Returns {1 if written, the record as JSON}.
-_TRANSITION_LUA = (
-    _RECORD_LUA
-    + """
-local now = redis_now()
-local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local cur = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'version')
-local cur_until = tonumber(cur[2]) or 0
-local version = tonumber(cur[3]) or 0
-local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
-local new_until = 0
-if state == 'open' then
-  if window < 0 then new_until = -1 else new_until = now + window end
-end
-local accept
-if state == 'open' then
-  -- The later window wins; a hold (-1) outlasts any window.
-  accept = not (cur_open and (cur_until < 0 or (new_until >= 0 and cur_until >= new_until)))
-elseif state == 'half_open' then
-  -- A passed probe ends an opening it has seen, never a newer close or half-open.
-  accept = (not cur[1] or cur[1] == 'open') and version <= base
-else
-  -- A close must have seen the opening it ends.
-  accept = cur[1] ~= state and (not cur_open or version <= base)
-end
-if accept then
-  -- Versions only grow, even across a Redis restart that lost the data.
-  version = math.max(version + 1, now)
-  local life = ttl
-  if new_until > 0 then life = ttl + window end
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
-             'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
-             'changed', now, 'group', ARGV[10], 'owner', ARGV[11])
-  redis.call('PEXPIRE', KEYS[1], life)
-  redis.call('ZADD', KEYS[2], now + life, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('PTTL', KEYS[2]) < life then redis.call('PEXPIRE', KEYS[2], life) end
-end
-local out = record(KEYS[1], now)
-if accept then redis.call('PUBLISH', ARGV[9], out) end
-return {accept and 1 or 0, out}
-"""
-)
-
-# KEYS: index. ARGV: record key prefix. Returns every live record as JSON.
-_SNAPSHOT_LUA = (
-    _RECORD_LUA
-    + """
-local now = redis_now()
-local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  local r = record(ARGV[1] .. id, now)
-  if r then table.insert(out, r) end
-end
-return out
-"""
-)
-
-# KEYS: probe leases. ARGV: replica, lease_ms. Returns 1 per lease now held here.
-_CLAIM_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local owner = redis.call('GET', key)
-  if not owner or owner == ARGV[1] then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class SharedKeys:
-    """Every Redis name the adapter uses, under one namespace."""
-
-    namespace: str = DEFAULT_NAMESPACE
-
-    @property
-    def index(self) -> str:
-        """Sorted set of live record ids, scored by expiry."""
-        return f"{self.namespace}:breakers"
-
-    @property
-    def channel(self) -> str:
-        """Pub/sub channel carrying every written record."""
-        return f"{self.namespace}:transitions"
-
-    @property
-    def record_prefix(self) -> str:
-        return f"{self.namespace}:breaker:"
-
-    def record(self, deployment: str) -> str:
-        """The hash holding one deployment's shared breaker."""
-        return self.record_prefix + deployment
-
-    def probe_lease(self, probe_key: str) -> str:
-        """The lease naming the replica that probes one endpoint (hashed: no URL in Redis)."""
-        return f"{self.namespace}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
-
-
-@dataclass(frozen=True, slots=True)
-class SharedRecord:
-    """One deployment's breaker as Redis holds it; safe to print."""
-
-    deployment: str
-    model_group: str | None
-    state: BreakerState
-    retry_in: float
-    """Seconds until a trial is allowed: 0 unless open, ``math.inf`` while held open."""
-    consecutive_failures: int
-    last_error: str | None
-    replica: str
-    """The replica that made the last change."""
-    owner: str
-    """The process token of that change's writer (tells a replica its own echo)."""
-    version: int
-    changed_ago: float
-    """Seconds since that change, by Redis's clock."""
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> SharedRecord:
-        """Parse a record written by the transition script."""
-        data = json.loads(raw)
-        now, until = float(data["now"]), float(data["open_until"])
-        state = BreakerState(data["state"])
-        if state is not BreakerState.OPEN:
-            retry_in = 0.0
-        elif until < 0:
-            retry_in = math.inf
-        else:
-            retry_in = max(0.0, (until - now) / 1000)
-            if retry_in == 0.0:
-                state = BreakerState.HALF_OPEN  # the window ran out: what every replica sees
-        return cls(
-            deployment=str(data["id"]),
-            model_group=str(data["group"]) or None,
-            state=state,
-            retry_in=retry_in,
-            consecutive_failures=int(data["failures"]),
-            last_error=str(data["reason"]) or None,
-            replica=str(data["replica"]),
-            owner=str(data.get("owner", "")),
-            version=int(data["version"]),
-            changed_ago=max(0.0, (now - float(data["changed"])) / 1000),
-        )
 
 
 def _load_redis() -> Any:
@@ -286,16 +121,6 @@ async def fetch_records(
     records = [r for r in map(parse_record, raw) if r is not None]
     records.sort(key=lambda r: (r.model_group or "", r.deployment))
     return records
-
-
-def parse_record(raw: object) -> SharedRecord | None:
-    """A record, or None when it is not one of ours (another version, a stray message)."""
-    if not isinstance(raw, str | bytes):
-        return None
-    try:
-        return SharedRecord.from_json(raw)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 class RedisShare:
