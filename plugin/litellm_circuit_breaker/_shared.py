@@ -353,16 +353,15 @@ class RedisShare:
                     self._dirty.update(pending)
 
     async def _push(self, client: Redis, deployment: str) -> None:
-        cache = self._cache
-        generation = cache.generation(deployment)  # read first: later changes re-dirty it
-        state = cache.breaker_state(deployment)
-        current = cache.get_state(deployment)
-        if current is None:
+        # One locked reading: a later change bumps the generation and re-dirties it.
+        view = self._cache.view(deployment)
+        if view is None:
             return  # forgotten meanwhile
+        state, generation = view.state, view.generation
         window = 0
         if state is BreakerState.OPEN:
-            left = cache.retry_in(deployment)
-            window = -1 if cache.is_held(deployment) or math.isinf(left) else int(left * 1000)
+            left = view.retry_in
+            window = -1 if view.held or math.isinf(left) else int(left * 1000)
         ends = time.monotonic() + window / 1000 if window > 0 else None
         shared = self._shared_until.get(deployment)
         if ends is not None and shared is not None and ends - shared < REARM_SHARE_SEC:
@@ -380,8 +379,8 @@ class RedisShare:
             deployment,
             state.value,
             window,
-            current.consecutive_failures,
-            self._redact(current.last_error),
+            view.consecutive_failures,
+            self._redact(view.last_error),
             self.replica,
             base,
             self._ttl_ms,
