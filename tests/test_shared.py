@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
-from litellm_circuit_breaker._shared import _TRANSITION_LUA, SharedRecord
+from litellm_circuit_breaker._shared import _TRANSITION_LUA, ShareCounters, SharedRecord
 from litellm_circuit_breaker.testing import FakeClock, FakeProvider
 from tests.redis_harness import RedisServer
 
@@ -741,3 +741,22 @@ async def test_failures_while_open_are_not_shared_one_by_one(
         a.cache.force_open("d1", seconds=600.0)  # a real extension still goes out
         await eventually(lambda: b.cache.retry_in("d1") > 500.0, "the extension")
         assert share.pushed == 2
+
+
+@pytest.mark.asyncio
+async def test_each_adapter_counts_what_it_did_in_one_typed_value(
+    redis_url: str, namespace: str
+) -> None:
+    """A's push and B's adoption land in ``counters``; the old attributes read the same."""
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B adopts")
+        share_a, share_b = a.shared, b.shared
+        assert share_a is not None
+        assert share_b is not None
+        await eventually(lambda: share_a.counters.pushed == 1, "A's push counted")
+        assert share_a.counters == ShareCounters(pushed=1)
+        assert share_b.counters == ShareCounters(adopted=1)
+        assert (share_a.pushed, share_b.adopted) == (1, 1)
+        assert share_b.errors == share_b.bad_records == 0

@@ -59,6 +59,7 @@ __all__ = [
     "DEFAULT_RECONCILE_SEC",
     "DEFAULT_STATE_TTL_SEC",
     "RedisShare",
+    "ShareCounters",
     "SharedKeys",
     "SharedRecord",
     "check_namespace",
@@ -123,6 +124,23 @@ async def fetch_records(
     return records
 
 
+@dataclass(slots=True)
+class ShareCounters:
+    """What one :class:`RedisShare` did since it was built: plain counts, read at any time.
+
+    Written only by the adapter's tasks, on its event loop; read from anywhere.
+    """
+
+    pushed: int = 0
+    """Local changes written to Redis."""
+    adopted: int = 0
+    """Records from other replicas taken into the local cache."""
+    errors: int = 0
+    """Redis operations that failed (connects included); the first of each outage is logged."""
+    bad_records: int = 0
+    """Records or messages that were not ours to parse; skipped, the first one logged."""
+
+
 class RedisShare:
     """Shares one cache's transitions with every replica on the same Redis.
 
@@ -177,14 +195,8 @@ class RedisShare:
         self._client: Redis | None = None
         self._down = False
         self._bad_logged = False
-        self.errors = 0
-        """Redis operations that failed (connects included); the first of each outage is logged."""
-        self.bad_records = 0
-        """Records or messages that were not ours to parse; skipped, the first one logged."""
-        self.pushed = 0
-        """Local changes written to Redis."""
-        self.adopted = 0
-        """Records from other replicas taken into the local cache."""
+        self.counters = ShareCounters()
+        """What this adapter did since it was built."""
         cache.add_listener(self)
 
     # -- the listener (any thread) ------------------------------------------
@@ -211,6 +223,26 @@ class RedisShare:
     def connected(self) -> bool:
         """True while Redis answers."""
         return self._client is not None
+
+    @property
+    def errors(self) -> int:
+        """``counters.errors``: Redis operations that failed."""
+        return self.counters.errors
+
+    @property
+    def bad_records(self) -> int:
+        """``counters.bad_records``: records that were not ours to parse."""
+        return self.counters.bad_records
+
+    @property
+    def pushed(self) -> int:
+        """``counters.pushed``: local changes written to Redis."""
+        return self.counters.pushed
+
+    @property
+    def adopted(self) -> int:
+        """``counters.adopted``: records from other replicas taken into the cache."""
+        return self.counters.adopted
 
     # -- the background task ------------------------------------------------
 
@@ -288,7 +320,7 @@ class RedisShare:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
     def _went_down(self, exc: BaseException) -> None:
-        self.errors += 1
+        self.counters.errors += 1
         if self._down:
             return
         self._down = True
@@ -329,7 +361,7 @@ class RedisShare:
     def _parse(self, raw: object) -> SharedRecord | None:
         record = parse_record(raw)
         if record is None:
-            self.bad_records += 1
+            self.counters.bad_records += 1
             if not self._bad_logged:
                 self._bad_logged = True
                 logger.warning(
@@ -396,7 +428,7 @@ class RedisShare:
             # breaker changed again meanwhile (then that change goes out next).
             self._adopt(record, since=generation)
             return
-        self.pushed += int(written)
+        self.counters.pushed += int(written)
         self._seen[deployment] = max(base, record.version)
         self._synced[deployment] = generation
         self._remember_window(record)
@@ -460,7 +492,7 @@ class RedisShare:
         )
         if generation is None:
             return  # changed here meanwhile: that change is on its way
-        self.adopted += 1
+        self.counters.adopted += 1
         self._seen[record.deployment] = max(self._seen.get(record.deployment, 0), record.version)
         self._synced[record.deployment] = generation
         self._remember_window(record)
@@ -482,7 +514,7 @@ class RedisShare:
                 max(1, int(lease_sec * 1000)),
             )
         except _redis_errors():
-            self.errors += 1  # the follow task notices the outage and logs it
+            self.counters.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
         return {key for key, mine in zip(wanted, held, strict=True) if mine}
 
