@@ -153,6 +153,9 @@ class RedisShare:
     (one lock per run), and an adoption only lands if the breaker did not
     change here since this replica last synced it (``cache.generation``);
     otherwise the local change is pushed, and the script's answer settles it.
+
+    Memory: one small entry per deployment it has shared or adopted, dropped by
+    the reconcile once neither the cache nor Redis holds that deployment.
     """
 
     def __init__(
@@ -183,14 +186,12 @@ class RedisShare:
         self._redact = redact
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._dirty: set[str] = set()
-        self._local: set[str] = set()
-        """Ids whose last change was made here (re-shared if Redis loses them)."""
-        self._seen: dict[str, int] = {}
-        self._synced: dict[str, int] = {}
-        """Deployment -> cache generation when this replica last synced it with Redis."""
-        self._shared_until: dict[str, float] = {}
-        """Deployment -> monotonic end of the timed opening Redis holds for it."""
+        """Guards ``_entries``, ``_pending`` and the ``dirty``/``local`` flags (the listener
+        runs on any thread); an entry's other fields are only touched by the run's tasks."""
+        self._entries: dict[str, _Entry] = {}
+        self._pending: list[str] = []
+        """The ids whose entry is dirty, in the order they became so: the writer takes
+        them without walking every entry."""
         self._run: _Run | None = None
         self._client: Redis | None = None
         self._down = False
@@ -208,9 +209,23 @@ class RedisShare:
         if event.new is BreakerState.HALF_OPEN and event.reason != PROBE_PASSED:
             return  # time passing: every replica sees that on its own
         with self._lock:
-            self._dirty.add(event.deployment)
-            self._local.add(event.deployment)
+            self._mark_dirty(event.deployment).local = True
         self._poke()
+
+    def _entry(self, deployment: str) -> _Entry:
+        """The deployment's entry, made on first need; the caller holds ``_lock``."""
+        entry = self._entries.get(deployment)
+        if entry is None:
+            entry = self._entries[deployment] = _Entry()
+        return entry
+
+    def _mark_dirty(self, deployment: str) -> _Entry:
+        """Queue the deployment for the writer; the caller holds ``_lock``."""
+        entry = self._entry(deployment)
+        if not entry.dirty:
+            entry.dirty = True
+            self._pending.append(deployment)
+        return entry
 
     def _poke(self) -> None:
         run = self._run
@@ -223,6 +238,13 @@ class RedisShare:
     def connected(self) -> bool:
         """True while Redis answers."""
         return self._client is not None
+
+    @property
+    def tracked(self) -> frozenset[str]:
+        """The deployments this adapter keeps an entry for; each reconcile drops those
+        that neither the cache nor Redis holds any more."""
+        with self._lock:
+            return frozenset(self._entries)
 
     @property
     def errors(self) -> int:
@@ -373,8 +395,9 @@ class RedisShare:
 
     async def _push_dirty(self, client: Redis) -> None:
         with self._lock:
-            pending = sorted(self._dirty)
-            self._dirty.clear()
+            pending, self._pending = sorted(self._pending), []
+            for deployment in pending:
+                self._entries[deployment].dirty = False
         try:
             while pending:
                 await self._push(client, pending[-1])
@@ -382,7 +405,8 @@ class RedisShare:
         finally:
             if pending:  # Redis failed mid-way: keep the rest for the next session
                 with self._lock:
-                    self._dirty.update(pending)
+                    for deployment in pending:
+                        self._mark_dirty(deployment)
 
     async def _push(self, client: Redis, deployment: str) -> None:
         # One locked reading: a later change bumps the generation and re-dirties it.
@@ -395,13 +419,15 @@ class RedisShare:
             left = view.retry_in
             window = -1 if view.held or math.isinf(left) else int(left * 1000)
         ends = time.monotonic() + window / 1000 if window > 0 else None
-        shared = self._shared_until.get(deployment)
+        with self._lock:
+            entry = self._entry(deployment)
+        shared = entry.shared_until
         if ends is not None and shared is not None and ends - shared < REARM_SHARE_SEC:
             # Failures while open re-arm the window on every call; sharing each
             # would cost a round trip and a message per failure per replica.
-            self._synced[deployment] = generation
+            entry.synced_generation = generation
             return
-        base = self._seen.get(deployment, 0)
+        base = entry.seen_version
         keys = self.keys
         written, raw = await client.eval(
             _TRANSITION_LUA,
@@ -429,16 +455,9 @@ class RedisShare:
             self._adopt(record, since=generation)
             return
         self.counters.pushed += int(written)
-        self._seen[deployment] = max(base, record.version)
-        self._synced[deployment] = generation
-        self._remember_window(record)
-
-    def _remember_window(self, record: SharedRecord) -> None:
-        """Where the shared window ends, on our monotonic clock (None unless a timed opening)."""
-        if record.state is BreakerState.OPEN and not math.isinf(record.retry_in):
-            self._shared_until[record.deployment] = time.monotonic() + record.retry_in
-        else:
-            self._shared_until.pop(record.deployment, None)
+        entry.seen_version = max(base, record.version)
+        entry.synced_generation = generation
+        _remember_window(entry, record)
 
     async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
@@ -450,34 +469,54 @@ class RedisShare:
         # Openings made here that Redis does not hold (it restarted empty, a
         # hold outlived its TTL, we opened while it was down) are shared again.
         shared = {r.deployment for r in records}
+        absent = self._cache.unhealthy_ids() - shared
         with self._lock:
-            local = set(self._local)
-        missing = {
-            d
-            for d in self._cache.unhealthy_ids() - shared
-            if d in local and (after_connect or self._cache.breaker_state(d) is BreakerState.OPEN)
-        }
+            local = [d for d in absent if (e := self._entries.get(d)) is not None and e.local]
+        # Not under our lock: the cache tells its listeners, this adapter among them.
+        missing = [
+            d for d in local if after_connect or self._cache.breaker_state(d) is BreakerState.OPEN
+        ]
         if missing:
             with self._lock:
-                self._dirty.update(missing)
+                for deployment in missing:
+                    self._mark_dirty(deployment)
             await self._push_dirty(client)
+        self._prune(shared)
+
+    def _prune(self, shared: set[str]) -> None:
+        """Drop the entries of deployments that neither the cache nor Redis holds any more.
+
+        Not at ``forget``: while Redis still holds its record, the entry's version
+        is what keeps that old record from being adopted back into the cache.
+        """
+        with self._lock:
+            tracked = list(self._entries)
+        gone = set(tracked) - shared
+        if gone:
+            gone.difference_update(self._cache.ids())
+        if gone:
+            with self._lock:
+                for deployment in gone:
+                    entry = self._entries.get(deployment)
+                    if entry is not None and not entry.dirty:  # dirty: made again meanwhile
+                        del self._entries[deployment]
 
     def _take(self, record: SharedRecord) -> None:
         """Adopt a record from Redis if it is news to this replica."""
-        deployment = record.deployment
-        if record.owner == self.token:
-            self._seen[deployment] = max(self._seen.get(deployment, 0), record.version)
-            return  # our own write, echoed back
-        if record.version <= self._seen.get(deployment, 0):
-            return
         with self._lock:
-            pending = deployment in self._dirty
+            entry = self._entry(record.deployment)
+            pending = entry.dirty
+        if record.owner == self.token:
+            entry.seen_version = max(entry.seen_version, record.version)
+            return  # our own write, echoed back
+        if record.version <= entry.seen_version:
+            return
         # With a change of ours pending, it goes out first and the script
         # settles it; what we have "seen" stays what our state is based on.
         if not pending:
-            self._adopt(record, since=self._synced.get(deployment, 0))
+            self._adopt(record, since=entry.synced_generation)
         else:
-            self._shared_until.pop(deployment, None)  # Redis moved on: the push must go out
+            entry.shared_until = None  # Redis moved on: the push must go out
 
     def _adopt(self, record: SharedRecord, *, since: int) -> None:
         """Apply a record unless the breaker changed here since ``since``; then it is seen."""
@@ -493,11 +532,12 @@ class RedisShare:
         if generation is None:
             return  # changed here meanwhile: that change is on its way
         self.counters.adopted += 1
-        self._seen[record.deployment] = max(self._seen.get(record.deployment, 0), record.version)
-        self._synced[record.deployment] = generation
-        self._remember_window(record)
         with self._lock:
-            self._local.discard(record.deployment)
+            entry = self._entry(record.deployment)
+            entry.local = False
+        entry.seen_version = max(entry.seen_version, record.version)
+        entry.synced_generation = generation
+        _remember_window(entry, record)
 
     async def claim_probes(self, probe_keys: Iterable[str], lease_sec: float) -> set[str]:
         """The probe keys this replica should probe this round (all of them when Redis is down)."""
@@ -517,6 +557,30 @@ class RedisShare:
             self.counters.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
         return {key for key, mine in zip(wanted, held, strict=True) if mine}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """What the adapter keeps of one deployment: made on first need, pruned once forgotten."""
+
+    dirty: bool = False
+    """A local change waits for the writer (its id is then in ``_pending``)."""
+    local: bool = False
+    """The last change was made here: shared again if Redis loses it."""
+    seen_version: int = 0
+    """The newest record version seen; this replica's state is based on it."""
+    synced_generation: int = 0
+    """The cache generation when this replica last synced the breaker with Redis."""
+    shared_until: float | None = None
+    """Where the timed opening Redis holds ends, on our monotonic clock."""
+
+
+def _remember_window(entry: _Entry, record: SharedRecord) -> None:
+    """Where the shared window ends, on our monotonic clock (None unless a timed opening)."""
+    if record.state is BreakerState.OPEN and not math.isinf(record.retry_in):
+        entry.shared_until = time.monotonic() + record.retry_in
+    else:
+        entry.shared_until = None
 
 
 @dataclass
