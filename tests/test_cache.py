@@ -182,7 +182,8 @@ def test_touch_if_settled_agrees_with_mark_healthy_only_where_it_would_change_no
     cache.mark_unhealthy("new", "x")  # one failure counted: a success must reset it
     assert not cache.touch_if_settled("new")
     state = cache.get_state("new")
-    assert state is not None and state.consecutive_failures == 1
+    assert state is not None
+    assert state.consecutive_failures == 1
     cache.mark_unhealthy("new", "x")  # open, then half-open: never the hot path
     assert not cache.touch_if_settled("new")
     clock.advance(61)
@@ -651,4 +652,6 @@ def test_view_reads_one_breaker_at_one_instant(clock: FakeClock) -> None:
     assert opened.generation > first.generation
     cache.force_open("b")
     held = cache.view("b")
-    assert held is not None and held.held and held.retry_in == math.inf
+    assert held is not None
+    assert held.held
+    assert held.retry_in == math.inf
