@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
-from litellm_circuit_breaker._shared import _TRANSITION_LUA, SharedRecord
+from litellm_circuit_breaker._shared import _TRANSITION_LUA, ShareCounters, SharedRecord
 from litellm_circuit_breaker.testing import FakeClock, FakeProvider
 from tests.redis_harness import RedisServer
 
@@ -741,3 +741,58 @@ async def test_failures_while_open_are_not_shared_one_by_one(
         a.cache.force_open("d1", seconds=600.0)  # a real extension still goes out
         await eventually(lambda: b.cache.retry_in("d1") > 500.0, "the extension")
         assert share.pushed == 2
+
+
+@pytest.mark.asyncio
+async def test_each_adapter_counts_what_it_did_in_one_typed_value(
+    redis_url: str, namespace: str
+) -> None:
+    """A's push and B's adoption land in ``counters``; the old attributes read the same."""
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "B adopts")
+        share_a, share_b = a.shared, b.shared
+        assert share_a is not None
+        assert share_b is not None
+        await eventually(lambda: share_a.counters.pushed == 1, "A's push counted")
+        assert share_a.counters == ShareCounters(pushed=1)
+        assert share_b.counters == ShareCounters(adopted=1)
+        assert (share_a.pushed, share_b.adopted) == (1, 1)
+        assert share_b.errors == share_b.bad_records == 0
+
+
+@pytest.mark.asyncio
+async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
+    redis_url: str, namespace: str
+) -> None:
+    """Removed here: another replica's live record of it is not adopted back; once that
+    record is gone from Redis, nothing of the deployment is kept."""
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with a:
+            share = a.shared
+            assert share is not None
+            await _write_behind_the_channel(
+                redis_url, namespace, id="d1", state="open", open_in=60_000
+            )
+            await eventually(lambda: not a.cache.is_healthy("d1"), "d1 adopted")
+            trip(a, "d2")
+            await eventually(lambda: share.pushed == 1, "d2 pushed")
+            assert share.tracked == {"d1", "d2"}
+            assert a.remove_deployment("d1")
+            # Records written after the forget mark two reconciles that saw d1's record
+            # (the second would adopt it back had the first dropped what it knew of d1).
+            await _write_behind_the_channel(redis_url, namespace, id="mark-1", state="closed")
+            await eventually(lambda: "mark-1" in a.cache, "a reconcile after the forget")
+            await _write_behind_the_channel(redis_url, namespace, id="mark-2", state="closed")
+            await eventually(lambda: "mark-2" in a.cache, "and another")
+            assert "d1" not in a.cache
+            await client.delete(f"{namespace}:breaker:d1")
+            await client.zrem(f"{namespace}:breakers", "d1")
+            await eventually(lambda: "d1" not in share.tracked, "d1's entry dropped")
+            assert share.tracked == {"d2", "mark-1", "mark-2"}
+            assert "d1" not in a.cache
+    finally:
+        await client.aclose()

@@ -146,3 +146,19 @@ def test_status_reads_the_url_from_the_environment(
     assert done.returncode == 1, done.stderr
     assert "dep-env" in done.stdout
     assert "env" in done.stdout
+
+
+def test_the_status_formatter_needs_only_the_record_format() -> None:
+    """Importing ``_status`` loads the record format, not the Redis adapter nor redis-py."""
+    code = (
+        "import sys, litellm_circuit_breaker._status\n"
+        "ours = ('redis', 'litellm_circuit_breaker.')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(ours)))"
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed snippet
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = done.stdout.strip()
+    assert "litellm_circuit_breaker._records" in loaded
+    assert "litellm_circuit_breaker._shared" not in loaded
+    assert "'redis" not in loaded

@@ -34,12 +34,12 @@ import httpx
 # "unused-ignore" code keeps mypy quiet once they are.
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
+from ._config import DEFAULT_NAMESPACE, check_url
 from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
 from ._errors import ConfigurationError
 from ._litellm_kwargs import Deployment, deployment_of, resolved_params
 from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_SEC
 from ._redact import Redactor, public_url
-from ._shared import DEFAULT_NAMESPACE, check_url
 from ._state import BreakerState
 from ._status import format_status_json, format_status_table, read_status
 

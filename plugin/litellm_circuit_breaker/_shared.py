@@ -19,14 +19,13 @@ answers again pushes what changed here and adopts what changed elsewhere.
 Records (``{namespace}:breaker:{id}`` hashes) and probe leases carry TTLs; an
 index sorted set lists live records for ``status`` and reconciles. Times in
 records are Redis's own clock (``TIME``), so replicas' clocks may disagree.
+The record format is in :mod:`._records`, the scripts in :mod:`._redis_scripts`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import secrets
@@ -45,7 +44,11 @@ from ._config import (
     check_namespace,
     check_url,
 )
+from ._records import SharedKeys, SharedRecord, parse_record
 from ._redact import public_url
+from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
+from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
+from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
 from ._state import BreakerState, StateChange
 
 if TYPE_CHECKING:
@@ -56,6 +59,7 @@ __all__ = [
     "DEFAULT_RECONCILE_SEC",
     "DEFAULT_STATE_TTL_SEC",
     "RedisShare",
+    "ShareCounters",
     "SharedKeys",
     "SharedRecord",
     "check_namespace",
@@ -73,174 +77,6 @@ REARM_SHARE_SEC = 1.0
 logger = logging.getLogger("litellm_circuit_breaker")
 
 _INSTALL_HINT = INSTALL_REDIS_HINT
-
-# One record as JSON, built the same way by every script.
-_RECORD_LUA = """
-local function record(key, now)
-  local r = redis.call('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
-                       'replica', 'version', 'changed', 'group', 'owner')
-  if not r[2] then return false end
-  return cjson.encode({id = r[1], state = r[2], open_until = tonumber(r[3]) or 0,
-                       failures = tonumber(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
-                       version = tonumber(r[7]) or 0, changed = tonumber(r[8]) or 0,
-                       group = r[9] or '', owner = r[10] or '', now = now})
-end
-local function redis_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-"""
-
-# KEYS: record, index. ARGV: id, state, window_ms (-1 held), failures, reason,
-# replica, base_version, ttl_ms, channel, group, owner (the writer's process token).
-# Returns {1 if written, the record as JSON}.
-_TRANSITION_LUA = (
-    _RECORD_LUA
-    + """
-local now = redis_now()
-local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local cur = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'version')
-local cur_until = tonumber(cur[2]) or 0
-local version = tonumber(cur[3]) or 0
-local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
-local new_until = 0
-if state == 'open' then
-  if window < 0 then new_until = -1 else new_until = now + window end
-end
-local accept
-if state == 'open' then
-  -- The later window wins; a hold (-1) outlasts any window.
-  accept = not (cur_open and (cur_until < 0 or (new_until >= 0 and cur_until >= new_until)))
-elseif state == 'half_open' then
-  -- A passed probe ends an opening it has seen, never a newer close or half-open.
-  accept = (not cur[1] or cur[1] == 'open') and version <= base
-else
-  -- A close must have seen the opening it ends.
-  accept = cur[1] ~= state and (not cur_open or version <= base)
-end
-if accept then
-  -- Versions only grow, even across a Redis restart that lost the data.
-  version = math.max(version + 1, now)
-  local life = ttl
-  if new_until > 0 then life = ttl + window end
-  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
-             'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
-             'changed', now, 'group', ARGV[10], 'owner', ARGV[11])
-  redis.call('PEXPIRE', KEYS[1], life)
-  redis.call('ZADD', KEYS[2], now + life, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('PTTL', KEYS[2]) < life then redis.call('PEXPIRE', KEYS[2], life) end
-end
-local out = record(KEYS[1], now)
-if accept then redis.call('PUBLISH', ARGV[9], out) end
-return {accept and 1 or 0, out}
-"""
-)
-
-# KEYS: index. ARGV: record key prefix. Returns every live record as JSON.
-_SNAPSHOT_LUA = (
-    _RECORD_LUA
-    + """
-local now = redis_now()
-local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  local r = record(ARGV[1] .. id, now)
-  if r then table.insert(out, r) end
-end
-return out
-"""
-)
-
-# KEYS: probe leases. ARGV: replica, lease_ms. Returns 1 per lease now held here.
-_CLAIM_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local owner = redis.call('GET', key)
-  if not owner or owner == ARGV[1] then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class SharedKeys:
-    """Every Redis name the adapter uses, under one namespace."""
-
-    namespace: str = DEFAULT_NAMESPACE
-
-    @property
-    def index(self) -> str:
-        """Sorted set of live record ids, scored by expiry."""
-        return f"{self.namespace}:breakers"
-
-    @property
-    def channel(self) -> str:
-        """Pub/sub channel carrying every written record."""
-        return f"{self.namespace}:transitions"
-
-    @property
-    def record_prefix(self) -> str:
-        return f"{self.namespace}:breaker:"
-
-    def record(self, deployment: str) -> str:
-        """The hash holding one deployment's shared breaker."""
-        return self.record_prefix + deployment
-
-    def probe_lease(self, probe_key: str) -> str:
-        """The lease naming the replica that probes one endpoint (hashed: no URL in Redis)."""
-        return f"{self.namespace}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
-
-
-@dataclass(frozen=True, slots=True)
-class SharedRecord:
-    """One deployment's breaker as Redis holds it; safe to print."""
-
-    deployment: str
-    model_group: str | None
-    state: BreakerState
-    retry_in: float
-    """Seconds until a trial is allowed: 0 unless open, ``math.inf`` while held open."""
-    consecutive_failures: int
-    last_error: str | None
-    replica: str
-    """The replica that made the last change."""
-    owner: str
-    """The process token of that change's writer (tells a replica its own echo)."""
-    version: int
-    changed_ago: float
-    """Seconds since that change, by Redis's clock."""
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> SharedRecord:
-        """Parse a record written by the transition script."""
-        data = json.loads(raw)
-        now, until = float(data["now"]), float(data["open_until"])
-        state = BreakerState(data["state"])
-        if state is not BreakerState.OPEN:
-            retry_in = 0.0
-        elif until < 0:
-            retry_in = math.inf
-        else:
-            retry_in = max(0.0, (until - now) / 1000)
-            if retry_in == 0.0:
-                state = BreakerState.HALF_OPEN  # the window ran out: what every replica sees
-        return cls(
-            deployment=str(data["id"]),
-            model_group=str(data["group"]) or None,
-            state=state,
-            retry_in=retry_in,
-            consecutive_failures=int(data["failures"]),
-            last_error=str(data["reason"]) or None,
-            replica=str(data["replica"]),
-            owner=str(data.get("owner", "")),
-            version=int(data["version"]),
-            changed_ago=max(0.0, (now - float(data["changed"])) / 1000),
-        )
 
 
 def _load_redis() -> Any:
@@ -288,14 +124,21 @@ async def fetch_records(
     return records
 
 
-def parse_record(raw: object) -> SharedRecord | None:
-    """A record, or None when it is not one of ours (another version, a stray message)."""
-    if not isinstance(raw, str | bytes):
-        return None
-    try:
-        return SharedRecord.from_json(raw)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+@dataclass(slots=True)
+class ShareCounters:
+    """What one :class:`RedisShare` did since it was built: plain counts, read at any time.
+
+    Written only by the adapter's tasks, on its event loop; read from anywhere.
+    """
+
+    pushed: int = 0
+    """Local changes written to Redis."""
+    adopted: int = 0
+    """Records from other replicas taken into the local cache."""
+    errors: int = 0
+    """Redis operations that failed (connects included); the first of each outage is logged."""
+    bad_records: int = 0
+    """Records or messages that were not ours to parse; skipped, the first one logged."""
 
 
 class RedisShare:
@@ -310,6 +153,9 @@ class RedisShare:
     (one lock per run), and an adoption only lands if the breaker did not
     change here since this replica last synced it (``cache.generation``);
     otherwise the local change is pushed, and the script's answer settles it.
+
+    Memory: one small entry per deployment it has shared or adopted, dropped by
+    the reconcile once neither the cache nor Redis holds that deployment.
     """
 
     def __init__(
@@ -340,26 +186,18 @@ class RedisShare:
         self._redact = redact
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._dirty: set[str] = set()
-        self._local: set[str] = set()
-        """Ids whose last change was made here (re-shared if Redis loses them)."""
-        self._seen: dict[str, int] = {}
-        self._synced: dict[str, int] = {}
-        """Deployment -> cache generation when this replica last synced it with Redis."""
-        self._shared_until: dict[str, float] = {}
-        """Deployment -> monotonic end of the timed opening Redis holds for it."""
+        """Guards ``_entries``, ``_pending`` and the ``dirty``/``local`` flags (the listener
+        runs on any thread); an entry's other fields are only touched by the run's tasks."""
+        self._entries: dict[str, _Entry] = {}
+        self._pending: list[str] = []
+        """The ids whose entry is dirty, in the order they became so: the writer takes
+        them without walking every entry."""
         self._run: _Run | None = None
         self._client: Redis | None = None
         self._down = False
         self._bad_logged = False
-        self.errors = 0
-        """Redis operations that failed (connects included); the first of each outage is logged."""
-        self.bad_records = 0
-        """Records or messages that were not ours to parse; skipped, the first one logged."""
-        self.pushed = 0
-        """Local changes written to Redis."""
-        self.adopted = 0
-        """Records from other replicas taken into the local cache."""
+        self.counters = ShareCounters()
+        """What this adapter did since it was built."""
         cache.add_listener(self)
 
     # -- the listener (any thread) ------------------------------------------
@@ -371,9 +209,23 @@ class RedisShare:
         if event.new is BreakerState.HALF_OPEN and event.reason != PROBE_PASSED:
             return  # time passing: every replica sees that on its own
         with self._lock:
-            self._dirty.add(event.deployment)
-            self._local.add(event.deployment)
+            self._mark_dirty(event.deployment).local = True
         self._poke()
+
+    def _entry(self, deployment: str) -> _Entry:
+        """The deployment's entry, made on first need; the caller holds ``_lock``."""
+        entry = self._entries.get(deployment)
+        if entry is None:
+            entry = self._entries[deployment] = _Entry()
+        return entry
+
+    def _mark_dirty(self, deployment: str) -> _Entry:
+        """Queue the deployment for the writer; the caller holds ``_lock``."""
+        entry = self._entry(deployment)
+        if not entry.dirty:
+            entry.dirty = True
+            self._pending.append(deployment)
+        return entry
 
     def _poke(self) -> None:
         run = self._run
@@ -386,6 +238,33 @@ class RedisShare:
     def connected(self) -> bool:
         """True while Redis answers."""
         return self._client is not None
+
+    @property
+    def tracked(self) -> frozenset[str]:
+        """The deployments this adapter keeps an entry for; each reconcile drops those
+        that neither the cache nor Redis holds any more."""
+        with self._lock:
+            return frozenset(self._entries)
+
+    @property
+    def errors(self) -> int:
+        """``counters.errors``: Redis operations that failed."""
+        return self.counters.errors
+
+    @property
+    def bad_records(self) -> int:
+        """``counters.bad_records``: records that were not ours to parse."""
+        return self.counters.bad_records
+
+    @property
+    def pushed(self) -> int:
+        """``counters.pushed``: local changes written to Redis."""
+        return self.counters.pushed
+
+    @property
+    def adopted(self) -> int:
+        """``counters.adopted``: records from other replicas taken into the cache."""
+        return self.counters.adopted
 
     # -- the background task ------------------------------------------------
 
@@ -463,7 +342,7 @@ class RedisShare:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
 
     def _went_down(self, exc: BaseException) -> None:
-        self.errors += 1
+        self.counters.errors += 1
         if self._down:
             return
         self._down = True
@@ -504,7 +383,7 @@ class RedisShare:
     def _parse(self, raw: object) -> SharedRecord | None:
         record = parse_record(raw)
         if record is None:
-            self.bad_records += 1
+            self.counters.bad_records += 1
             if not self._bad_logged:
                 self._bad_logged = True
                 logger.warning(
@@ -516,8 +395,9 @@ class RedisShare:
 
     async def _push_dirty(self, client: Redis) -> None:
         with self._lock:
-            pending = sorted(self._dirty)
-            self._dirty.clear()
+            pending, self._pending = sorted(self._pending), []
+            for deployment in pending:
+                self._entries[deployment].dirty = False
         try:
             while pending:
                 await self._push(client, pending[-1])
@@ -525,27 +405,29 @@ class RedisShare:
         finally:
             if pending:  # Redis failed mid-way: keep the rest for the next session
                 with self._lock:
-                    self._dirty.update(pending)
+                    for deployment in pending:
+                        self._mark_dirty(deployment)
 
     async def _push(self, client: Redis, deployment: str) -> None:
-        cache = self._cache
-        generation = cache.generation(deployment)  # read first: later changes re-dirty it
-        state = cache.breaker_state(deployment)
-        current = cache.get_state(deployment)
-        if current is None:
+        # One locked reading: a later change bumps the generation and re-dirties it.
+        view = self._cache.view(deployment)
+        if view is None:
             return  # forgotten meanwhile
+        state, generation = view.state, view.generation
         window = 0
         if state is BreakerState.OPEN:
-            left = cache.retry_in(deployment)
-            window = -1 if cache.is_held(deployment) or math.isinf(left) else int(left * 1000)
+            left = view.retry_in
+            window = -1 if view.held or math.isinf(left) else int(left * 1000)
         ends = time.monotonic() + window / 1000 if window > 0 else None
-        shared = self._shared_until.get(deployment)
+        with self._lock:
+            entry = self._entry(deployment)
+        shared = entry.shared_until
         if ends is not None and shared is not None and ends - shared < REARM_SHARE_SEC:
             # Failures while open re-arm the window on every call; sharing each
             # would cost a round trip and a message per failure per replica.
-            self._synced[deployment] = generation
+            entry.synced_generation = generation
             return
-        base = self._seen.get(deployment, 0)
+        base = entry.seen_version
         keys = self.keys
         written, raw = await client.eval(
             _TRANSITION_LUA,
@@ -555,8 +437,8 @@ class RedisShare:
             deployment,
             state.value,
             window,
-            current.consecutive_failures,
-            self._redact(current.last_error),
+            view.consecutive_failures,
+            self._redact(view.last_error),
             self.replica,
             base,
             self._ttl_ms,
@@ -572,17 +454,10 @@ class RedisShare:
             # breaker changed again meanwhile (then that change goes out next).
             self._adopt(record, since=generation)
             return
-        self.pushed += int(written)
-        self._seen[deployment] = max(base, record.version)
-        self._synced[deployment] = generation
-        self._remember_window(record)
-
-    def _remember_window(self, record: SharedRecord) -> None:
-        """Where the shared window ends, on our monotonic clock (None unless a timed opening)."""
-        if record.state is BreakerState.OPEN and not math.isinf(record.retry_in):
-            self._shared_until[record.deployment] = time.monotonic() + record.retry_in
-        else:
-            self._shared_until.pop(record.deployment, None)
+        self.counters.pushed += int(written)
+        entry.seen_version = max(base, record.version)
+        entry.synced_generation = generation
+        _remember_window(entry, record)
 
     async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
@@ -594,34 +469,54 @@ class RedisShare:
         # Openings made here that Redis does not hold (it restarted empty, a
         # hold outlived its TTL, we opened while it was down) are shared again.
         shared = {r.deployment for r in records}
+        absent = self._cache.unhealthy_ids() - shared
         with self._lock:
-            local = set(self._local)
-        missing = {
-            d
-            for d in self._cache.unhealthy_ids() - shared
-            if d in local and (after_connect or self._cache.breaker_state(d) is BreakerState.OPEN)
-        }
+            local = [d for d in absent if (e := self._entries.get(d)) is not None and e.local]
+        # Not under our lock: the cache tells its listeners, this adapter among them.
+        missing = [
+            d for d in local if after_connect or self._cache.breaker_state(d) is BreakerState.OPEN
+        ]
         if missing:
             with self._lock:
-                self._dirty.update(missing)
+                for deployment in missing:
+                    self._mark_dirty(deployment)
             await self._push_dirty(client)
+        self._prune(shared)
+
+    def _prune(self, shared: set[str]) -> None:
+        """Drop the entries of deployments that neither the cache nor Redis holds any more.
+
+        Not at ``forget``: while Redis still holds its record, the entry's version
+        is what keeps that old record from being adopted back into the cache.
+        """
+        with self._lock:
+            tracked = list(self._entries)
+        gone = set(tracked) - shared
+        if gone:
+            gone.difference_update(self._cache.ids())
+        if gone:
+            with self._lock:
+                for deployment in gone:
+                    entry = self._entries.get(deployment)
+                    if entry is not None and not entry.dirty:  # dirty: made again meanwhile
+                        del self._entries[deployment]
 
     def _take(self, record: SharedRecord) -> None:
         """Adopt a record from Redis if it is news to this replica."""
-        deployment = record.deployment
-        if record.owner == self.token:
-            self._seen[deployment] = max(self._seen.get(deployment, 0), record.version)
-            return  # our own write, echoed back
-        if record.version <= self._seen.get(deployment, 0):
-            return
         with self._lock:
-            pending = deployment in self._dirty
+            entry = self._entry(record.deployment)
+            pending = entry.dirty
+        if record.owner == self.token:
+            entry.seen_version = max(entry.seen_version, record.version)
+            return  # our own write, echoed back
+        if record.version <= entry.seen_version:
+            return
         # With a change of ours pending, it goes out first and the script
         # settles it; what we have "seen" stays what our state is based on.
         if not pending:
-            self._adopt(record, since=self._synced.get(deployment, 0))
+            self._adopt(record, since=entry.synced_generation)
         else:
-            self._shared_until.pop(deployment, None)  # Redis moved on: the push must go out
+            entry.shared_until = None  # Redis moved on: the push must go out
 
     def _adopt(self, record: SharedRecord, *, since: int) -> None:
         """Apply a record unless the breaker changed here since ``since``; then it is seen."""
@@ -636,12 +531,13 @@ class RedisShare:
         )
         if generation is None:
             return  # changed here meanwhile: that change is on its way
-        self.adopted += 1
-        self._seen[record.deployment] = max(self._seen.get(record.deployment, 0), record.version)
-        self._synced[record.deployment] = generation
-        self._remember_window(record)
+        self.counters.adopted += 1
         with self._lock:
-            self._local.discard(record.deployment)
+            entry = self._entry(record.deployment)
+            entry.local = False
+        entry.seen_version = max(entry.seen_version, record.version)
+        entry.synced_generation = generation
+        _remember_window(entry, record)
 
     async def claim_probes(self, probe_keys: Iterable[str], lease_sec: float) -> set[str]:
         """The probe keys this replica should probe this round (all of them when Redis is down)."""
@@ -658,9 +554,33 @@ class RedisShare:
                 max(1, int(lease_sec * 1000)),
             )
         except _redis_errors():
-            self.errors += 1  # the follow task notices the outage and logs it
+            self.counters.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
         return {key for key, mine in zip(wanted, held, strict=True) if mine}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """What the adapter keeps of one deployment: made on first need, pruned once forgotten."""
+
+    dirty: bool = False
+    """A local change waits for the writer (its id is then in ``_pending``)."""
+    local: bool = False
+    """The last change was made here: shared again if Redis loses it."""
+    seen_version: int = 0
+    """The newest record version seen; this replica's state is based on it."""
+    synced_generation: int = 0
+    """The cache generation when this replica last synced the breaker with Redis."""
+    shared_until: float | None = None
+    """Where the timed opening Redis holds ends, on our monotonic clock."""
+
+
+def _remember_window(entry: _Entry, record: SharedRecord) -> None:
+    """Where the shared window ends, on our monotonic clock (None unless a timed opening)."""
+    if record.state is BreakerState.OPEN and not math.isinf(record.retry_in):
+        entry.shared_until = time.monotonic() + record.retry_in
+    else:
+        entry.shared_until = None
 
 
 @dataclass

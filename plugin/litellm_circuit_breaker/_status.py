@@ -7,8 +7,8 @@ import json
 import math
 from collections.abc import Sequence
 
+from ._records import SharedRecord
 from ._redact import public_url
-from ._shared import SharedRecord, fetch_records
 from ._state import BreakerState
 
 __all__ = ["format_status_json", "format_status_table", "read_status"]
@@ -29,6 +29,8 @@ _RIGHT_ALIGNED = frozenset({3, 4, 6})
 
 def read_status(url: str, namespace: str) -> list[SharedRecord]:
     """Every live record; raises the Redis client's error when Redis does not answer."""
+    from ._shared import fetch_records  # noqa: PLC0415 - the Redis adapter, only when reading
+
     return asyncio.run(fetch_records(url, namespace))
 
 

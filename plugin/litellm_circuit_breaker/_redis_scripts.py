@@ -1,0 +1,128 @@
+"""The Lua scripts the Redis adapter runs: each is atomic, because Redis runs a script alone.
+
+Every script reads Redis's own clock (``TIME``, in milliseconds), so replicas whose
+clocks disagree still agree on windows, versions and expiries. Records come out as
+the JSON that :func:`._records.parse_record` reads.
+
+* :data:`TRANSITION_LUA` applies one replica's transition, keeping the rules of
+  who wins, and publishes the record it kept;
+* :data:`SNAPSHOT_LUA` reads every live record (reconciles and ``status``);
+* :data:`CLAIM_LUA` takes or renews probe leases, one owner per endpoint.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLAIM_LUA", "RECORD_LUA", "SNAPSHOT_LUA", "TRANSITION_LUA"]
+
+RECORD_LUA = """
+local function record(key, now)
+  local r = redis.call('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
+                       'replica', 'version', 'changed', 'group', 'owner')
+  if not r[2] then return false end
+  return cjson.encode({id = r[1], state = r[2], open_until = tonumber(r[3]) or 0,
+                       failures = tonumber(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
+                       version = tonumber(r[7]) or 0, changed = tonumber(r[8]) or 0,
+                       group = r[9] or '', owner = r[10] or '', now = now})
+end
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+"""Helpers prefixed to the other scripts: one record as JSON, built the same way by each
+(``now`` is Redis's time, so a reader turns ``open_until`` into seconds left), and Redis's
+clock in milliseconds."""
+
+TRANSITION_LUA = (
+    RECORD_LUA
+    + """
+local now = redis_now()
+local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local cur = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'version')
+local cur_until = tonumber(cur[2]) or 0
+local version = tonumber(cur[3]) or 0
+local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
+local new_until = 0
+if state == 'open' then
+  if window < 0 then new_until = -1 else new_until = now + window end
+end
+local accept
+if state == 'open' then
+  -- The later window wins; a hold (-1) outlasts any window.
+  accept = not (cur_open and (cur_until < 0 or (new_until >= 0 and cur_until >= new_until)))
+elseif state == 'half_open' then
+  -- A passed probe ends an opening it has seen, never a newer close or half-open.
+  accept = (not cur[1] or cur[1] == 'open') and version <= base
+else
+  -- A close must have seen the opening it ends.
+  accept = cur[1] ~= state and (not cur_open or version <= base)
+end
+if accept then
+  -- Versions only grow, even across a Redis restart that lost the data.
+  version = math.max(version + 1, now)
+  local life = ttl
+  if new_until > 0 then life = ttl + window end
+  redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
+             'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
+             'changed', now, 'group', ARGV[10], 'owner', ARGV[11])
+  redis.call('PEXPIRE', KEYS[1], life)
+  redis.call('ZADD', KEYS[2], now + life, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('PTTL', KEYS[2]) < life then redis.call('PEXPIRE', KEYS[2], life) end
+end
+local out = record(KEYS[1], now)
+if accept then redis.call('PUBLISH', ARGV[9], out) end
+return {accept and 1 or 0, out}
+"""
+)
+"""Apply one local transition to the shared record, atomically.
+
+KEYS: the record, the index. ARGV: id, state, window_ms (-1: held open), failures,
+reason, replica, base_version (the newest version this replica's state is based on),
+ttl_ms, channel, group, owner (the writer's process token).
+
+Guarantees: an opening wins unless a longer one (or a hold) is already in force; a
+half-open (a passed probe) or a close is kept only if it saw the version it replaces
+(``base_version``), so it never undoes a newer opening; versions only grow, even after
+Redis lost its data. A kept record gets a TTL (``ttl_ms``, plus the window while open),
+its index entry is re-scored (expired ones dropped), and it is published on the
+channel. Returns ``{1 if kept else 0, the record now in Redis as JSON}``.
+"""
+
+SNAPSHOT_LUA = (
+    RECORD_LUA
+    + """
+local now = redis_now()
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  local r = record(ARGV[1] .. id, now)
+  if r then table.insert(out, r) end
+end
+return out
+"""
+)
+"""Read every live record at one instant of Redis's clock.
+
+KEYS: the index. ARGV: the record key prefix. Returns a list of records as JSON: those
+the index scores as unexpired and whose hash still exists.
+"""
+
+CLAIM_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if not owner or owner == ARGV[1] then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
+"""Take or renew probe leases: each endpoint has at most one holder at a time.
+
+KEYS: the leases. ARGV: the claimant's token, lease_ms. A free lease, or one the
+claimant holds, is (re)set to it for ``lease_ms``; returns one entry per key, 1 where
+the claimant now holds it, 0 where another does.
+"""
