@@ -32,10 +32,13 @@ class Proxy:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def chat(self, model: str, timeout: float = 60.0) -> httpx.Response:
+    def chat(
+        self, model: str, timeout: float = 60.0, body: Mapping[str, object] | None = None
+    ) -> httpx.Response:
+        """A chat request for ``model`` (``timeout``: the client's); ``body`` adds fields."""
         return httpx.post(
             f"{self.url}/v1/chat/completions",
-            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}], **(body or {})},
             headers={"Authorization": f"Bearer {MASTER_KEY}"},
             timeout=timeout,
         )

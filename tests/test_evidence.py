@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 
+import httpx
+import litellm
 import pytest
 import respx
 
-from litellm_circuit_breaker import CircuitBreaker
+from litellm_circuit_breaker import BreakerState, CircuitBreaker
 from litellm_circuit_breaker._litellm_kwargs import deployment_of
 from litellm_circuit_breaker._redact import public_url
-from tests.llm_helpers import MESSAGES, deployment, ok, router
+from tests.llm_helpers import MESSAGES, deployment, ok, router, status
 
 GROUP = "chat"
 MALFORMED = "http://[::1:8000/v1"
@@ -51,3 +55,86 @@ def test_a_malformed_api_base_has_no_probe_and_no_readable_display() -> None:
     assert found.probe is None
     assert "pw" not in (found.display_base or "")
     assert public_url("http://u:pw@[::1:8000/v1").startswith("(invalid URL ")
+
+
+def _answers_in(seconds: float) -> Callable[[httpx.Request], httpx.Response]:
+    """A deployment that answers in ``seconds``: a shorter read timeout times out."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {}).get("read")
+        if timeout is not None and timeout < seconds:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return ok("a")
+
+    return answer
+
+
+@pytest.mark.asyncio
+async def test_a_callers_own_short_timeout_never_opens_a_healthy_deployment(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Timeouts the request asked for (below the deployment's own) are the caller's."""
+    mock.post("http://a.test/v1/chat/completions").mock(side_effect=_answers_in(0.3))
+    r = router(deployment(GROUP, "a", "a.test"), timeout=30)
+    for _ in range(3):
+        with pytest.raises(litellm.Timeout):
+            await r.acompletion(model=GROUP, messages=MESSAGES, timeout=0.05)
+    state = breaker.cache.get_state("a")
+    assert state is None or state.consecutive_failures == 0  # nothing counted
+    assert breaker.cache.breaker_state("a") is BreakerState.CLOSED
+    response = await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert response.choices[0].message.content == "a"
+
+
+@pytest.mark.asyncio
+async def test_the_operators_own_short_timeout_still_counts(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """The deployment's configured timeout is the operator's: its timeouts open the breaker."""
+    mock.post("http://a.test/v1/chat/completions").mock(side_effect=_answers_in(0.3))
+    short = deployment(GROUP, "a", "a.test")
+    short["litellm_params"]["timeout"] = 0.05
+    r = router(short)
+    for _ in range(2):
+        with pytest.raises(litellm.Timeout):
+            await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert breaker.cache.breaker_state("a") is BreakerState.OPEN
+
+
+def _wildcard_provider(request: httpx.Request) -> httpx.Response:
+    if json.loads(request.content)["model"] == "made-up":
+        return status(404)
+    return ok("w")
+
+
+@pytest.mark.asyncio
+async def test_a_made_up_model_on_a_wildcard_route_never_opens_it(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """404s for models the caller named on ``openai/*`` are the caller's; valid calls go on."""
+    mock.post("http://w.test/v1/chat/completions").mock(side_effect=_wildcard_provider)
+    wildcard = {
+        "model_name": "openai/*",
+        "litellm_params": {"model": "openai/*", "api_base": "http://w.test/v1", "api_key": "k"},
+        "model_info": {"id": "w"},
+    }
+    r = router(wildcard)
+    for _ in range(3):
+        with pytest.raises(litellm.NotFoundError):
+            await r.acompletion(model="openai/made-up", messages=MESSAGES)
+    assert breaker.cache.breaker_state("w") is BreakerState.CLOSED
+    response = await r.acompletion(model="openai/m", messages=MESSAGES)
+    assert response.choices[0].message.content == "w"
+
+
+@pytest.mark.asyncio
+async def test_a_404_for_the_configured_model_still_counts(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Outside a wildcard route, a missing model is the operator's: it opens the breaker."""
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=status(404))
+    r = router(deployment(GROUP, "a", "a.test"))
+    for _ in range(2):
+        with pytest.raises(litellm.NotFoundError):
+            await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert breaker.cache.breaker_state("a") is BreakerState.OPEN

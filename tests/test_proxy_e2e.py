@@ -21,7 +21,8 @@ from tests.proxy_harness import (
     wait_for,
 )
 
-KEYS = {name: f"sk-e2e-{name}-{'x' * 12}-secret" for name in ("a", "b", "solo", "p", "fb")}
+NAMES = ("a", "b", "solo", "p", "fb", "t")
+KEYS = {name: f"sk-e2e-{name}-{'x' * 12}-secret" for name in NAMES}
 
 
 @dataclass
@@ -57,9 +58,8 @@ general_settings:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """One proxy with the plugin enabled by one line, over five fake providers."""
-    names = ("a", "b", "solo", "p", "fb")
-    providers = {name: FakeProvider(record=True).start_in_thread() for name in names}
+    """One proxy with the plugin enabled by one line, over six fake providers."""
+    providers = {name: FakeProvider(record=True).start_in_thread() for name in NAMES}
     try:
         config = (
             "model_list:"
@@ -68,6 +68,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             + deployment("solo", "solo", providers["solo"])
             + deployment("primary", "p", providers["p"])
             + deployment("backup", "fb", providers["fb"])
+            + deployment("timeouts", "t", providers["t"])
             + """
 litellm_settings:
   callbacks: ["prometheus", "litellm_circuit_breaker.proxy.breaker"]
@@ -169,6 +170,22 @@ def test_proxy_fail_fast_answers_503_with_retry_after_naming_the_group(fleet: Fl
     assert "solo" in response.text
     assert "circuit" in response.text
     assert solo.calls("chat") == calls
+
+
+def test_a_clients_own_short_timeout_never_opens_a_healthy_deployment(fleet: Fleet) -> None:
+    """A body "timeout" of 0.05 s on a 300 ms deployment: the client's timeout, not its fault."""
+    slow = fleet.providers["t"]
+    slow.slow(0.3)
+    try:
+        short = {"timeout": 0.05}
+        statuses = [fleet.proxy.chat("timeouts", body=short).status_code for _ in range(3)]
+        assert all(code >= 400 for code in statuses), statuses
+        # fail_fast is on: had those opened the breaker, these would be 503s.
+        assert [fleet.proxy.chat("timeouts").status_code for _ in range(3)] == [200] * 3
+        # Probes every 0.5 s would soon close a wrongly opened breaker: read the log too.
+        assert "deployment t circuit opened" not in fleet.proxy.output()
+    finally:
+        slow.healthy()
 
 
 def test_proxy_sends_an_all_open_group_to_its_fallback_at_once(fleet: Fleet) -> None:

@@ -9,6 +9,7 @@ so the rest of the package never digs through nested ``.get()`` chains.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,9 @@ __all__ = [
     "resolved_params",
     "routing_of",
     "sdk_key",
+    "seconds_of",
     "str_or_none",
+    "timeout_of",
     "trace_id_of",
 ]
 
@@ -62,6 +65,13 @@ class Deployment:
     """api_base without secrets, for status output."""
     probe: ProbeTarget | None = field(compare=False)
     api_key: str | None = field(default=None, repr=False, compare=False)
+    timeout: float | None = None
+    """The deployment's own ``litellm_params.timeout`` in seconds, when it sets one."""
+
+    @property
+    def wildcard(self) -> bool:
+        """A wildcard route (``openai/*``): each request names the model it wants."""
+        return "*" in self.model or "*" in self.model_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +208,25 @@ def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
         display_base=public_url(base) if base else None,
         probe=target,
         api_key=key,
+        timeout=seconds_of(params.get("timeout")),
     )
+
+
+def seconds_of(value: object) -> float | None:
+    """A positive, finite number of seconds (LiteLLM also takes numeric strings), else None."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    return None
+
+
+def timeout_of(kwargs: Mapping[str, Any]) -> float | None:
+    """The timeout an attempt ran with (the caller's, else the deployment's or Router's)."""
+    return seconds_of(kwargs.get("timeout"))
 
 
 # LiteLLM logs some providers' api_base with the route appended.

@@ -76,9 +76,11 @@ from ._litellm_kwargs import (
     exception_of,
     model_group_of,
     routing_of,
+    seconds_of,
+    timeout_of,
     trace_id_of,
 )
-from ._policy import FailurePolicy, Verdict
+from ._policy import CallerChoices, FailurePolicy, Verdict
 from ._probe import (
     HealthProbe,
     ProbeFn,
@@ -1070,7 +1072,9 @@ class CircuitBreaker(CustomLogger):
         if not isinstance(exception, BaseException):
             return
         attempt = attempt_of(kwargs)
-        verdict = self._policy.classify(exception, self._redact)
+        verdict = self._policy.classify(
+            exception, self._redact, chosen=self._caller_choices(attempt, kwargs)
+        )
         # A caller's 400 is still an answer; a timeout or a dropped connection is not.
         self._ended(attempt, answered=verdict.verdict is Verdict.CALLER, inline=inline)
         if not self._should_count(attempt, inline=inline):
@@ -1086,6 +1090,26 @@ class CircuitBreaker(CustomLogger):
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
             self.cache.release(attempt.breaker_id)
+
+    def _caller_choices(self, attempt: Attempt, kwargs: Mapping[str, Any]) -> CallerChoices:
+        """What the failed attempt's request chose, beside what the operator configured."""
+        deployment = self._registry.get(attempt.breaker_id) if attempt.breaker_id else None
+        if deployment is None:
+            return CallerChoices()  # a direct SDK call: the caller is the operator
+        configured = deployment.timeout
+        if configured is None:
+            for router in _routers.serving_routers(deployment.id, self._registry.routers()):
+                configured = _routers.router_timeout(router)
+                break
+        if configured is None:
+            import litellm  # noqa: PLC0415 - already loaded by the hook calling us
+
+            configured = seconds_of(getattr(litellm, "request_timeout", None))
+        return CallerChoices(
+            timeout=timeout_of(kwargs),
+            configured_timeout=configured,
+            model_from_wildcard=deployment.wildcard,
+        )
 
     # Named entry points instead of a partial built on every request.
     def _inline_success(self, kwargs: Mapping[str, Any]) -> None:

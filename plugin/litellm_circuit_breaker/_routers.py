@@ -48,6 +48,7 @@ __all__ = [
     "live_routers",
     "remove_callback",
     "router_entries",
+    "router_timeout",
     "serving_routers",
 ]
 
@@ -240,6 +241,18 @@ def deployment_entry(router: Any, deployment_id: str) -> Mapping[str, Any] | Non
     if not isinstance(entries, list):
         entries = router_entries(router)
     return next((e for e in entries if _litellm_kwargs.deployment_id_of(e) == deployment_id), None)
+
+
+def router_timeout(router: Any) -> float | None:
+    """The Router's own default timeout (``Router(timeout=...)``), when it has one.
+
+    ``timeout`` is a plain public attribute on both 1.108 and 1.110 (not one of
+    the members 1.110 deprecated).
+    """
+    value = getattr(router, "timeout", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def serving_routers(deployment_id: str, bound: Sequence[Any] = ()) -> list[Any]:
