@@ -218,6 +218,22 @@ def test_one_down_deployment_among_healthy_ones_exits_one(
     assert [rows[d]["result"] for d in ("good", "bad", "bedrock")] == ["up", "DOWN", "passive"]
 
 
+def test_a_malformed_api_base_is_a_configuration_error_row_and_exits_two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """No traceback: the bad one is a row saying what is wrong, the rest are checked."""
+    model_list = [entry("good", provider.base_url), entry("bad", "http://u:pw@[::1:8000/v1")]
+    code = main(["check", str(write_config(tmp_path, model_list)), "--json"])
+    out = capsys.readouterr()
+    rows = {row["deployment"]: row for row in json.loads(out.out)}
+    assert code == 2
+    assert rows["good"]["result"] == "up"
+    assert rows["bad"]["result"] == "config error"
+    assert "not a valid URL" in rows["bad"]["error"]
+    assert "pw" not in out.out + out.err
+    assert "Traceback" not in out.err
+
+
 def test_table_lists_every_deployment_with_a_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
 ) -> None:

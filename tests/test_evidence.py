@@ -41,6 +41,8 @@ async def test_one_malformed_api_base_leaves_the_rest_of_the_group_protected(
     assert state is not None
     assert state.consecutive_failures == breaker.cache.failure_threshold  # then never again
     assert MALFORMED not in caplog.text  # named by its id, never by the raw URL
+    named = [r for r in caplog.records if "deployment bad" in r.getMessage()]
+    assert len([r for r in named if "not a valid URL" in r.getMessage()]) == 1
 
 
 def test_a_malformed_api_base_has_no_probe_and_no_readable_display() -> None:

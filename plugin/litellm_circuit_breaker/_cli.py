@@ -62,6 +62,8 @@ class Result(enum.StrEnum):
     """It answered (429 or another 4xx) without saying whether it is up."""
     PASSIVE = "passive"
     """No probe exists for this provider; only real traffic can tell."""
+    CONFIG_ERROR = "config error"
+    """The deployment's configuration is wrong (e.g. an api_base that is no URL)."""
 
 
 _RESULT_OF = {
@@ -73,6 +75,7 @@ _NOTES = {
     Result.UNPROBED: "unprobed: the endpoint answered 404/405 to its list call (no cheap probe)",
     Result.NO_VERDICT: "no verdict: the endpoint answered, but not whether it is up",
     Result.PASSIVE: "passive: no probe for this provider; only real traffic can tell",
+    Result.CONFIG_ERROR: "config error: fix the deployment's configuration (exit status 2)",
 }
 
 
@@ -279,6 +282,16 @@ def check(deployments: Sequence[Deployment], per_probe_sec: float) -> list[Check
 def _row(deployment: Deployment, outcome: _Outcome | None, redact: Redactor) -> CheckRow:
     """The report line of one deployment; no outcome means it has no probe."""
     probe = deployment.probe
+    if deployment.config_error is not None:
+        return CheckRow(
+            deployment=deployment.id,
+            model_group=deployment.model_group,
+            endpoint=deployment.display_base,
+            probe=None,
+            result=Result.CONFIG_ERROR,
+            latency_ms=None,
+            error=deployment.config_error,
+        )
     return CheckRow(
         deployment=deployment.id,
         model_group=deployment.model_group,
@@ -437,6 +450,8 @@ def _run_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     rows = check(deployments, args.timeout)
     print(format_json(rows) if args.json else format_table(rows))
+    if any(row.result is Result.CONFIG_ERROR for row in rows):
+        return EXIT_USAGE
     return EXIT_DOWN if any(row.result is Result.DOWN for row in rows) else EXIT_OK
 
 

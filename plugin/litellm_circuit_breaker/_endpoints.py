@@ -104,6 +104,18 @@ def resolve_secret(value: object) -> str | None:
     return value
 
 
+def url_problem(url: str | None) -> str | None:
+    """Why ``url`` is no URL httpx could call (never quoting it: it may hold a key), or None."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises for a port that is no number or out of range
+    except ValueError as exc:
+        return f"api_base is not a valid URL ({type(exc).__name__})"
+    return None
+
+
 def probe_target(
     provider: str,
     api_base: str | None,
@@ -113,11 +125,9 @@ def probe_target(
 ) -> ProbeTarget | None:
     """The probe for a deployment, or None when it has no cheap probe (stays passive)."""
     raw = (api_base or DEFAULT_BASES.get(provider) or "").strip()
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 - raises for a port that is no number or out of range
-    except ValueError:
+    if url_problem(raw) is not None:
         return None  # not a URL httpx could call: no probe (the caller says why)
+    parts = urlsplit(raw)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     # The path is appended before any query the operator put on the base.

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _routers
-from ._endpoints import DEFAULT_BASES, ProbeTarget, probe_target, resolve_secret
+from ._endpoints import DEFAULT_BASES, ProbeTarget, probe_target, resolve_secret, url_problem
 from ._redact import public_url
 
 __all__ = [
@@ -67,6 +67,8 @@ class Deployment:
     api_key: str | None = field(default=None, repr=False, compare=False)
     timeout: float | None = None
     """The deployment's own ``litellm_params.timeout`` in seconds, when it sets one."""
+    config_error: str | None = None
+    """What is wrong with its configuration (e.g. an api_base that is no URL), if anything."""
 
     @property
     def wildcard(self) -> bool:
@@ -209,6 +211,7 @@ def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
         probe=target,
         api_key=key,
         timeout=seconds_of(params.get("timeout")),
+        config_error=url_problem(api_base),
     )
 
 

@@ -14,6 +14,7 @@ callbacks.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -23,6 +24,8 @@ from ._endpoints import ProbeTarget
 from ._litellm_kwargs import Deployment, deployment_id_of, deployment_of, model_group_of
 
 __all__ = ["DeploymentRegistry"]
+
+logger = logging.getLogger("litellm_circuit_breaker")
 
 # Deployment ids looked up in their Router when first seen in traffic; past this
 # many, new ones are no longer looked up (a bound on memory, not a setting).
@@ -64,6 +67,8 @@ class DeploymentRegistry:
         """Deployment ids learned from bound Routers (forgotten when they leave them)."""
         self._explicit: set[str] = set()
         """Deployment ids given by hand (``model_list=``, ``add_deployments``): never pruned."""
+        self._warned: set[str] = set()
+        """Deployment ids whose configuration error was logged (once each)."""
         self._learn_tried: set[str] = set()
         """Deployment ids looked up in their Router when first seen in traffic."""
 
@@ -121,7 +126,17 @@ class DeploymentRegistry:
                     continue
                 self.by_id[deployment.id] = deployment
                 changed = True
+                warn = deployment.config_error is not None and deployment.id not in self._warned
+                if warn:
+                    self._warned.add(deployment.id)
             self._add_secret(deployment.api_key)
+            if warn:
+                logger.warning(
+                    "deployment %s (group %s): %s; it has no probe, its traffic still counts",
+                    deployment.id,
+                    deployment.model_group,
+                    deployment.config_error,
+                )
         if explicit:
             with self._lock:
                 self._explicit.update(ids)
