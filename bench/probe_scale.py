@@ -134,7 +134,7 @@ async def _timed_round(port: int, size: int, rounds: int, concurrency: int) -> d
             "p99": 1e3 * percentile(latencies, 99),
             "max": 1e3 * max(latencies),
         },
-        "probe_concurrency": breaker._probe_concurrency,
+        "probe_concurrency": breaker.config.probe_concurrency,
         "server_requests": stats_after["requests"] - stats_before["requests"] - 1,
         "server_connections": stats_after["connections"] - stats_before["connections"] - 1,
         "server_peak_open": stats_after["peak_open"],

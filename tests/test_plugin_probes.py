@@ -195,7 +195,7 @@ async def test_a_bug_in_a_probe_is_counted_not_held_against_the_endpoint(
     async def broken(*args: object) -> bool:
         raise KeyError("probe bug")
 
-    monkeypatch.setattr("litellm_circuit_breaker._plugin.run_http_probe", broken)
+    monkeypatch.setattr("litellm_circuit_breaker._probing.run_http_probe", broken)
     results = await cb.probe_once()
     assert results["a1"].ok is None
     assert cb.cache.breaker_state("a1") is BreakerState.CLOSED
@@ -341,7 +341,7 @@ async def test_a_broken_probe_never_fails_a_request(
     async def broken(*args: object) -> bool:
         raise RuntimeError("probe bug")
 
-    monkeypatch.setattr("litellm_circuit_breaker._plugin.run_http_probe", broken)
+    monkeypatch.setattr("litellm_circuit_breaker._probing.run_http_probe", broken)
     mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
     cb = CircuitBreaker(clock=clock, probe_interval=0.01, model_list=[config()[0]])
     litellm.callbacks.append(cb)

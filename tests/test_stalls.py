@@ -13,7 +13,7 @@ import litellm
 import pytest
 import respx
 
-from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError, _plugin
+from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError, _probing
 from litellm_circuit_breaker.testing import FakeProvider
 from tests.llm_helpers import MESSAGES, deployment, ok
 
@@ -124,7 +124,7 @@ class ProbeLatch:
 def latch(monkeypatch: pytest.MonkeyPatch) -> ProbeLatch:
     """Opens when the breaker's probe code returns (passed, failed or timed out)."""
     latch = ProbeLatch()
-    real = _plugin.run_http_probe
+    real = _probing.run_http_probe
 
     async def run_http_probe(*args: Any) -> Any:
         try:
@@ -132,7 +132,7 @@ def latch(monkeypatch: pytest.MonkeyPatch) -> ProbeLatch:
         finally:
             latch.probe_answered()
 
-    monkeypatch.setattr(_plugin, "run_http_probe", run_http_probe)
+    monkeypatch.setattr(_probing, "run_http_probe", run_http_probe)
     return latch
 
 

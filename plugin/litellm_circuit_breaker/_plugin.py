@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import itertools
 import logging
 import os
@@ -31,12 +29,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import httpx
 from litellm.integrations.custom_logger import CustomLogger
 
 from . import _routers
@@ -56,7 +53,7 @@ from ._config import (
     WhenAllOpen,
 )
 from ._counters import CounterName, DecisionCounters
-from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
+from ._endpoints import ProbeTarget
 from ._errors import (
     AllDeploymentsOpenError,
     CircuitBreakerError,
@@ -81,11 +78,8 @@ from ._litellm_kwargs import (
     trace_id_of,
 )
 from ._policy import CallerChoices, FailurePolicy, Verdict
-from ._probe import (
-    HealthProbe,
-    ProbeFn,
-    ProbeResult,
-)
+from ._probe import ProbeResult
+from ._probing import EndpointProber
 from ._redact import Redactor
 from ._registry import DeploymentRegistry
 from ._routers import is_router as _is_router
@@ -101,9 +95,6 @@ logger = logging.getLogger("litellm_circuit_breaker")
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _instance_numbers = itertools.count(1)
-_client: contextvars.ContextVar[httpx.AsyncClient | None] = contextvars.ContextVar(
-    "litellm_circuit_breaker_probe_client", default=None
-)
 
 
 class _SkipDeploymentError(CircuitOpenError):
@@ -180,53 +171,12 @@ class _OpenDeploymentFilter(CustomLogger):
         return self._decide(model, healthy_deployments, request_kwargs)
 
 
-Claim = Callable[[Iterable[str], float], Awaitable[set[str]]]
-
 DeploymentSource = Callable[[], "Iterable[Mapping[str, Any]] | None"]
 """Where the probed deployments come from: a model list, or None while not ready."""
 
 SOURCE_WAIT_SEC = 60.0
 """How long the first probe round waits for a deployment source to have a list."""
 SOURCE_POLL_SEC = 0.1
-
-
-class _EndpointProbe(HealthProbe):
-    """Probes each endpoint once and hands its verdict to ``apply``.
-
-    ``before_round`` runs before every round (the breaker re-reads its Routers
-    there); with ``claim`` (shared state), a scheduled round probes only the
-    endpoints whose lease this replica holds.
-    """
-
-    def __init__(
-        self,
-        cache: ProviderHealthCache,
-        *,
-        before_round: Callable[[], None],
-        apply: Callable[[ProbeResult], None],
-        claim: Claim | None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(cache, {}, on_ok="half_open", **kwargs)
-        self._before_round = before_round
-        self._apply_result = apply
-        self._claim = claim
-
-    async def tick_once(self, only: Iterable[str] | None = None) -> dict[str, ProbeResult]:
-        self._before_round()
-        return await super().tick_once(only)
-
-    async def _scheduled_tick(self) -> dict[str, ProbeResult]:
-        # With shared state, each endpoint is probed by the replica holding its
-        # lease; the others learn the verdict from the transitions it causes.
-        self._before_round()
-        if self._claim is None:
-            return await super().tick_once()
-        lease = 1.5 * self.interval + self.timeout + self.jitter
-        return await super().tick_once(await self._claim(self.provider_ids, lease))
-
-    def _apply(self, result: ProbeResult) -> None:
-        self._apply_result(result)
 
 
 class CircuitBreaker(CustomLogger):
@@ -311,7 +261,7 @@ class CircuitBreaker(CustomLogger):
         self._lock = threading.Lock()
         self._registry = DeploymentRegistry(
             learn_from_traffic=config.learn_from_traffic,
-            on_endpoints=self._set_probes,
+            on_endpoints=self._set_probe_targets,
             add_secret=self._redact.add_secret,
             on_surface_unknown=self._surface_unknown,
         )
@@ -320,22 +270,24 @@ class CircuitBreaker(CustomLogger):
         self._share = _sharing(
             self.cache, self._registry.group_of, self._redact_text, number, config
         )
-        self._prober = _EndpointProbe(
+        self._prober = EndpointProber(
             self.cache,
-            before_round=self._run_before_tick,
-            apply=self._apply_probe_result,
-            claim=self._share.claim_probes if self._share is not None else None,
-            interval=config.probe_interval or DEFAULT_PROBE_INTERVAL_SEC,
+            interval=config.probe_interval,
             timeout=config.probe_timeout,
-            max_concurrency=config.probe_concurrency,
+            concurrency=config.probe_concurrency,
             jitter=config.probe_jitter,
-            # The schedule sleeps in real time, so it is measured in real time;
-            # an injected clock only drives the breakers' windows.
-            clock=time.monotonic,
+            before_round=self._before_tick,
+            members=self._registry.members,
+            note_list_call=self._registry.note_list_call,
+            on_error=self._internal_error,
+            on_result=self._tell_probe_listeners,
+            redact=self._redact,
+            claim=self._share.claim_probes if self._share is not None else None,
+            ready=self._first_sync if self._share is not None else None,
         )
         self.when_all_open: WhenAllOpen = config.when_all_open
+        # The hot path's own copy: is there a background task to keep running?
         self._probe_interval = config.probe_interval
-        self._probe_timeout = config.probe_timeout
         self._stalls = (
             None
             if config.stall_detection is None
@@ -343,14 +295,13 @@ class CircuitBreaker(CustomLogger):
                 config.stall_detection,
                 config.probe_timeout,
                 target_of=self._stall_target,
-                probe=self._probe_endpoint,
+                probe=self._prober.probe,
                 on_stall=self._stalled,
-                on_probe_failed=self._stall_probe_failed,
+                on_probe_failed=self._prober.apply_failure,
                 count=self._bump,
                 on_error=self._internal_error,
             )
         )
-        self._probe_concurrency = config.probe_concurrency
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
         self._ledger = AttemptLedger()
@@ -402,12 +353,12 @@ class CircuitBreaker(CustomLogger):
     @property
     def probe_interval(self) -> float | None:
         """Seconds between probe rounds, or None when the loop is disabled."""
-        return self._probe_interval
+        return self._prober.interval
 
     @property
     def probe_timeout(self) -> float:
         """Seconds one probe may take."""
-        return self._probe_timeout
+        return self._prober.timeout
 
     @property
     def running(self) -> bool:
@@ -511,30 +462,13 @@ class CircuitBreaker(CustomLogger):
     async def _background(self) -> None:
         if self._source is not None:
             await self._wait_for_source()
-        async with self._new_client() as client:
-            _client.set(client)
+        async with self._prober.session():
             jobs = [self._share.run()] if self._share is not None else []
             if self._probe_interval is not None:
-                jobs.append(self._probe_loop())
+                jobs.append(self._prober.run())
             if self._stalls is not None:
                 jobs.append(self._stalls.run())
             await asyncio.gather(*jobs)
-
-    async def _probe_loop(self) -> None:
-        # Probe leases live in Redis: claim them before the first round, so a
-        # new replica does not probe what another already watches.
-        await self._first_sync()
-        await self._prober.run()
-
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self._probe_timeout),
-            limits=httpx.Limits(
-                max_connections=self._probe_concurrency,
-                max_keepalive_connections=self._probe_concurrency,
-            ),
-            follow_redirects=False,
-        )
 
     # -- probing ---------------------------------------------------------------
 
@@ -543,32 +477,15 @@ class CircuitBreaker(CustomLogger):
 
         Deployments without a cheap probe are absent (see :meth:`status`).
         """
-        if _client.get() is not None:
-            results = await self._prober.tick_once()
-        else:
-            async with self._new_client() as client:
-                token = _client.set(client)
-                try:
-                    results = await self._prober.tick_once()
-                finally:
-                    _client.reset(token)
-        endpoints = self._registry.endpoints()
-        out: dict[str, ProbeResult] = {}
-        for key, result in results.items():
-            for deployment_id in endpoints.get(key, (None, frozenset()))[1]:
-                reason = self._redact(result.reason) if result.reason else None
-                out[deployment_id] = ProbeResult(deployment_id, result.ok, reason, result.latency)
-        return out
+        return await self._prober.probe_once()
 
-    def _set_probes(self, targets: Mapping[str, ProbeTarget]) -> None:
-        """The registry's endpoints changed: probe exactly these."""
-        probes: dict[str, ProbeFn] = {
-            k: functools.partial(self._probe_endpoint, t) for k, t in targets.items()
-        }
-        self._prober.set_probes(probes)
+    def _set_probe_targets(self, targets: Mapping[str, ProbeTarget]) -> None:
+        # The registry is built before the prober it feeds: looked up on each change.
+        self._prober.set_targets(targets)
 
-    def _run_before_tick(self) -> None:
-        self._before_tick()  # looked up each time: the proxy's breaker extends it
+    def _tell_probe_listeners(self, result: ProbeResult) -> None:
+        for listener in tuple(self.probe_listeners):
+            self._guard("probe_listener", listener, result, default=None)
 
     async def _wait_for_source(self) -> None:
         """Poll the deployment source until it has a model list, for a while at most.
@@ -613,32 +530,6 @@ class CircuitBreaker(CustomLogger):
             self._guard("refresh", self._refresh_from_source, default=False)
         for deployment_id in self._registry.refresh_bound():
             self.remove_deployment(deployment_id)
-
-    async def _probe_endpoint(self, target: ProbeTarget) -> bool | None:
-        client = _client.get()
-        if client is None:  # pragma: no cover - every caller sets one
-            raise RuntimeError("no probe client in this context")
-        try:
-            answer = await run_http_probe(client, target)
-        except (httpx.HTTPError, ProbeError, OSError):
-            self._registry.note_list_call(target.key, exists=True)
-            raise  # the endpoint's answer (or silence): a failed probe
-        except Exception as exc:  # noqa: BLE001 - our bug is no evidence against the endpoint
-            self._internal_error("probe", exc)
-            return None
-        self._registry.note_list_call(target.key, exists=answer is not ProbeAnswer.NO_LIST_CALL)
-        return True if answer is ProbeAnswer.UP else None
-
-    def _apply_probe_result(self, result: ProbeResult) -> None:
-        for deployment_id in self._registry.members(result.provider_id):
-            if result.ok is None:
-                continue
-            if result.ok:
-                self.cache.mark_probe_passed(deployment_id)
-            else:
-                self.cache.mark_unhealthy(deployment_id, f"probe: {self._redact(result.reason)}")
-        for listener in tuple(self.probe_listeners):
-            self._guard("probe_listener", listener, result, default=None)
 
     # -- status ----------------------------------------------------------------
 
@@ -1150,13 +1041,6 @@ class CircuitBreaker(CustomLogger):
 
     def _stalled(self, breaker_id: str, reason: str) -> None:
         self.cache.mark_unhealthy(breaker_id, reason)
-
-    def _stall_probe_failed(self, probe_key: str, reason: str, latency: float) -> None:
-        self._apply_probe_result(
-            ProbeResult(
-                provider_id=probe_key, ok=False, reason=self._redact(reason), latency=latency
-            )
-        )
 
     def _should_count(self, attempt: Attempt, *, inline: bool, success: bool = False) -> bool:
         """Count each attempt once, preferring the inline hook's report.
