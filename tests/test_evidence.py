@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -140,3 +141,25 @@ async def test_a_404_for_the_configured_model_still_counts(
         with pytest.raises(litellm.NotFoundError):
             await r.acompletion(model=GROUP, messages=MESSAGES)
     assert breaker.cache.breaker_state("a") is BreakerState.OPEN
+
+
+def test_asyncio_run_per_call_probes_at_most_once_per_interval(
+    mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """Scripts and task queues start a loop per call: one probe round per interval, not per loop."""
+    listed = mock.get(url__regex=r"^http://e\d\.test/v1/models$").mock(
+        return_value=httpx.Response(200, json={"data": []})
+    )
+    mock.post(url__regex=r"^http://e\d\.test/v1/chat/completions$").mock(return_value=ok("e"))
+    r = router(*(deployment(GROUP, f"e{i}", f"e{i}.test") for i in range(10)))
+    cb = CircuitBreaker(probe_interval=30)
+    cb.attach(r)
+
+    async def call() -> None:
+        await r.acompletion(model=GROUP, messages=MESSAGES)
+        await asyncio.sleep(0.05)  # a little work after the call: the first round has run
+
+    for _ in range(8):
+        asyncio.run(call())
+    assert listed.call_count == 10  # one round over the ten endpoints, in the first loop
+    assert cb.internal_errors == {}

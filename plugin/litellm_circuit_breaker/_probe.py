@@ -102,6 +102,9 @@ class HealthProbe:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._task: asyncio.Task[None] | None = None
         self._first_tick: asyncio.Event | None = None
+        self._next_round_at: float | None = None
+        """When the next round is due, kept across runs: a loop that ends (``asyncio.run``
+        per call) and a new one that starts do not probe again before it."""
         self._ticks = 0
         self._tick_errors = 0
 
@@ -249,9 +252,22 @@ class HealthProbe:
         await self.stop()
 
     async def run(self) -> None:
-        """The loop itself, for owners that run it inside a task of their own."""
+        """The loop itself, for owners that run it inside a task of their own.
+
+        Rounds keep one schedule per prober, however many event loops run it in
+        turn: a run that starts before the next round is due waits for it (the
+        verdicts of the last round are in the cache meanwhile).
+        """
         next_at = self._clock()
+        due = self._next_round_at
+        if due is not None and due > next_at:
+            if self._first_tick is not None:
+                self._first_tick.set()  # nothing to wait for: the last round stands
+            await self._sleep(due - next_at)
+            next_at = due
         while True:
+            # Booked before the round: a loop ending mid-round still used its slot.
+            self._next_round_at = next_at + self._interval
             try:
                 await self._scheduled_tick()
             except Exception:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -116,6 +117,7 @@ class EndpointProber:
         self._interval = interval
         self._timeout = timeout
         self._concurrency = concurrency
+        self._ssl: ssl.SSLContext | None = None
         self._members = members
         self._note_list_call = note_list_call
         self._on_error = on_error
@@ -156,7 +158,13 @@ class EndpointProber:
     # -- the client ----------------------------------------------------------------
 
     def _new_client(self) -> httpx.AsyncClient:
+        # httpx builds a fresh SSL context per client (certifi's bundle, 100-200 ms
+        # on this kind of machine): with ``asyncio.run`` per call, every call paid
+        # it. One context per prober, made as httpx makes it, serves every loop.
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
         return httpx.AsyncClient(
+            verify=self._ssl,
             timeout=httpx.Timeout(self._timeout),
             limits=httpx.Limits(
                 max_connections=self._concurrency,
