@@ -6,13 +6,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import litellm
 import pytest
 import respx
+from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker
+from litellm_circuit_breaker._ledger import AttemptLedger
 from litellm_circuit_breaker._litellm_kwargs import deployment_of
 from litellm_circuit_breaker._redact import public_url
 from tests.llm_helpers import MESSAGES, deployment, ok, router, status
@@ -163,3 +166,31 @@ def test_asyncio_run_per_call_probes_at_most_once_per_interval(
         asyncio.run(call())
     assert listed.call_count == 10  # one round over the ten endpoints, in the first loop
     assert cb.internal_errors == {}
+
+
+@pytest.mark.asyncio
+async def test_a_queued_success_however_late_never_closes_a_breaker_opened_since(
+    breaker: CircuitBreaker, mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """A non-stream call's queued success is a copy of its inline one: never evidence again."""
+    seen: list[dict[str, Any]] = []
+
+    class Spy(CustomLogger):  # type: ignore[misc]
+        async def async_post_call_success_deployment_hook(
+            self, request_data: dict[str, Any], response: object, call_type: object
+        ) -> None:
+            seen.append(request_data)
+
+    litellm.callbacks.append(Spy())
+    breaker._ledger = AttemptLedger(memory=1)  # "later than the memory holds", made short
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    r = router(deployment(GROUP, "a", "a.test"))
+    for _ in range(2):
+        await r.acompletion(model=GROUP, messages=MESSAGES)
+    for _ in range(breaker.cache.failure_threshold):
+        breaker.cache.mark_unhealthy("a", "HTTP 503")
+    # The first call's queued success, arriving now: its kwargs, as LiteLLM queues them.
+    late = {**seen[0], "stream": False}
+    await breaker.async_log_success_event(late, None, None, None)
+    assert breaker.cache.breaker_state("a") is BreakerState.OPEN
+    assert breaker.internal_errors == {}

@@ -47,18 +47,16 @@ def test_an_inline_success_is_known_by_call_id_alone() -> None:
     assert not ledger.reported_inline("c3", "other")
 
 
-def test_a_hot_path_success_is_matched_like_a_counted_inline_one() -> None:
-    """``succeeded`` (no lock, no parsing) drops the queued copies of that attempt alone."""
-    ledger = AttemptLedger(memory=4)
-    ledger.succeeded("c5", "d")
-    assert ledger.succeeded_inline("c5")
-    assert ledger.reported_inline("c5", "d")
-    assert not ledger.counts("c5", "d", inline=False)
-    assert ledger.counts("c5", "other", inline=False)  # a retry elsewhere: its own attempt
-    for n in range(10):
-        ledger.succeeded(f"x{n}", "d")
-    assert not ledger.succeeded_inline("c5")  # bounded like the rest, oldest first
-    assert ledger.succeeded_inline("x9")
+def test_queued_reports_are_matched_against_reports_of_the_same_kind() -> None:
+    """A retry sharing a failed attempt's call id (the proxy's) still has its success counted."""
+    ledger = AttemptLedger()
+    assert ledger.counts("c5", "d", inline=True)  # the first attempt failed, inline
+    assert ledger.counts("c5", "d", inline=False, success=True)  # its retry's stream ended well
+    assert not ledger.counts("c5", "d", inline=False, success=True)  # a copy of that
+    assert not ledger.counts("c5", "d", inline=False)  # a copy of the inline failure
+    assert ledger.counts("c6", "d", inline=True, success=True)
+    assert not ledger.counts("c6", "d", inline=False, success=True)
+    assert ledger.counts("c6", "d", inline=False)  # a stream that broke after answering
 
 
 def test_memory_is_bounded_oldest_first() -> None:

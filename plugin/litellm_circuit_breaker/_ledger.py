@@ -33,7 +33,8 @@ class AttemptLedger:
         # (call id, breaker id) reported by the inline hooks, and by the queued
         # log events: inline reports are never de-duplicated against each other.
         self._inline_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._logged_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._logged_seen: OrderedDict[tuple[str, str, bool], None] = OrderedDict()
+        """(call id, breaker id, success) of the queued reports counted."""
         self._inline_ok: OrderedDict[str, str] = OrderedDict()
         """Call id -> breaker id of the attempts whose success the inline hook reported:
         a call succeeds once, so the queued success event for one of them is a copy."""
@@ -49,8 +50,11 @@ class AttemptLedger:
         """Does this report of an attempt count?
 
         Inline reports always count. A queued report counts only for an attempt
-        no inline hook reported (streams, sync calls), and only once however
-        many copies arrive. Without a call id nothing can be matched: it counts.
+        no inline hook reported the same way (streams, sync calls), and only once
+        however many copies arrive: a queued success is matched against
+        successes, a queued failure against failures, so a retry that shares its
+        call id with a failed attempt (the proxy's) still has its success
+        counted. Without a call id nothing can be matched: it counts.
         """
         if call_id is None:
             return True
@@ -64,23 +68,15 @@ class AttemptLedger:
                 else:
                     self._remember(self._inline_seen, key)
                 return True
-            if self._seen_inline(call_id, breaker_id) or key in self._logged_seen:
+            if success:
+                reported = self._inline_ok.get(call_id) == breaker_id
+            else:
+                reported = key in self._inline_seen
+            logged = (call_id, breaker_id, success)
+            if reported or logged in self._logged_seen:
                 return False
-            self._remember(self._logged_seen, key)
+            self._remember(self._logged_seen, logged)
             return True
-
-    def succeeded(self, call_id: str, breaker_id: str) -> None:
-        """The inline hook saw this attempt succeed (the hot path: no lock).
-
-        One store into, and at most one eviction from, a C-implemented OrderedDict:
-        each atomic under the GIL, and no other step depends on them happening
-        together (two evictions at once forget one id more than needed).
-        """
-        seen = self._inline_ok
-        seen[call_id] = breaker_id
-        if len(seen) > self._memory:
-            with contextlib.suppress(KeyError):  # another thread emptied it first
-                seen.popitem(last=False)
 
     def mark_wrapper(self, call_id: str | None) -> None:
         """``call_id`` is the outer call of an SDK ``fallbacks=`` loop: no report of it counts."""

@@ -875,15 +875,14 @@ class CircuitBreaker(CustomLogger):
     ) -> Any:
         """Inline: the attempt succeeded."""
         # The hot path, spelled out in the hook: a Router attempt succeeded on a
-        # closed breaker with no failure counted, so there is nothing to count.
-        # Remember it, so its queued copy is dropped unparsed; end its stall watch.
+        # closed breaker with no failure counted, so there is nothing to count
+        # (its queued copy is dropped as a non-stream event); end its stall watch.
         try:
             model_info = request_data.get(MODEL_INFO) if type(request_data) is dict else None
             call_id = request_data.get(CALL_ID) if model_info else None
             if type(model_info) is dict and type(call_id) is str and call_id:
                 deployment_id = model_info.get(ID)
                 if type(deployment_id) is str and self.cache.touch_if_settled(deployment_id):
-                    self._ledger.succeeded(call_id, deployment_id)
                     stalls = self._stalls
                     if stalls is not None:
                         stalls.answered((call_id, deployment_id), deployment_id, ends=True)
@@ -913,15 +912,28 @@ class CircuitBreaker(CustomLogger):
     async def async_log_success_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """Queued: covers finished streams; de-duplicated against the inline hook."""
-        if type(kwargs) is dict and self._ledger.succeeded_inline(kwargs.get(CALL_ID)):
-            return  # the common case: a copy of an inline success; skip the parsing
+        """Queued: the end of a finished stream (every other success was reported inline).
+
+        On both supported LiteLLM versions the inline success hook fires for
+        every async call except streams, so the queued success of a non-stream
+        call is a copy, however late it comes: dropped unparsed, it can never
+        close a breaker that opened since.
+        """
+        if type(kwargs) is dict and not kwargs.get(STREAM):
+            return
         self._guard("success", self._logged_success, kwargs, default=None)
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
-        """Queued: covers streams broken mid-way; de-duplicated against the inline hook."""
+        """Queued: covers streams broken mid-way; de-duplicated against the inline hook.
+
+        The inline failure hook fires for every failed async attempt that did
+        not get as far as streaming, so a non-stream call's queued failure is a
+        copy: dropped, however late.
+        """
+        if type(kwargs) is dict and not kwargs.get(STREAM):
+            return
         self._guard(
             "failure",
             self._logged_failure,
