@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -713,3 +714,19 @@ def test_listeners_get_each_deployments_transitions_in_order_across_threads(
     assert len(moves) > 100  # the threads did interleave
     broken = [(a.new, b.old) for a, b in itertools.pairwise(moves) if a.new is not b.old]
     assert broken == []
+
+
+def test_a_listener_raising_a_base_exception_never_reaches_the_caller(clock: FakeClock) -> None:
+    """A CancelledError from a listener is counted like any error; later listeners still run."""
+    cache = make(clock)
+
+    def cancelled(event: StateChange) -> None:
+        raise asyncio.CancelledError
+
+    seen: list[StateChange] = []
+    cache.add_listener(cancelled)
+    cache.add_listener(seen.append)
+    cache.mark_unhealthy("a", "x")
+    cache.mark_unhealthy("a", "x")  # opens: must not raise
+    assert [e.new for e in seen] == [BreakerState.OPEN]
+    assert cache.listener_errors == 1

@@ -370,3 +370,32 @@ def test_a_deployment_source_is_the_probed_set_and_is_followed() -> None:
     assert "a" not in cb.cache
     with pytest.raises(ConfigurationError, match="deployment_source"):
         CircuitBreaker(deployment_source=[deployment("g", "a", "a.test")])  # type: ignore[arg-type]
+
+
+def test_a_deployment_source_never_prunes_what_it_did_not_bring(litellm_callbacks: None) -> None:
+    """Deployments given by hand or from an attached Router keep their breakers, open ones too."""
+    cb = CircuitBreaker(
+        probe_interval=None,
+        model_list=[deployment("g", "explicit", "e.test")],
+        deployment_source=lambda: [deployment("g", "sourced", "s.test")],
+    )
+    r = router(deployment("g", "routed", "r.test"))
+    cb.attach(r)
+    for deployment_id in ("explicit", "routed"):
+        open_breaker(cb.cache, deployment_id)
+    for _ in range(2):  # two rounds: the second compares with what the first brought
+        cb._before_tick()
+    assert set(cb.deployments) == {"explicit", "routed", "sourced"}
+    assert cb.cache.breaker_state("explicit") is BreakerState.OPEN
+    assert cb.cache.breaker_state("routed") is BreakerState.OPEN
+
+
+def test_a_deployment_source_returning_no_list_is_named_in_the_error() -> None:
+    """A dict, or a list of something else, names the source and the type, never a key."""
+    cb = CircuitBreaker(probe_interval=None, deployment_source=lambda: {"k": "sk-secret-123456"})
+    with pytest.raises(ConfigurationError, match=r"deployment_source\(\)") as info:
+        cb.refresh_deployments()
+    assert "sk-secret" not in str(info.value)
+    cb = CircuitBreaker(probe_interval=None, deployment_source=lambda: [{"model_name": "g"}])
+    with pytest.raises(ConfigurationError, match=r"deployment_source\(\)\[0\]\.litellm_params"):
+        cb.refresh_deployments()

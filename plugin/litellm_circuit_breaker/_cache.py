@@ -578,18 +578,24 @@ class ProviderHealthCache:
                 self._delivering = True
                 batch, self._pending = self._pending, []
                 listeners = list(self._listeners)
+            done = 0
             try:
                 for event in batch:
                     for listener in listeners:
                         self._call(listener, event)
+                    done += 1
             finally:
                 with self._lock:
                     self._delivering = False
+                    if done < len(batch):  # interrupted (Ctrl-C): the rest is not lost
+                        self._pending[:0] = batch[done + 1 :]
 
     def _call(self, listener: StateListener, event: StateChange) -> None:
         try:
             listener(event)
-        except Exception:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:  # even a CancelledError: never into a request
             with self._lock:
                 self._listener_errors += 1
                 first = id(listener) not in self._failed_listeners

@@ -11,7 +11,6 @@ permit each deployment has handed out.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
 from typing import TypeVar

@@ -378,9 +378,10 @@ class CircuitBreaker(CustomLogger):
         """Learn deployments from the operator's configuration; returns their ids.
 
         Deployments given here are kept until removed by hand, whatever bound
-        Routers do with them.
+        Routers do with them. An entry without ``model_name`` or
+        ``litellm_params.model`` raises :class:`ConfigurationError` naming it.
         """
-        return self._registry.add(model_list, explicit=True)
+        return self._registry.add(_model_list_of("model_list", model_list), explicit=True)
 
     def sync_deployments(self, model_list: Iterable[Mapping[str, Any]]) -> None:
         """Make the known set exactly ``model_list``: new ones added, removed ones forgotten."""
@@ -515,7 +516,9 @@ class CircuitBreaker(CustomLogger):
             entries = self._source()
             if entries is None:
                 return False
-            self.sync_deployments(entries)
+            model_list = _model_list_of("deployment_source()", entries)
+            for deployment_id in self._registry.sync_source(model_list):
+                self.remove_deployment(deployment_id)
         except _routers.SurfaceUnknownError as exc:
             self._surface_unknown(exc)
         return True
@@ -1069,16 +1072,44 @@ class CircuitBreaker(CustomLogger):
         )
 
 
+def _model_list_of(field: str, value: object) -> list[Mapping[str, Any]]:
+    """``value`` as a model list, or a ConfigurationError naming ``field``.
+
+    The bad value is shown only when it holds no mapping: a deployment's
+    mapping may hold its key, so those are named by their type alone.
+    """
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise ConfigurationError(field, _shown(value), "a list of LiteLLM deployments")
+    entries = list(value)
+    if not all(isinstance(entry, Mapping) for entry in entries):
+        raise ConfigurationError(field, _shown(entries), "a list of LiteLLM deployments")
+    for index, entry in enumerate(entries):
+        group, params = entry.get("model_name"), entry.get("litellm_params")
+        if not isinstance(group, str) or not group:
+            raise ConfigurationError(f"{field}[{index}].model_name", _shown(group), "a group name")
+        model = params.get("model") if isinstance(params, Mapping) else params
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError(
+                f"{field}[{index}].litellm_params.model", _shown(model), "a model string"
+            )
+    return entries
+
+
+def _shown(value: object) -> object:
+    """``value`` for an error message, or its type's name if it may hold a secret."""
+    if isinstance(value, Mapping) or (
+        isinstance(value, list | tuple) and any(isinstance(v, Mapping) for v in value)
+    ):
+        return f"<{type(value).__name__}>"
+    return value
+
+
 def _check_objects(*, failure_policy: object, model_list: object) -> None:
     """The settings that are objects rather than values (BreakerConfig checks the rest)."""
     if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
         raise ConfigurationError("failure_policy", failure_policy, "a FailurePolicy")
-    if model_list is not None and (
-        isinstance(model_list, str | bytes)
-        or not isinstance(model_list, Sequence)
-        or not all(isinstance(e, Mapping) for e in model_list)
-    ):
-        raise ConfigurationError("model_list", model_list, "a list of LiteLLM deployments")
+    if model_list is not None:
+        _model_list_of("model_list", model_list)
 
 
 def _sharing(

@@ -65,6 +65,8 @@ class DeploymentRegistry:
         self._bound = _routers.RouterSet()
         self._from_bound: set[str] = set()
         """Deployment ids learned from bound Routers (forgotten when they leave them)."""
+        self._from_source: set[str] = set()
+        """Deployment ids the deployment source returned last time."""
         self._explicit: set[str] = set()
         """Deployment ids given by hand (``model_list=``, ``add_deployments``): never pruned."""
         self._warned: set[str] = set()
@@ -156,11 +158,25 @@ class DeploymentRegistry:
             self._rebuild_endpoints()
         return gone
 
+    def sync_source(self, model_list: Iterable[Mapping[str, Any]]) -> set[str]:
+        """Take the deployment source's list; the ids it brought before and dropped now.
+
+        Only what the source brought is ever pruned: deployments given by hand
+        or learned from bound Routers stay, whatever the source says. The caller
+        forgets the returned ids (with their breakers) by :meth:`remove`.
+        """
+        now = set(self.add(model_list, explicit=False))
+        with self._lock:
+            gone = self._from_source - now - self._explicit - self._from_bound
+            self._from_source = now
+        return gone
+
     def remove(self, deployment_id: str) -> bool:
         """Forget one deployment; False if it was not known."""
         with self._lock:
             known = self.by_id.pop(deployment_id, None) is not None
             self._explicit.discard(deployment_id)
+            self._from_source.discard(deployment_id)
         if known:
             self._rebuild_endpoints()
         return known
