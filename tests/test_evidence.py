@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -63,33 +63,66 @@ def test_a_malformed_api_base_has_no_probe_and_no_readable_display() -> None:
     assert public_url("http://u:pw@[::1:8000/v1").startswith("(invalid URL ")
 
 
-def _answers_in(seconds: float) -> Callable[[httpx.Request], httpx.Response]:
-    """A deployment that answers in ``seconds``: a shorter read timeout times out."""
+def _answers_in(seconds: float) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """A deployment that answers in ``seconds``: a shorter read timeout times out at once."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    async def answer(request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {}).get("read")
         if timeout is not None and timeout < seconds:
             raise httpx.ReadTimeout("timed out", request=request)
+        await asyncio.sleep(seconds)  # the provider's own latency, not a window waited out
         return ok("a")
 
     return answer
 
 
+def _watching(mock: respx.MockRouter, *hosts: str) -> CircuitBreaker:
+    """A breaker with probes on (so its stall watch times each call), providers answering."""
+    for host in hosts:
+        mock.get(f"http://{host}/v1/models").mock(return_value=httpx.Response(200, json={}))
+    cb = CircuitBreaker(probe_interval=30)
+    litellm.callbacks.append(cb)
+    return cb
+
+
 @pytest.mark.asyncio
 async def test_a_callers_own_short_timeout_never_opens_a_healthy_deployment(
-    breaker: CircuitBreaker, mock: respx.MockRouter
+    mock: respx.MockRouter, litellm_callbacks: None
 ) -> None:
-    """Timeouts the request asked for (below the deployment's own) are the caller's."""
+    """Shorter than the deployment's own timeout and than it takes to answer: the caller's."""
+    cb = _watching(mock, "a.test")
     mock.post("http://a.test/v1/chat/completions").mock(side_effect=_answers_in(0.3))
     r = router(deployment(GROUP, "a", "a.test"), timeout=30)
+    await r.acompletion(model=GROUP, messages=MESSAGES)  # it answers, in 0.3 s
     for _ in range(3):
         with pytest.raises(litellm.Timeout):
             await r.acompletion(model=GROUP, messages=MESSAGES, timeout=0.05)
-    state = breaker.cache.get_state("a")
-    assert state is None or state.consecutive_failures == 0  # nothing counted
-    assert breaker.cache.breaker_state("a") is BreakerState.CLOSED
+    state = cb.cache.get_state("a")
+    assert state is not None
+    assert state.consecutive_failures == 0  # nothing counted
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED
     response = await r.acompletion(model=GROUP, messages=MESSAGES)
     assert response.choices[0].message.content == "a"
+    assert cb.internal_errors == {}
+    await cb.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_hang_behind_the_callers_own_timeout_still_counts(
+    mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """The caller allows 1 s, the deployment used to answer at once and now hangs: it opens."""
+    cb = _watching(mock, "a.test")
+    route = mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    r = router(deployment(GROUP, "a", "a.test"), timeout=30)
+    await r.acompletion(model=GROUP, messages=MESSAGES, timeout=1)
+    route.mock(side_effect=_answers_in(3600))
+    for _ in range(2):
+        with pytest.raises(litellm.Timeout):
+            await r.acompletion(model=GROUP, messages=MESSAGES, timeout=1)
+    assert cb.cache.breaker_state("a") is BreakerState.OPEN
+    assert cb.internal_errors == {}
+    await cb.aclose()
 
 
 @pytest.mark.asyncio
@@ -125,12 +158,31 @@ async def test_a_made_up_model_on_a_wildcard_route_never_opens_it(
         "model_info": {"id": "w"},
     }
     r = router(wildcard)
+    await r.acompletion(model="openai/m", messages=MESSAGES)  # the route works
     for _ in range(3):
         with pytest.raises(litellm.NotFoundError):
             await r.acompletion(model="openai/made-up", messages=MESSAGES)
     assert breaker.cache.breaker_state("w") is BreakerState.CLOSED
     response = await r.acompletion(model="openai/m", messages=MESSAGES)
     assert response.choices[0].message.content == "w"
+
+
+@pytest.mark.asyncio
+async def test_a_wildcard_route_that_answers_nothing_but_404_still_opens(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """A retired route or a lost access: no call ever succeeds, so its 404s are evidence."""
+    mock.post("http://w.test/v1/chat/completions").mock(return_value=status(404))
+    wildcard = {
+        "model_name": "openai/*",
+        "litellm_params": {"model": "openai/*", "api_base": "http://w.test/v1", "api_key": "k"},
+        "model_info": {"id": "w"},
+    }
+    r = router(wildcard)
+    for _ in range(2):
+        with pytest.raises(litellm.NotFoundError):
+            await r.acompletion(model="openai/m", messages=MESSAGES)
+    assert breaker.cache.breaker_state("w") is BreakerState.OPEN
 
 
 @pytest.mark.asyncio

@@ -397,12 +397,18 @@ def test_a_timeout_the_caller_cut_short_is_the_callers() -> None:
     """Shorter than the deployment's own timeout: about the caller; as long or unknown: a fault."""
     policy = FailurePolicy()
     exc = timeout()
-    short = CallerChoices(timeout=0.05, configured_timeout=30.0)
+    short = CallerChoices(timeout=0.05, configured_timeout=30.0, answers_in=0.3)
     verdict = policy.classify(exc, chosen=short)
     assert verdict.verdict is Verdict.CALLER
     assert "caller's own timeout" in verdict.reason
-    assert policy.classify(exc, chosen=CallerChoices(timeout=30.0, configured_timeout=30.0)).counts
-    assert policy.classify(exc, chosen=CallerChoices(timeout=0.05)).counts  # nothing to compare
+    counted = [
+        CallerChoices(timeout=30.0, configured_timeout=30.0, answers_in=0.3),  # its own
+        CallerChoices(timeout=1.0, configured_timeout=30.0, answers_in=0.3),  # should have met
+        CallerChoices(timeout=0.05, configured_timeout=30.0),  # how fast it answers: unknown
+        CallerChoices(timeout=0.05, answers_in=0.3),  # its own timeout: unknown
+        CallerChoices(timeout=0.05, configured_timeout=30.0, answers_in=0.3, stream=True),
+    ]
+    assert all(policy.classify(exc, chosen=chosen).counts for chosen in counted)
     assert policy.classify(exc).counts
 
 

@@ -67,6 +67,8 @@ class _Breaker:
     """Openings since the last close; drives the opt-in growing backoff."""
     trial_until: float = 0.0
     """While > now, a half-open trial permit is out and nobody else gets one."""
+    last_ok: float = -math.inf
+    """When a call last succeeded (``mark_healthy``, or the success hot path)."""
     forced: bool = False
     """Held open by an operator: only ``force_close``/``forget`` end it."""
     reported: BreakerState = BreakerState.CLOSED
@@ -289,7 +291,7 @@ class ProviderHealthCache:
             b = self._breakers.get(provider_id)
             if b is None:  # not setdefault: no throwaway record on every success
                 b = self._breakers[provider_id] = _Breaker()
-            b.last_check = now
+            b.last_check = b.last_ok = now
             if b.forced:
                 return
             b.healthy = True
@@ -315,7 +317,7 @@ class ProviderHealthCache:
                 b = self._breakers.setdefault(provider_id, _Breaker())
         if not b.healthy or b.consecutive_failures:
             return False
-        b.last_check = self._clock()
+        b.last_check = b.last_ok = self._clock()
         return True
 
     def mark_unhealthy(
@@ -478,6 +480,13 @@ class ProviderHealthCache:
             )
         self._emit(events)
         return view
+
+    def succeeded_within(self, provider_id: str, seconds: float) -> bool:
+        """True if a call to the deployment succeeded in the last ``seconds``."""
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            return b is not None and now - b.last_ok <= seconds
 
     def is_held(self, provider_id: str) -> bool:
         """True while an operator holds the breaker open (``force_open`` without seconds)."""

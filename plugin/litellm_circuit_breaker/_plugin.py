@@ -981,8 +981,10 @@ class CircuitBreaker(CustomLogger):
         verdict = self._policy.classify(
             exception, self._redact, chosen=self._caller_choices(attempt, kwargs)
         )
-        # A caller's 400 is still an answer; a timeout or a dropped connection is not.
-        self._ended(attempt, answered=verdict.verdict is Verdict.CALLER, inline=inline)
+        # A caller's 400 is still an answer; a timeout (even the caller's own) or a
+        # dropped connection is not.
+        answered = verdict.verdict is Verdict.CALLER and not verdict.timed_out
+        self._ended(attempt, answered=answered, inline=inline)
         if not self._should_count(attempt, inline=inline):
             return
         assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
@@ -1014,7 +1016,10 @@ class CircuitBreaker(CustomLogger):
         return CallerChoices(
             timeout=timeout_of(kwargs),
             configured_timeout=configured,
-            model_from_wildcard=deployment.wildcard,
+            answers_in=self._stalls.latency(deployment.id) if self._stalls is not None else None,
+            stream=bool(kwargs.get(STREAM)),
+            model_from_wildcard=deployment.wildcard
+            and self.cache.succeeded_within(deployment.id, self.cache.unhealthy_backoff_sec),
         )
 
     # Named entry points instead of a partial built on every request.

@@ -22,7 +22,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ._errors import CircuitBreakerError, ConfigurationError
@@ -57,6 +57,8 @@ class Classification:
     reason: str
     status: int | None = None
     retry_after: float | None = None
+    timed_out: bool = False
+    """The attempt ran out of time: the deployment did not answer, whoever is to blame."""
 
     @property
     def counts(self) -> bool:
@@ -114,16 +116,29 @@ class CallerChoices:
     configured_timeout: float | None = None
     """The deployment's own timeout (its ``litellm_params``, else the Router's, else
     LiteLLM's default), or None when unknown."""
+    answers_in: float | None = None
+    """How long the deployment took to answer its last call, or None when unknown."""
+    stream: bool = False
+    """A streamed attempt (its timeout may be the operator's ``stream_timeout``)."""
     model_from_wildcard: bool = False
-    """The deployment is a wildcard route (``openai/*``) and the request named the model."""
+    """The deployment is a wildcard route (``openai/*``), so the request named the model,
+    and calls to it succeed lately (a wildcard that never answers still counts)."""
 
     @property
     def short_timeout(self) -> bool:
-        """The caller cut the attempt shorter than the deployment itself would have."""
+        """The caller cut the attempt shorter than the deployment needs and is allowed.
+
+        Shorter than its own timeout, and shorter than it took to answer its
+        last call: a hung deployment outlasts any timeout, so a caller's
+        timeout it should have met still counts, and so does one when how fast
+        it answers is unknown.
+        """
         return (
-            self.timeout is not None
+            not self.stream
+            and self.timeout is not None
             and self.configured_timeout is not None
-            and self.timeout < self.configured_timeout
+            and self.answers_in is not None
+            and self.timeout < min(self.configured_timeout, self.answers_in)
         )
 
 
@@ -199,10 +214,9 @@ class FailurePolicy:
             return Classification(Verdict.CALLER, reason, status)
         if status == 408 or names & _TIMEOUT_NAMES:
             if chosen.short_timeout:
-                return Classification(
-                    Verdict.CALLER, f"{reason} (the caller's own timeout)", status
-                )
-            return self._fault(self.count_timeouts, exc, reason, status)
+                own = f"{reason} (the caller's own timeout)"
+                return Classification(Verdict.CALLER, own, status, timed_out=True)
+            return replace(self._fault(self.count_timeouts, exc, reason, status), timed_out=True)
         if names & _CONNECTION_NAMES:
             return self._fault(self.count_connection_errors, exc, reason, status)
         if status is not None:
@@ -216,7 +230,7 @@ class FailurePolicy:
                 return self._fault(self.count_not_found, exc, reason, status)
             return Classification(Verdict.CALLER, reason, status)
         if isinstance(exc, TimeoutError):
-            return self._fault(self.count_timeouts, exc, reason, status)
+            return replace(self._fault(self.count_timeouts, exc, reason, status), timed_out=True)
         if isinstance(exc, ConnectionError):
             return self._fault(self.count_connection_errors, exc, reason, status)
         # Unknown errors without a status are not evidence against a provider.

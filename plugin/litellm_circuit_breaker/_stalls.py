@@ -82,6 +82,8 @@ class StallWatch:
         self._in_flight: dict[tuple[str, str], float] = {}
         """(call id, breaker id) -> start, for calls not answered yet."""
         self._last_answer: dict[str, float] = {}
+        self._latency: dict[str, float] = {}
+        """Seconds each deployment took to answer the last call watched to its answer."""
         """Breaker id -> when its deployment last answered a call."""
         self._probed: dict[str, float] = {}
         """Probe key -> when its last stall probe started."""
@@ -98,12 +100,18 @@ class StallWatch:
                     self._in_flight[call_id, breaker_id] = self.clock()
 
     def answered(self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool) -> None:
-        """End the watch of attempt ``key``; note that ``answered_by`` spoke."""
+        """End the watch of attempt ``key``; note that ``answered_by`` spoke, and how fast."""
         with self._lock:
-            if key is not None and ends:
-                self._in_flight.pop(key, None)
+            started = self._in_flight.pop(key, None) if key is not None and ends else None
             if answered_by is not None:
-                self._last_answer[answered_by] = self.clock()
+                now = self._last_answer[answered_by] = self.clock()
+                if started is not None and key is not None and key[1] == answered_by:
+                    self._latency[answered_by] = now - started
+
+    def latency(self, breaker_id: str) -> float | None:
+        """How long ``breaker_id`` took to answer the last call watched, or None."""
+        with self._lock:
+            return self._latency.get(breaker_id)
 
     def watching(self, key: tuple[str, str]) -> bool:
         """Whether attempt ``key`` is still in flight (not ended, nor assumed lost)."""
