@@ -42,6 +42,7 @@ from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_SEC
 from ._redact import Redactor, public_url
 from ._state import BreakerState
 from ._status import format_status_json, format_status_table, read_status
+from ._table import columns
 
 __all__ = ["CheckRow", "Result", "main"]
 
@@ -323,21 +324,12 @@ def format_table(rows: Sequence[CheckRow]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in (_HEADERS, *cells)) for i in range(len(_HEADERS))]
-    lines = [_format_line(line, widths) for line in (_HEADERS, *cells)]
+    lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
     counts = {result: sum(row.result is result for row in rows) for result in Result}
     tally = ", ".join(f"{n} {result.value}" for result, n in counts.items() if n)
     lines.extend(("", f"{len(rows)} deployments: {tally}"))
     lines.extend(note for result, note in _NOTES.items() if counts[result])
     return "\n".join(lines)
-
-
-def _format_line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    padded = (
-        cell.rjust(width) if i in _RIGHT_ALIGNED else cell.ljust(width)
-        for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-    )
-    return "  ".join(padded).rstrip()
 
 
 def format_json(rows: Sequence[CheckRow]) -> str:

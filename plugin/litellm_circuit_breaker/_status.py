@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ._records import SharedRecord
 from ._redact import public_url
 from ._state import BreakerState
+from ._table import columns
 
 __all__ = ["format_status_json", "format_status_table", "read_status"]
 
@@ -73,14 +74,7 @@ def format_status_table(records: Sequence[SharedRecord], url: str, namespace: st
         )
         for r in records
     ]
-    widths = [max(len(line[i]) for line in (_HEADERS, *cells)) for i in range(len(_HEADERS))]
-    lines = [
-        "  ".join(
-            cell.rjust(w) if i in _RIGHT_ALIGNED else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in (_HEADERS, *cells)
-    ]
+    lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
     counts = {s: sum(r.state is s for r in records) for s in BreakerState}
     tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
     lines.extend(("", f"{len(records)} shared breakers at {where}: {tally}"))
