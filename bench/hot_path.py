@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import random
 import time
 import timeit
@@ -253,6 +254,9 @@ async def _instrumented(router: litellm.Router, n: int) -> tuple[dict[str, Any],
     calling any hook costs when the callback does nothing.
     """
     timed = TimedBreaker(probe_interval=None)
+    # The defaults: probes on (answered by the respx /models route), so the hang
+    # watch times every call too; probes only from its bound Router.
+    defaults = TimedBreaker(probe_interval=30, routers=[router])
     floor = TimedNoOp()
     captured: dict[str, Any] = {}
     original = timed.async_post_call_success_deployment_hook
@@ -263,7 +267,7 @@ async def _instrumented(router: litellm.Router, n: int) -> tuple[dict[str, Any],
 
     timed.async_post_call_success_deployment_hook = capture  # type: ignore[method-assign]
     spans = {}
-    for name, callback in (("plugin", timed), ("floor", floor)):
+    for name, callback in (("plugin", timed), ("defaults", defaults), ("floor", floor)):
         with attached(callback):
             await _block(router, 5)  # the plugin learns the group outside the measurement
             callback.spans.clear()
@@ -271,6 +275,7 @@ async def _instrumented(router: litellm.Router, n: int) -> tuple[dict[str, Any],
             await _block(router, n)
             await _settle()  # the queued success events land in the totals too
         spans[name] = _per_hook(callback.spans, n)
+    await defaults.aclose()  # its probe task and hang watch end with its pass
     hooks = spans["plugin"]
     return (
         {
@@ -279,6 +284,8 @@ async def _instrumented(router: litellm.Router, n: int) -> tuple[dict[str, Any],
             "total_us_per_request": sum(h["us_per_request"] for h in hooks.values()),
             "floor_hooks": spans["floor"],
             "floor_us_per_request": sum(h["us_per_request"] for h in spans["floor"].values()),
+            "defaults_hooks": spans["defaults"],
+            "defaults_us_per_request": sum(h["us_per_request"] for h in spans["defaults"].values()),
         },
         captured,
     )
@@ -378,6 +385,9 @@ async def _main(quick: bool) -> dict[str, Any]:
         mock.post(url__regex=r"^http://d\d+\.bench/v1/chat/completions$").mock(
             return_value=httpx.Response(200, json=chat_body())
         )
+        mock.get(url__regex=r"^http://d\d+\.bench/v1/models$").mock(
+            return_value=httpx.Response(200, json={"data": []})
+        )
         await _warm_up()
         for size in SIZES:
             progress(f"  hot path: {size} deployments, {rounds[size]} rounds of 3 x {BLOCK}")
@@ -452,12 +462,14 @@ def markdown(result: dict[str, Any]) -> str:
         ]
         total = fmt(r["instrumented"]["total_us_per_request"], 1)
         floor = fmt(r["instrumented"]["floor_us_per_request"], 1)
-        hook_rows.append([f"{r['deployments']:,}", *cells, total, floor])
+        defaults = fmt(r["instrumented"].get("defaults_us_per_request", math.nan), 1)
+        hook_rows.append([f"{r['deployments']:,}", *cells, total, defaults, floor])
     hook_table = table(
         [
             "deployments",
             *(f"{h} (µs x calls/request)" for h in names),
             "total (µs/request)",
+            "total with probes and hang watch on, the defaults (µs/request)",
             "same stopwatch, no-op callback (µs/request)",
         ],
         hook_rows,
@@ -505,8 +517,11 @@ def markdown(result: dict[str, Any]) -> str:
             overhead,
             "Plugin time per request, by hook (median µs per call x calls per request). In a "
             "real request each hook runs with cold CPU caches, after LiteLLM's own code: the "
-            "same calls replayed in a tight loop (`timeit`, below) cost several times less. The "
-            "last column is the floor: the same stopwatch around the no-op callback's hooks.",
+            "same calls replayed in a tight loop (`timeit`, below) cost several times less. "
+            "The hook columns and *total* are the plugin with probes off, as in the rounds "
+            "above; *with probes and hang watch on* is a breaker with the default settings "
+            "(its hang watch times every call). The last column is the floor: the same "
+            "stopwatch around the no-op callback's hooks.",
             hook_table,
             "Raw cost of one decision and one event (`timeit`, best of 5, on the group's real "
             "deployment list and a request_data captured from the Router; *some open* opens the "

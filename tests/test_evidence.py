@@ -18,6 +18,7 @@ from litellm_circuit_breaker import BreakerState, CircuitBreaker
 from litellm_circuit_breaker._ledger import AttemptLedger
 from litellm_circuit_breaker._litellm_kwargs import deployment_of
 from litellm_circuit_breaker._redact import public_url
+from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import MESSAGES, deployment, ok, router, status
 
 GROUP = "chat"
@@ -246,3 +247,52 @@ async def test_a_queued_success_however_late_never_closes_a_breaker_opened_since
     await breaker.async_log_success_event(late, None, None, None)
     assert breaker.cache.breaker_state("a") is BreakerState.OPEN
     assert breaker.internal_errors == {}
+
+
+@pytest.mark.asyncio
+async def test_a_restricted_key_refused_its_list_call_is_no_usable_probe(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """/models answers 403 while chat with the same key answers 200: no probe, never opened."""
+    mock.get("http://a.test/v1/models").mock(return_value=status(403))
+    chat = mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    litellm.callbacks.append(cb)
+    r = router(deployment(GROUP, "a", "a.test"))
+    cb.attach(r)
+    await r.acompletion(model=GROUP, messages=MESSAGES)
+    for _ in range(4):  # quiet probe rounds
+        clock.advance(30)
+        await cb.probe_once()
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+    assert cb.status()[0].probe == "unprobed"
+    for _ in range(5):
+        await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert chat.call_count == 6
+
+
+@pytest.mark.asyncio
+async def test_failing_probes_never_hold_a_breaker_open_without_a_trial(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """Probes failing while open keep the window as it was: when it ends, one call decides."""
+    mock.get("http://a.test/v1/models").mock(return_value=status(403))
+    chat = mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    litellm.callbacks.append(cb)
+    r = router(deployment(GROUP, "a", "a.test"))
+    cb.attach(r)
+    for _ in range(2):
+        with pytest.raises(litellm.ServiceUnavailableError):
+            await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert cb.cache.breaker_state("a") is BreakerState.OPEN
+    window = cb.cache.retry_in("a")
+    for _ in range(5):
+        clock.advance(10)
+        await cb.probe_once()  # every one of them fails
+    assert cb.cache.retry_in("a") == pytest.approx(window - 50)
+    clock.advance(10)
+    chat.mock(return_value=ok("a"))
+    response = await r.acompletion(model=GROUP, messages=MESSAGES)  # the trial, and it works
+    assert response.choices[0].message.content == "a"
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED

@@ -346,6 +346,23 @@ class ProviderHealthCache:
                 events += self._move(provider_id, b, BreakerState.OPEN, reason, now, again=True)
         self._emit(events)
 
+    def mark_probe_failed(self, provider_id: str, reason: str | None = None) -> None:
+        """A health probe failed: a failure for a closed breaker, never a re-arm.
+
+        A closed breaker counts it like a failed call. An open or half-open one
+        only records it: its window is not re-armed and a half-open one is not
+        re-opened, so a probe that fails while calls would succeed (a list call
+        the key may not make) can never hold a breaker open without a trial:
+        when the window ends, one real call decides.
+        """
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None and not b.healthy:
+                b.last_error = reason
+                b.last_check = self._clock()
+                return
+        self.mark_unhealthy(provider_id, reason)
+
     def mark_probe_passed(self, provider_id: str) -> None:
         """A health probe passed: an open breaker moves to half-open at once.
 

@@ -71,6 +71,11 @@ ANTHROPIC_VERSION = "2023-06-01"
 class ProbeError(Exception):
     """A probe got an answer that means "down" (5xx, 401, 403)."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status of the answer, when there was one."""
+
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
@@ -178,7 +183,7 @@ async def run_http_probe(client: httpx.AsyncClient, target: ProbeTarget) -> Prob
     if 200 <= status < 300:
         return ProbeAnswer.UP
     if status >= 500 or status in (401, 403):
-        raise ProbeError(f"HTTP {status} from {target.kind}")
+        raise ProbeError(f"HTTP {status} from {target.kind}", status)
     if status in (404, 405):
         return ProbeAnswer.NO_LIST_CALL
     return ProbeAnswer.NO_VERDICT

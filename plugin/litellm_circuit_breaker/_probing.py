@@ -118,6 +118,8 @@ class EndpointProber:
         self._timeout = timeout
         self._concurrency = concurrency
         self._ssl: ssl.SSLContext | None = None
+        self._denied_but_working: set[str] = set()
+        """Probe keys whose list call answered 401/403 while calls with the key succeeded."""
         self._members = members
         self._note_list_call = note_list_call
         self._on_error = on_error
@@ -216,14 +218,32 @@ class EndpointProber:
             raise RuntimeError("no probe client in this context")
         try:
             answer = await run_http_probe(client, target)
-        except (httpx.HTTPError, ProbeError, OSError):
+        except ProbeError as exc:
+            if exc.status in (401, 403) and self._key_works_elsewhere(target.key):
+                # A restricted key: its list call is refused while its calls go
+                # through. No usable probe for that key, like a 404/405.
+                self._note_list_call(target.key, exists=False)
+                return None
             self._note_list_call(target.key, exists=True)
-            raise  # the endpoint's answer (or silence): a failed probe
+            raise  # the endpoint's answer: a failed probe
+        except (httpx.HTTPError, OSError):
+            self._note_list_call(target.key, exists=True)
+            raise  # silence or a broken connection: a failed probe
         except Exception as exc:  # noqa: BLE001 - our bug is no evidence against the endpoint
             self._on_error("probe", exc)
             return None
         self._note_list_call(target.key, exists=answer is not ProbeAnswer.NO_LIST_CALL)
         return True if answer is ProbeAnswer.UP else None
+
+    def _key_works_elsewhere(self, probe_key: str) -> bool:
+        """Calls with this endpoint's key succeed (now, or once since it was learned)."""
+        if probe_key in self._denied_but_working:
+            return True
+        window = self._cache.unhealthy_backoff_sec
+        if any(self._cache.succeeded_within(d, window) for d in self._members(probe_key)):
+            self._denied_but_working.add(probe_key)
+            return True
+        return False
 
     def apply(self, result: ProbeResult) -> None:
         """One endpoint's result, to every deployment behind it, then to ``on_result``."""
@@ -233,7 +253,8 @@ class EndpointProber:
             if result.ok:
                 self._cache.mark_probe_passed(deployment_id)
             else:
-                self._cache.mark_unhealthy(deployment_id, f"probe: {self._redact(result.reason)}")
+                reason = f"probe: {self._redact(result.reason)}"
+                self._cache.mark_probe_failed(deployment_id, reason)
         self._on_result(result)
 
     def apply_failure(self, probe_key: str, reason: str, latency: float) -> None:
