@@ -14,7 +14,7 @@ import pytest
 import respx
 from litellm.integrations.custom_logger import CustomLogger
 
-from litellm_circuit_breaker import BreakerState, CircuitBreaker
+from litellm_circuit_breaker import BreakerState, CircuitBreaker, _routers
 from litellm_circuit_breaker._ledger import AttemptLedger
 from litellm_circuit_breaker._litellm_kwargs import deployment_of
 from litellm_circuit_breaker._redact import public_url
@@ -296,3 +296,24 @@ async def test_failing_probes_never_hold_a_breaker_open_without_a_trial(
     response = await r.acompletion(model=GROUP, messages=MESSAGES)  # the trial, and it works
     assert response.choices[0].message.content == "a"
     assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+
+
+@pytest.mark.asyncio
+async def test_failures_still_count_when_this_litellm_hides_its_routers(
+    breaker: CircuitBreaker, mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Judging what the caller chose needs no Router for a 503: it opens, no internal error."""
+
+    def hidden(*args: object) -> list[object]:
+        raise _routers.SurfaceUnknownError("the Routers", "no fallbacks are read")
+
+    entry = deployment(GROUP, "a", "a.test")
+    breaker.add_deployments([entry])  # known from the configuration, not from a Router
+    monkeypatch.setattr(_routers, "serving_routers", hidden)
+    mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
+    r = router(entry)
+    for _ in range(2):
+        with pytest.raises(litellm.ServiceUnavailableError):
+            await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert breaker.cache.breaker_state("a") is BreakerState.OPEN
+    assert breaker.internal_errors == {}

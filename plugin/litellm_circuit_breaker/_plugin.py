@@ -1004,23 +1004,34 @@ class CircuitBreaker(CustomLogger):
         deployment = self._registry.get(attempt.breaker_id) if attempt.breaker_id else None
         if deployment is None:
             return CallerChoices()  # a direct SDK call: the caller is the operator
-        configured = deployment.timeout
-        if configured is None:
-            for router in _routers.serving_routers(deployment.id, self._registry.routers()):
-                configured = _routers.router_timeout(router)
-                break
-        if configured is None:
-            import litellm  # noqa: PLC0415 - already loaded by the hook calling us
-
-            configured = seconds_of(getattr(litellm, "request_timeout", None))
+        timeout = timeout_of(kwargs)
+        stream = bool(kwargs.get(STREAM))
+        answers_in = self._stalls.latency(deployment.id) if self._stalls is not None else None
+        configured = None
+        if timeout is not None and answers_in is not None and not stream:
+            # Only then can the timeout be the caller's: look up the deployment's own.
+            configured = deployment.timeout or self._router_timeout(deployment.id)
         return CallerChoices(
-            timeout=timeout_of(kwargs),
+            timeout=timeout,
             configured_timeout=configured,
-            answers_in=self._stalls.latency(deployment.id) if self._stalls is not None else None,
-            stream=bool(kwargs.get(STREAM)),
+            answers_in=answers_in,
+            stream=stream,
             model_from_wildcard=deployment.wildcard
             and self.cache.succeeded_within(deployment.id, self.cache.unhealthy_backoff_sec),
         )
+
+    def _router_timeout(self, deployment_id: str) -> float | None:
+        """The serving Router's own timeout, else LiteLLM's default, for ``deployment_id``."""
+        try:
+            for router in _routers.serving_routers(deployment_id, self._registry.routers()):
+                found = _routers.router_timeout(router)
+                if found is not None:
+                    return found
+        except _routers.SurfaceUnknownError as exc:  # then LiteLLM's default is all we know
+            self._surface_unknown(exc)
+        import litellm  # noqa: PLC0415 - already loaded by the hook calling us
+
+        return seconds_of(getattr(litellm, "request_timeout", None))
 
     # Named entry points instead of a partial built on every request.
     def _inline_success(self, kwargs: Mapping[str, Any]) -> None:
