@@ -1041,8 +1041,7 @@ class CircuitBreaker(CustomLogger):
         self._on_failure(kwargs, exception, inline=True)
 
     def _logged_success(self, kwargs: Mapping[str, Any]) -> None:
-        if self._ledger.succeeded_inline(kwargs.get(CALL_ID)):
-            return  # the common case: already counted; skip the parsing
+        # Only streams and sync calls get here; the ledger drops their copies.
         self._on_success(kwargs, inline=False)
 
     def _logged_failure(self, kwargs: Mapping[str, Any], exception: object) -> None:
