@@ -816,7 +816,9 @@ class CircuitBreaker(CustomLogger):
     ) -> dict[str, Any] | None:
         """Every attempt: learn its deployment; refuse an open endpoint of a direct SDK call."""
         if self._probe_interval is not None or self._share is not None:
-            self._guard("background", self._ensure_background, default=None)
+            task = self._task  # alive in this loop: nothing to start (the common case)
+            if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+                self._guard("background", self._ensure_background, default=None)
         # The hot path, spelled out in the hook because every call costs here: a
         # Router attempt on a known deployment while every breaker is closed has
         # nothing to decide (attempt_of would read the same id).

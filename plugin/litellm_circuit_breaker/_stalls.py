@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -78,45 +77,43 @@ class StallWatch:
         self._on_probe_failed = on_probe_failed
         self._count = count
         self._on_error = on_error
-        self._lock = threading.Lock()
         self._in_flight: dict[tuple[str, str], float] = {}
         """(call id, breaker id) -> start, for calls not answered yet."""
         self._last_answer: dict[str, float] = {}
+        """Breaker id -> when its deployment last answered a call."""
         self._latency: dict[str, float] = {}
         """Seconds each deployment took to answer the last call watched to its answer."""
-        """Breaker id -> when its deployment last answered a call."""
         self._probed: dict[str, float] = {}
         """Probe key -> when its last stall probe started."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the hot path: one call each ------------------------------------------------
+    # No lock: each method makes single dict operations, atomic under the GIL, so
+    # calls on LiteLLM's threads and the loop interleave safely; ``check`` reads a
+    # copy. (A lock here cost a few µs per request on the hot path, for nothing.)
 
     def track(self, call_id: object, breaker_id: str, stream: object) -> None:
         """Watch an attempt until its deployment answers."""
         # A stream answers before its end event, which is all we see of it: untracked.
-        if isinstance(call_id, str) and call_id and not stream:
-            with self._lock:
-                if len(self._in_flight) < IN_FLIGHT_MAX:
-                    self._in_flight[call_id, breaker_id] = self.clock()
+        in_flight = self._in_flight
+        if type(call_id) is str and call_id and not stream and len(in_flight) < IN_FLIGHT_MAX:
+            in_flight[call_id, breaker_id] = self.clock()
 
     def answered(self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool) -> None:
         """End the watch of attempt ``key``; note that ``answered_by`` spoke, and how fast."""
-        with self._lock:
-            started = self._in_flight.pop(key, None) if key is not None and ends else None
-            if answered_by is not None:
-                now = self._last_answer[answered_by] = self.clock()
-                if started is not None and key is not None and key[1] == answered_by:
-                    self._latency[answered_by] = now - started
+        started = self._in_flight.pop(key, None) if key is not None and ends else None
+        if answered_by is not None:
+            now = self._last_answer[answered_by] = self.clock()
+            if started is not None and key is not None and key[1] == answered_by:
+                self._latency[answered_by] = now - started
 
     def latency(self, breaker_id: str) -> float | None:
         """How long ``breaker_id`` took to answer the last call watched, or None."""
-        with self._lock:
-            return self._latency.get(breaker_id)
+        return self._latency.get(breaker_id)
 
     def watching(self, key: tuple[str, str]) -> bool:
         """Whether attempt ``key`` is still in flight (not ended, nor assumed lost)."""
-        with self._lock:
-            return key in self._in_flight
+        return key in self._in_flight
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -137,16 +134,15 @@ class StallWatch:
         """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
         cutoff = now - self.stall_after
         stalled: dict[str, tuple[float, tuple[str, str]]] = {}
-        with self._lock:
-            for key, started in list(self._in_flight.items()):
-                breaker_id = key[1]
-                if started < now - IN_FLIGHT_MAX_AGE_SEC:
-                    del self._in_flight[key]  # its end was never reported
-                elif started <= cutoff:
-                    answered = self._last_answer.get(breaker_id, -math.inf)
-                    oldest = stalled.get(breaker_id, (math.inf,))[0]
-                    if answered < started < oldest:  # nothing answered since it went out
-                        stalled[breaker_id] = (started, key)
+        for key, started in self._in_flight.copy().items():
+            breaker_id = key[1]
+            if started < now - IN_FLIGHT_MAX_AGE_SEC:
+                self._in_flight.pop(key, None)  # its end was never reported
+            elif started <= cutoff:
+                answered = self._last_answer.get(breaker_id, -math.inf)
+                oldest = stalled.get(breaker_id, (math.inf,))[0]
+                if answered < started < oldest:  # nothing answered since it went out
+                    stalled[breaker_id] = (started, key)
         for breaker_id, (started, call) in stalled.items():
             target = self._target_of(breaker_id)
             if target is None:
