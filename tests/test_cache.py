@@ -21,6 +21,7 @@ from litellm_circuit_breaker import (
     StateChange,
 )
 from litellm_circuit_breaker.testing import FakeClock
+from tests.llm_helpers import open_breaker
 
 
 def make(clock: FakeClock, **kwargs: object) -> ProviderHealthCache:
@@ -449,6 +450,40 @@ def test_passing_probe_half_opens_without_erasing_failures(clock: FakeClock) -> 
     cache.mark_unhealthy("a", "completions still fail")
     assert cache.breaker_state("a") is BreakerState.OPEN
     assert cache.retry_in("a") == 60
+
+
+def test_a_probe_proven_blind_grants_nothing_until_the_breaker_closes(clock: FakeClock) -> None:
+    """Probe passed, trial failed: later passes move nothing, the window still admits a trial."""
+    cache = make(clock, unhealthy_backoff_sec=60)
+    open_breaker(cache, "a")
+    cache.mark_probe_passed("a")
+    assert cache.try_acquire("a")
+    cache.mark_unhealthy("a", "chat still 503")  # the probe is blind to this fault
+    for _ in range(3):
+        clock.advance(15)
+        cache.mark_probe_passed("a")
+        assert cache.breaker_state("a") is BreakerState.OPEN
+        assert not cache.try_acquire("a")
+    clock.advance(15)  # the window ends: one trial, as without probes
+    assert cache.breaker_state("a") is BreakerState.HALF_OPEN
+    assert cache.try_acquire("a")
+    cache.mark_healthy("a")
+    open_breaker(cache, "a")  # a new outage: the probe is trusted again
+    cache.mark_probe_passed("a")
+    assert cache.breaker_state("a") is BreakerState.HALF_OPEN
+
+
+def test_a_trial_failing_after_the_window_does_not_make_the_probe_blind(
+    clock: FakeClock,
+) -> None:
+    """Only a trial a probe granted can prove the probe blind."""
+    cache = make(clock, unhealthy_backoff_sec=60)
+    open_breaker(cache, "a")
+    clock.advance(60)
+    assert cache.try_acquire("a")
+    cache.mark_unhealthy("a", "still down")
+    cache.mark_probe_passed("a")
+    assert cache.breaker_state("a") is BreakerState.HALF_OPEN
 
 
 def test_force_open_holds_until_force_close(clock: FakeClock) -> None:

@@ -25,6 +25,8 @@ class Model:
     open_until: float | None = None  # None: closed
     trial_until: float = -1.0
     error: str | None = None
+    probe_granted: bool = False  # this half-open came from a passing probe
+    probe_blind: bool = False  # such a trial failed: probes grant nothing until closed
     transitions: list[tuple[BreakerState, BreakerState]] = field(default_factory=list)
 
     def state(self, now: float) -> BreakerState:
@@ -54,6 +56,7 @@ class CacheMachine(RuleBasedStateMachine):
     def success(self, pid: str) -> None:
         m = self.model(pid)
         m.failures, m.open_until, m.trial_until, m.error = 0, None, -1.0, None
+        m.probe_granted = m.probe_blind = False
         self.cache.mark_healthy(pid)
 
     @rule(pid=IDS, reason=st.sampled_from(["503", "timeout", "refused"]))
@@ -63,6 +66,9 @@ class CacheMachine(RuleBasedStateMachine):
         m.failures += 1
         m.error = reason
         if m.open_until is not None or m.failures >= THRESHOLD:
+            if m.probe_granted and m.state(now) is BreakerState.HALF_OPEN:
+                m.probe_blind = True
+            m.probe_granted = False
             m.open_until = now + BACKOFF
             m.trial_until = -1.0
         self.cache.mark_unhealthy(pid, reason)
@@ -85,8 +91,9 @@ class CacheMachine(RuleBasedStateMachine):
     @rule(pid=IDS)
     def probe_passed(self, pid: str) -> None:
         m = self.models.get(pid)
-        if m is not None and m.state(self.clock()) is BreakerState.OPEN:
+        if m is not None and m.state(self.clock()) is BreakerState.OPEN and not m.probe_blind:
             m.open_until = self.clock()
+            m.probe_granted = True
         self.cache.mark_probe_passed(pid)
 
     @rule(pid=IDS)

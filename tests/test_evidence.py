@@ -317,3 +317,61 @@ async def test_failures_still_count_when_this_litellm_hides_its_routers(
             await r.acompletion(model=GROUP, messages=MESSAGES)
     assert breaker.cache.breaker_state("a") is BreakerState.OPEN
     assert breaker.internal_errors == {}
+
+
+async def _blind_probe_outage(
+    mock: respx.MockRouter, clock: FakeClock, cb: CircuitBreaker, probe_phase: float
+) -> tuple[int, float | None]:
+    """The issue's scenario: a 60 s outage the list call cannot see, on the fake clock.
+
+    One request every 4 s to a primary group with a fallback, a probe round
+    every 30 s (``probe_phase`` seconds into the run), the primary's /models
+    answering 200 throughout while its chat answers 503 from t=20 to t=80.
+    Returns the calls that reached the dead primary and the seconds from the
+    heal to the first request it answered again (None: never, by t=200).
+    """
+    mock.get(url__regex=r"^http://[ab]\.test/v1/models$").mock(
+        return_value=httpx.Response(200, json={"object": "list", "data": []})
+    )
+    primary = mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    litellm.callbacks.append(cb)
+    r = router(
+        deployment("primary", "a", "a.test"),
+        deployment("backup", "b", "b.test"),
+        fallbacks=[{"primary": ["backup"]}],
+    )
+    cb.attach(r)
+    outage, heal, end = 20.0, 80.0, 200.0
+    requests = [(float(t), 0) for t in range(0, int(end), 4)]
+    probes = [(probe_phase + 30.0 * k, 1) for k in range(int(end // 30) + 1)]
+    start = clock()
+    dead_calls = 0
+    back: float | None = None
+    for at, kind in sorted(requests + probes):
+        clock.advance(max(0.0, start + at - clock()))
+        down = outage <= at < heal
+        primary.mock(return_value=status(503) if down else ok("a"))
+        if kind == 1:
+            await cb.probe_once()
+            continue
+        before = primary.call_count
+        response = await r.acompletion(model="primary", messages=MESSAGES)
+        if down:
+            dead_calls += primary.call_count - before
+        elif at >= heal and back is None and response.choices[0].message.content == "a":
+            back = at - heal
+    return dead_calls, back
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("probe_phase", [0.0, 7.5, 15.0, 22.5])
+async def test_a_probe_blind_to_the_fault_costs_one_trial_per_window_and_recovers(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None, probe_phase: float
+) -> None:
+    """GET /models answers 200 while chat answers 503: <= 3 dead calls, back within 40 s."""
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    dead_calls, back = await _blind_probe_outage(mock, clock, cb, probe_phase)
+    assert dead_calls <= 3
+    assert back is not None
+    assert back <= 40.0

@@ -119,7 +119,11 @@ async def test_probe_answers_that_count_and_those_that_do_not(
 async def test_passing_probe_cannot_make_a_deployment_with_failing_completions_flap(
     mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
 ) -> None:
-    """/models answers but completions fail: each probe pass buys one trial, never a close."""
+    """/models answers but completions fail: one probe pass buys one trial, never a close.
+
+    Once that trial has failed the probe is known blind to the fault: later
+    passes buy nothing, and only the end of the window admits the next trial.
+    """
     mock.get("http://a.test/v1/models").mock(return_value=httpx.Response(200, json={}))
     chat = mock.post("http://a.test/v1/chat/completions").mock(return_value=status(503))
     mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
@@ -129,13 +133,22 @@ async def test_passing_probe_cannot_make_a_deployment_with_failing_completions_f
     for _ in range(10):
         await r.acompletion(model="chat", messages=MESSAGES, num_retries=2)
     assert chat.call_count == 2
+    await cb.probe_once()
+    assert cb.cache.breaker_state("a1") is BreakerState.HALF_OPEN
+    for _ in range(10):
+        await r.acompletion(model="chat", messages=MESSAGES, num_retries=2)
+    assert cb.cache.breaker_state("a1") is BreakerState.OPEN
+    assert chat.call_count == 3  # the one trial
     for _round in range(3):
+        clock.advance(15)
         await cb.probe_once()
-        assert cb.cache.breaker_state("a1") is BreakerState.HALF_OPEN
+        assert cb.cache.breaker_state("a1") is BreakerState.OPEN
         for _ in range(10):
             await r.acompletion(model="chat", messages=MESSAGES, num_retries=2)
-        assert cb.cache.breaker_state("a1") is BreakerState.OPEN
-    assert chat.call_count == 2 + 3  # one trial per passing probe, nothing more
+    assert chat.call_count == 3  # blind passes bought nothing
+    clock.advance(15)  # the window ends: the next trial, as without probes
+    await r.acompletion(model="chat", messages=MESSAGES, num_retries=2)
+    assert chat.call_count == 4
 
 
 @pytest.mark.asyncio

@@ -71,6 +71,11 @@ class _Breaker:
     """When a call last succeeded (``mark_healthy``, or the success hot path)."""
     forced: bool = False
     """Held open by an operator: only ``force_close``/``forget`` end it."""
+    probe_trial: bool = False
+    """This half-open came from a passing probe, before the window ended."""
+    probe_blind: bool = False
+    """A trial a passing probe granted failed since this breaker opened: its probe
+    cannot see this fault, so probe passes grant nothing more until it closes."""
     reported: BreakerState = BreakerState.CLOSED
     """The state listeners were last told about."""
     generation: int = 0
@@ -300,6 +305,7 @@ class ProviderHealthCache:
             b.unhealthy_until = 0.0
             b.openings = 0
             b.trial_until = 0.0
+            b.probe_trial = b.probe_blind = False
             events = self._move(provider_id, b, BreakerState.CLOSED, "call succeeded", now)
         self._emit(events)
 
@@ -339,6 +345,9 @@ class ProviderHealthCache:
             if not b.forced and (not b.healthy or b.consecutive_failures >= self._threshold):
                 if b.reported is not BreakerState.OPEN:  # a new opening, not a re-arm
                     b.openings += 1
+                if b.probe_trial and b.reported is BreakerState.HALF_OPEN:
+                    b.probe_blind = True  # the probe said "up", the trial said "down"
+                b.probe_trial = False
                 b.healthy = False
                 b.unhealthy_until = now + self._window(b.openings, retry_after)
                 b.trial_until = 0.0
@@ -369,6 +378,11 @@ class ProviderHealthCache:
         Unlike :meth:`mark_healthy` this erases nothing: a deployment whose
         list endpoint answers while its completions fail gets one trial call,
         and that trial decides. Closed and half-open breakers are unchanged.
+
+        Once such a trial has failed, the probe is known blind to this fault
+        (GET /models answering while chat fails): until the breaker closes,
+        probe passes move nothing and only the end of each window admits a
+        trial, so an outage costs at most one trial per window.
         """
         now = self._clock()
         with self._lock:
@@ -377,9 +391,10 @@ class ProviderHealthCache:
                 return
             b.last_check = now
             events = self._observe(provider_id, b, now)
-            moved = not b.forced and b.state(now) is BreakerState.OPEN
+            moved = not b.forced and not b.probe_blind and b.state(now) is BreakerState.OPEN
             if moved:
                 b.unhealthy_until = now
+                b.probe_trial = True
                 events += self._move(provider_id, b, BreakerState.HALF_OPEN, PROBE_PASSED, now)
         self._emit(events)
 
@@ -399,6 +414,7 @@ class ProviderHealthCache:
             b.forced = seconds is None
             b.unhealthy_until = math.inf if seconds is None else now + seconds
             b.trial_until = 0.0
+            b.probe_trial = False
             b.last_error = reason
             b.last_check = now
             events += self._move(
@@ -450,11 +466,14 @@ class ProviderHealthCache:
             events = self._observe(provider_id, b, now)
             if state is not BreakerState.HALF_OPEN or b.state(now) is not BreakerState.HALF_OPEN:
                 b.trial_until = 0.0  # a trial already out here stays the only one
+            if state is not BreakerState.HALF_OPEN:
+                b.probe_trial = False  # another replica's verdict, not this probe's
             b.last_check = now
             if state is BreakerState.CLOSED:
                 b.healthy, b.forced = True, False
                 b.consecutive_failures, b.openings = 0, 0
                 b.last_error, b.unhealthy_until = None, 0.0
+                b.probe_trial = b.probe_blind = False
             else:
                 if b.reported is BreakerState.CLOSED:
                     b.openings += 1
