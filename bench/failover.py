@@ -89,6 +89,14 @@ class Scenario:
     phases: list[tuple[float, str]]
     """(real-scale second, mode) switches of the dead deployment; the last entry ends the run."""
     notes: str = ""
+    blind_probe: bool = False
+    """The dead deployment's /models keeps answering 200 whatever its chat does."""
+    request_every: float | None = None
+    """Real seconds between requests, when not ``REAL["request_every"]``."""
+    max_dead_calls: int | None = None
+    """The target for calls to the dead deployment per outage (None: ``failure_threshold``)."""
+    max_recovery_real_s: float | None = None
+    """The recovery target in real seconds (None: one probe interval)."""
 
 
 def scenarios() -> list[Scenario]:
@@ -152,7 +160,39 @@ def scenarios() -> list[Scenario]:
             fallback=False,
             phases=[(0, "healthy"), (before, "refuse"), (heal, "healthy"), (heal + after, "end")],
         ),
+        *(_blind_probe(offset) for offset in BLIND_PROBE_OFFSETS),
     ]
+
+
+# The issue-11 outage: /models answers 200 while chat answers 503, a request every
+# 4 s, probes every 30 s. The outage starts this many seconds later than in the other
+# scenarios, which moves it against the probe rounds (the first of them at the run's
+# start): the first probe after it starts comes 10, 2.5, 25 and 17.5 s into it.
+BLIND_PROBE_OFFSETS = (0.0, 7.5, 15.0, 22.5)
+
+
+def _blind_probe(offset: float) -> Scenario:
+    before = REAL["healthy_before"] + offset
+    heal = before + REAL["outage"]
+    first_probe = (30.0 - before % 30.0) % 30.0
+    return Scenario(
+        f"blind-probe-{first_probe:g}s",
+        "Primary answers 503 for 60 s while its /models answers 200; a request every 4 s, "
+        f"the first probe {first_probe:g} s into the outage; fallback group",
+        "primary",
+        "primary",
+        fallback=True,
+        phases=[
+            (0, "healthy"),
+            (before, "error"),
+            (heal, "healthy"),
+            (heal + REAL["observe_after_heal"], "end"),
+        ],
+        blind_probe=True,
+        request_every=4.0,
+        max_dead_calls=3,
+        max_recovery_real_s=40.0,
+    )
 
 
 @dataclass
@@ -230,7 +270,13 @@ async def _run_once(scenario: Scenario, config: str, scale: float) -> RunResult:
     ids = ["primary", "backup"] if scenario.fallback else ["chat-a", "chat-b"]
     async with contextlib.AsyncExitStack() as stack:
         providers = {
-            dep_id: await stack.enter_async_context(FakeProvider(reply=dep_id, record=True))
+            dep_id: await stack.enter_async_context(
+                FakeProvider(
+                    reply=dep_id,
+                    record=True,
+                    models_follow_mode=not (scenario.blind_probe and dep_id == scenario.dead),
+                )
+            )
             for dep_id in ids
         }
         models = _model_list(scenario, providers)
@@ -319,7 +365,7 @@ async def _drive(
 
     scripter = asyncio.create_task(script())
     tasks: list[asyncio.Task[None]] = []
-    every = REAL["request_every"] / scale
+    every = (scenario.request_every or REAL["request_every"]) / scale
     index = 0
     while (at := started + index * every) < end:
         await _sleep_until(at)
@@ -466,6 +512,8 @@ async def _main(scale: float, only: set[str] | None) -> dict[str, Any]:
                 "dead": scenario.dead,
                 "fallback": scenario.fallback,
                 "phases_real_s": scenario.phases,
+                "max_dead_calls": scenario.max_dead_calls,
+                "max_recovery_real_s": scenario.max_recovery_real_s,
                 "runs": runs,
             }
         )
