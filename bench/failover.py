@@ -51,6 +51,7 @@ REAL = {
     "probe_timeout": 3.0,
     "trial_lease": 30.0,
     "stall_after": 0.5,
+    "trial_probe_interval": 5.0,
 }
 
 
@@ -293,6 +294,7 @@ async def _run_once(scenario: Scenario, config: str, scale: float) -> RunResult:
                 probe_timeout=REAL["probe_timeout"] / scale,
                 trial_lease_sec=REAL["trial_lease"] / scale,
                 stall_after_sec=REAL["stall_after"] / scale,
+                trial_probe_interval=REAL["trial_probe_interval"] / scale,
             )
             callbacks.append(breaker)
         with attached(*callbacks):
@@ -396,10 +398,14 @@ def _summarise(scenario: Scenario, run: RunResult, scale: float) -> dict[str, An
         arrivals = [a for a in run.dead_chat_arrivals if start <= a[0] < heal]
         issued = [r for r in run.requests if start <= r.sent < heal]
         added += [r.latency - base for r in issued]
+        # A client request answered by the healed deployment (a trial completion the
+        # plugin sends it is no recovery until traffic follows).
         healed_ok = [
             at
-            for at, status in run.dead_chat_arrivals
-            if at >= heal and status == 200 and (next_start is None or at < next_start)
+            for r in run.requests
+            if r.served_by == scenario.dead
+            and (at := r.sent + r.latency) >= heal
+            and (next_start is None or at < next_start)
         ]
         recovery = min(healed_ok) - heal if healed_ok else None
         per_outage.append(
@@ -566,8 +572,10 @@ def markdown(result: dict[str, Any]) -> str:
         "the whole run. *Added latency*: latency of the requests sent during the outage minus "
         "the median before it, in ms as measured (not converted: it is mostly LiteLLM's "
         "back-off, which is not scaled, and the scaled timeout). *Recovery*: heal to the first "
-        "successful call answered by the healed deployment, in scaled seconds and converted "
-        "to real seconds; *never* = none before the next outage or the end of the run.",
+        "client request answered by the healed deployment, in scaled seconds and converted "
+        "to real seconds; *never* = none before the next outage or the end of the run. The "
+        "plugin's trial completions (one-token pings to an open deployment whose free probe "
+        "proved blind) are not dead calls: they are counted apart, as *trial pings*.",
     ]
     for sc in result["scenarios"]:
         rows = []
@@ -584,6 +592,7 @@ def markdown(result: dict[str, Any]) -> str:
                     fmt(r["added_latency_ms"]["p95"], 0),
                     scaled,
                     real,
+                    str(r.get("plugin_counters", {}).get("trial_probes", "")),
                 ]
             )
         parts.append(f"### {sc['name']}: {sc['title']}")
@@ -598,6 +607,7 @@ def markdown(result: dict[str, Any]) -> str:
                     "added p95 (ms)",
                     "recovery (scaled s)",
                     "recovery (real s)",
+                    "trial pings",
                 ],
                 rows,
             )

@@ -37,6 +37,7 @@ def test_a_config_is_frozen_and_replace_checks_again() -> None:
         ("probe_timeout", float("nan")),
         ("max_backoff_sec", 10.0),
         ("stall_after_sec", 0),
+        ("trial_probe_interval", -5),
         ("replica_name", "  "),
         ("redis_reconcile_sec", 0),
         ("trial_lease_sec", float("inf")),
@@ -64,6 +65,8 @@ def test_from_env_reads_the_variables_and_names_a_bad_one() -> None:
         {"CIRCUIT_BREAKER_FAILURE_THRESHOLD": "4", "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off"}
     )
     assert config == BreakerConfig(failure_threshold=4, probe_interval=None)
+    trials_off = BreakerConfig.from_env({"CIRCUIT_BREAKER_TRIAL_PROBE_INTERVAL_SEC": "off"})
+    assert trials_off.trial_probe_interval is None
     with pytest.raises(ConfigurationError) as info:
         BreakerConfig.from_env({"CIRCUIT_BREAKER_PROBE_CONCURRENCY": "0"})
     assert info.value.field == "CIRCUIT_BREAKER_PROBE_CONCURRENCY"

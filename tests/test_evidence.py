@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from litellm_circuit_breaker import BreakerState, CircuitBreaker, _routers
 from litellm_circuit_breaker._ledger import AttemptLedger
 from litellm_circuit_breaker._litellm_kwargs import deployment_of
 from litellm_circuit_breaker._redact import public_url
+from litellm_circuit_breaker._trials import TrialProber
 from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import MESSAGES, deployment, ok, router, status
 
@@ -319,21 +321,41 @@ async def test_failures_still_count_when_this_litellm_hides_its_routers(
     assert breaker.internal_errors == {}
 
 
+def _is_trial(request: httpx.Request) -> bool:
+    """A trial completion: the breaker's one-token "ping", not a user's request."""
+    body = json.loads(request.content)
+    return body.get("max_tokens") == 1 and body["messages"][0]["content"] == "ping"
+
+
 async def _blind_probe_outage(
-    mock: respx.MockRouter, clock: FakeClock, cb: CircuitBreaker, probe_phase: float
-) -> tuple[int, float | None]:
+    mock: respx.MockRouter,
+    clock: FakeClock,
+    cb: CircuitBreaker,
+    probe_phase: float,
+    trial_every: float | None = None,
+) -> tuple[int, float | None, list[float]]:
     """The issue's scenario: a 60 s outage the list call cannot see, on the fake clock.
 
     One request every 4 s to a primary group with a fallback, a probe round
     every 30 s (``probe_phase`` seconds into the run), the primary's /models
-    answering 200 throughout while its chat answers 503 from t=20 to t=80.
-    Returns the calls that reached the dead primary and the seconds from the
-    heal to the first request it answered again (None: never, by t=200).
+    answering 200 throughout while its chat answers 503 from t=20 to t=80; with
+    ``trial_every``, the trial-completion loop's turn every that many seconds.
+    Returns the user calls that reached the dead primary, the seconds from the
+    heal to the first request it answered again (None: never, by t=200), and
+    when trial completions reached it.
     """
     mock.get(url__regex=r"^http://[ab]\.test/v1/models$").mock(
         return_value=httpx.Response(200, json={"object": "list", "data": []})
     )
-    primary = mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    down = False
+    trials: list[float] = []
+
+    def primary_answers(request: httpx.Request) -> httpx.Response:
+        if _is_trial(request):
+            trials.append(clock() - start)
+        return status(503) if down else ok("a")
+
+    primary = mock.post("http://a.test/v1/chat/completions").mock(side_effect=primary_answers)
     mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
     litellm.callbacks.append(cb)
     r = router(
@@ -343,17 +365,22 @@ async def _blind_probe_outage(
     )
     cb.attach(r)
     outage, heal, end = 20.0, 80.0, 200.0
-    requests = [(float(t), 0) for t in range(0, int(end), 4)]
-    probes = [(probe_phase + 30.0 * k, 1) for k in range(int(end // 30) + 1)]
+    events = [(float(t), "request") for t in range(0, int(end), 4)]
+    events += [(probe_phase + 30.0 * k, "probe") for k in range(int(end // 30) + 1)]
+    if trial_every is not None:
+        events += [(trial_every * k, "trial") for k in range(1, int(end / trial_every))]
     start = clock()
     dead_calls = 0
     back: float | None = None
-    for at, kind in sorted(requests + probes):
+    for at, kind in sorted(events):
         clock.advance(max(0.0, start + at - clock()))
         down = outage <= at < heal
-        primary.mock(return_value=status(503) if down else ok("a"))
-        if kind == 1:
+        if kind == "probe":
             await cb.probe_once()
+            continue
+        if kind == "trial":
+            assert cb._trials is not None
+            await cb._trials.tick()  # the loop's body; the loop only sleeps between them
             continue
         before = primary.call_count
         response = await r.acompletion(model="primary", messages=MESSAGES)
@@ -361,7 +388,8 @@ async def _blind_probe_outage(
             dead_calls += primary.call_count - before
         elif at >= heal and back is None and response.choices[0].message.content == "a":
             back = at - heal
-    return dead_calls, back
+    assert set(cb.cache.ids()) == {"a", "b"}  # trial completions are never counted as calls
+    return dead_calls, back, trials
 
 
 @pytest.mark.asyncio
@@ -370,8 +398,106 @@ async def test_a_probe_blind_to_the_fault_costs_one_trial_per_window_and_recover
     mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None, probe_phase: float
 ) -> None:
     """GET /models answers 200 while chat answers 503: <= 3 dead calls, back within 40 s."""
-    cb = CircuitBreaker(clock=clock, probe_interval=None)
-    dead_calls, back = await _blind_probe_outage(mock, clock, cb, probe_phase)
+    cb = CircuitBreaker(clock=clock, probe_interval=None, trial_probe_interval=None)
+    dead_calls, back, trials = await _blind_probe_outage(mock, clock, cb, probe_phase)
     assert dead_calls <= 3
     assert back is not None
     assert back <= 40.0
+    assert trials == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("probe_phase", [0.0, 7.5, 15.0, 22.5])
+async def test_trial_completions_bring_a_blind_probed_deployment_back_within_seconds(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None, probe_phase: float
+) -> None:
+    """With trial completions every 5 s, the healed primary serves the next request after one."""
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    dead_calls, back, trials = await _blind_probe_outage(mock, clock, cb, probe_phase, 5.0)
+    assert dead_calls <= 3
+    assert back is not None
+    assert back <= 5.0 + 4.0  # one trial interval, then the next request
+    assert trials  # sent only while open with a blind probe, one per 5 s at most
+    assert all(20.0 < t <= 80.0 + 5.0 for t in trials)
+    assert all(b - a >= 5.0 for a, b in itertools.pairwise(trials))
+    assert cb.counters["trial_probes_passed"] == 1
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_that_refuses_the_trial_completion_gets_no_more(
+    mock: respx.MockRouter,
+    clock: FakeClock,
+    litellm_callbacks: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 400 to the one-token ping: one WARNING, no more trial completions, the window decides."""
+    mock.get(url__regex=r"^http://[ab]\.test/v1/models$").mock(
+        return_value=httpx.Response(200, json={})
+    )
+    refused = 0
+
+    def chat(request: httpx.Request) -> httpx.Response:
+        nonlocal refused
+        if _is_trial(request):
+            refused += 1
+            return status(400)
+        return status(503)
+
+    mock.post("http://a.test/v1/chat/completions").mock(side_effect=chat)
+    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    litellm.callbacks.append(cb)
+    r = router(deployment(GROUP, "a", "a.test"))
+    cb.attach(r)
+
+    async def until_open() -> None:
+        while cb.cache.breaker_state("a") is not BreakerState.OPEN:
+            with pytest.raises(litellm.ServiceUnavailableError):
+                await r.acompletion(model=GROUP, messages=MESSAGES)
+
+    await until_open()
+    await cb.probe_once()  # passes: a trial, which fails: the probe is blind
+    await until_open()
+    assert cb._trials is not None
+    with caplog.at_level(logging.WARNING, logger="litellm_circuit_breaker"):
+        for _ in range(3):
+            clock.advance(5)
+            await cb._trials.tick()
+    assert refused == 1
+    assert sum("refused a trial completion" in r.getMessage() for r in caplog.records) == 1
+    assert cb.cache.breaker_state("a") is BreakerState.OPEN
+    assert cb.internal_errors == {}
+
+
+@pytest.mark.asyncio
+async def test_the_trial_loop_outlives_its_own_errors() -> None:
+    """An error in one turn is reported and the next turn still comes."""
+    turns: list[str] = []
+    errors: list[str] = []
+
+    def wanted() -> list[str]:
+        turns.append("turn")
+        if len(turns) == 1:
+            raise RuntimeError("boom")
+        return []
+
+    async def sleep(seconds: float) -> None:
+        assert seconds == 5.0
+        if len(turns) == 3:
+            raise asyncio.CancelledError
+        await asyncio.sleep(0)
+
+    trials = TrialProber(
+        5.0,
+        3.0,
+        wanted=wanted,
+        deployment_of=lambda _: None,
+        on_pass=lambda _: None,
+        count=lambda _: None,
+        on_error=lambda kind, exc: errors.append(f"{kind}: {exc}"),
+        redact=str,
+        sleep=sleep,
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await trials.run()
+    assert turns == ["turn"] * 3
+    assert errors == ["trial_probe: boom"]

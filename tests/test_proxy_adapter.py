@@ -49,6 +49,7 @@ def test_every_variable_is_read() -> None:
             "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": "300",
             "CIRCUIT_BREAKER_PROBE_CONCURRENCY": "8",
             "CIRCUIT_BREAKER_STALL_AFTER_SEC": "off",
+            "CIRCUIT_BREAKER_TRIAL_PROBE_INTERVAL_SEC": "7",
             "CIRCUIT_BREAKER_REDIS_URL": " redis://:pw@cache:6379/2 ",
             "CIRCUIT_BREAKER_REDIS_NAMESPACE": "prod-eu",
             "CIRCUIT_BREAKER_REPLICA_NAME": "pod-7",
@@ -67,13 +68,14 @@ def test_every_variable_is_read() -> None:
         max_backoff_sec=300.0,
         probe_concurrency=8,
         stall_after_sec=None,
+        trial_probe_interval=7.0,
         redis_url="redis://:pw@cache:6379/2",
         redis_namespace="prod-eu",
         replica_name="pod-7",
         redis_state_ttl_sec=600.0,
         redis_reconcile_sec=2.5,
     )
-    assert len(ENV_VARS) == 15
+    assert len(ENV_VARS) == 16
     assert "pw" not in repr(settings)
 
 

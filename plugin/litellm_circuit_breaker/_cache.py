@@ -524,6 +524,19 @@ class ProviderHealthCache:
             b = self._breakers.get(provider_id)
             return b is not None and now - b.last_ok <= seconds
 
+    def blind_open_ids(self) -> list[str]:
+        """Open breakers (not held) whose probe a failed trial proved blind to the fault."""
+        now = self._clock()
+        with self._lock:
+            return [
+                provider_id
+                for provider_id in self._unhealthy
+                if (b := self._breakers.get(provider_id)) is not None
+                and b.probe_blind
+                and not b.forced
+                and b.state(now) is BreakerState.OPEN
+            ]
+
     def is_held(self, provider_id: str) -> bool:
         """True while an operator holds the breaker open (``force_open`` without seconds)."""
         with self._lock:

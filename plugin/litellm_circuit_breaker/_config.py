@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_STALL_AFTER_SEC",
     "DEFAULT_STATE_TTL_SEC",
     "DEFAULT_TRIAL_LEASE_SEC",
+    "DEFAULT_TRIAL_PROBE_INTERVAL_SEC",
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "ENV_VARS",
     "INSTALL_REDIS_HINT",
@@ -54,6 +55,9 @@ DEFAULT_PROBE_TIMEOUT_SEC = 3.0
 # evidence); at 16 none did, and the rounds were faster.
 DEFAULT_PROBE_CONCURRENCY = 16
 DEFAULT_STALL_AFTER_SEC = 0.5
+# A trial completion (one output token) at most this often per open deployment
+# whose free probe is blind: back within this long of a heal, ~10 tokens each.
+DEFAULT_TRIAL_PROBE_INTERVAL_SEC = 5.0
 DEFAULT_NAMESPACE = "litellm_circuit_breaker"
 DEFAULT_STATE_TTL_SEC = 86_400.0
 DEFAULT_RECONCILE_SEC = 5.0
@@ -119,7 +123,9 @@ class BreakerConfig:
     """Every setting of a :class:`CircuitBreaker`, by its public name; checked at construction.
 
     ``probe_interval=None`` disables the probe loop (and with it hang
-    detection); ``stall_after_sec=None`` disables hang detection alone;
+    detection; with no probe there is no blind probe for trial completions to
+    stand in for); ``stall_after_sec=None`` disables hang detection alone;
+    ``trial_probe_interval=None`` disables trial completions;
     ``redis_url=None`` keeps state local to the process.
     """
 
@@ -135,6 +141,7 @@ class BreakerConfig:
     trial_lease_sec: float = DEFAULT_TRIAL_LEASE_SEC
     learn_from_traffic: bool = True
     stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC
+    trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC
     redis_url: str | None = field(default=None, repr=False)
     """May carry a password: kept out of repr."""
     redis_namespace: str = DEFAULT_NAMESPACE
@@ -162,6 +169,10 @@ class BreakerConfig:
             raise ConfigurationError("learn_from_traffic", self.learn_from_traffic, "True or False")
         if self.stall_after_sec is not None:
             check_number("stall_after_sec", self.stall_after_sec, minimum=0.0, inclusive=False)
+        if self.trial_probe_interval is not None:
+            check_number(
+                "trial_probe_interval", self.trial_probe_interval, minimum=0.0, inclusive=False
+            )
         if self.redis_url is not None:
             check_url(self.redis_url)
         check_namespace(self.redis_namespace)
@@ -277,6 +288,11 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": ("max_backoff_sec", _number, "seconds >= the backoff"),
     "CIRCUIT_BREAKER_PROBE_CONCURRENCY": ("probe_concurrency", _integer, "an integer >= 1"),
     "CIRCUIT_BREAKER_STALL_AFTER_SEC": ("stall_after_sec", _number_or_off, "seconds > 0, or off"),
+    "CIRCUIT_BREAKER_TRIAL_PROBE_INTERVAL_SEC": (
+        "trial_probe_interval",
+        _number_or_off,
+        "seconds > 0, or off",
+    ),
     "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
     "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
     "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),

@@ -23,6 +23,8 @@ CounterName = Literal[
     "fallback",
     "stalls",
     "stall_probes",
+    "trial_probes",
+    "trial_probes_passed",
     "litellm_surface_unknown",
 ]
 """The name of one counter, as bumped and as read."""
@@ -48,6 +50,10 @@ class DecisionCounters(Mapping[str, int]):
     """Calls left unanswered past ``stall_after_sec`` whose endpoint was silent too."""
     stall_probes: int = 0
     """Probes started because a call stalled."""
+    trial_probes: int = 0
+    """Trial completions sent to open deployments whose free probe is blind."""
+    trial_probes_passed: int = 0
+    """Trial completions answered: each closed its breaker."""
     litellm_surface_unknown: int = 0
     """Times a LiteLLM Router member the breaker needs was missing (logged once)."""
 

@@ -69,6 +69,9 @@ class Deployment:
     """The deployment's own ``litellm_params.timeout`` in seconds, when it sets one."""
     config_error: str | None = None
     """What is wrong with its configuration (e.g. an api_base that is no URL), if anything."""
+    params: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    """Its ``litellm_params`` with ``os.environ/`` read (holds the key: never shown);
+    what a trial completion is sent with."""
 
     @property
     def wildcard(self) -> bool:
@@ -212,6 +215,7 @@ def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
         api_key=key,
         timeout=seconds_of(params.get("timeout")),
         config_error=url_problem(api_base),
+        params=resolved_params(params),
     )
 
 

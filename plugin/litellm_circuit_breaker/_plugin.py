@@ -48,6 +48,7 @@ from ._config import (
     DEFAULT_STALL_AFTER_SEC,
     DEFAULT_STATE_TTL_SEC,
     DEFAULT_TRIAL_LEASE_SEC,
+    DEFAULT_TRIAL_PROBE_INTERVAL_SEC,
     DEFAULT_UNHEALTHY_BACKOFF_SEC,
     BreakerConfig,
     WhenAllOpen,
@@ -87,6 +88,7 @@ from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
 from ._stalls import StallWatch
 from ._state import BreakerState
 from ._tasks import cancel_and_wait
+from ._trials import TrialProber
 
 __all__ = ["DEFAULT_STALL_AFTER_SEC", "CircuitBreaker", "DeploymentStatus", "WhenAllOpen"]
 
@@ -214,6 +216,7 @@ class CircuitBreaker(CustomLogger):
         redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
         redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC,
         stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC,
+        trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC,
         routers: Sequence[Any] | None = None,
         deployment_source: DeploymentSource | None = None,
     ) -> None:
@@ -231,6 +234,7 @@ class CircuitBreaker(CustomLogger):
             trial_lease_sec=trial_lease_sec,
             learn_from_traffic=learn_from_traffic,
             stall_after_sec=stall_after_sec,
+            trial_probe_interval=trial_probe_interval,
             redis_url=redis_url,
             redis_namespace=redis_namespace,
             replica_name=replica_name,
@@ -300,6 +304,20 @@ class CircuitBreaker(CustomLogger):
                 on_probe_failed=self._prober.apply_failure,
                 count=self._bump,
                 on_error=self._internal_error,
+            )
+        )
+        self._trials = (
+            None
+            if config.trial_probe_interval is None
+            else TrialProber(
+                config.trial_probe_interval,
+                config.probe_timeout,
+                wanted=self.cache.blind_open_ids,
+                deployment_of=self._registry.get,
+                on_pass=self._trial_passed,
+                count=self._bump,
+                on_error=self._internal_error,
+                redact=self._redact,
             )
         )
         self._policy = failure_policy or FailurePolicy()
@@ -469,6 +487,8 @@ class CircuitBreaker(CustomLogger):
                 jobs.append(self._prober.run())
             if self._stalls is not None:
                 jobs.append(self._stalls.run())
+            if self._trials is not None:
+                jobs.append(self._trials.run())
             await asyncio.gather(*jobs)
 
     # -- probing ---------------------------------------------------------------
@@ -714,6 +734,8 @@ class CircuitBreaker(CustomLogger):
 
     def _on_state_change(self, event: Any) -> None:
         self._engage_filter()
+        if self._trials is not None and event.new is BreakerState.CLOSED:
+            self._trials.forget_refusal(event.deployment)
 
     def _filter_engaged(self) -> bool:
         import litellm  # noqa: PLC0415 - already loaded
@@ -1073,6 +1095,10 @@ class CircuitBreaker(CustomLogger):
 
     def _stalled(self, breaker_id: str, reason: str) -> None:
         self.cache.mark_unhealthy(breaker_id, reason)
+
+    def _trial_passed(self, breaker_id: str) -> None:
+        """A trial completion answered: the deployment serves again."""
+        self.cache.mark_healthy(breaker_id)
 
     def _should_count(self, attempt: Attempt, *, inline: bool, success: bool = False) -> bool:
         """Count each attempt once, preferring the inline hook's report.
