@@ -379,3 +379,110 @@ def test_a_bad_stall_limit_names_the_setting(bad: object) -> None:
     """stall_after_sec must be seconds > 0 or None."""
     with pytest.raises(ConfigurationError, match="stall_after_sec"):
         CircuitBreaker(stall_after_sec=bad)  # type: ignore[arg-type]
+
+
+async def _hang_then_count(
+    manual: ManualTime,
+    router: litellm.Router,
+    chat: Hang,
+    group: str,
+    answered_by: str,
+) -> int:
+    """One call hangs on "a"; once past its stall limit, 20 more requests: how many reach "a".
+
+    Requests that reach the hung deployment are left hanging (released at the end);
+    every other one must be answered by ``answered_by``.
+    """
+    hung: list[asyncio.Task[Any]] = []
+    while chat.sent == 0:  # the Router picks "a" for one of these, then it hangs
+        task = asyncio.create_task(router.acompletion(model=group, messages=MESSAGES))
+        await eventually(lambda t=task: t.done() or chat.sent > 0, "an answer or the hang")
+        if not task.done():
+            hung.append(task)
+    await manual.advance(PAST_STALL_SEC)  # the watch's next round: "a" is suspect
+    before = chat.sent
+    for _ in range(20):
+        sent = chat.sent
+        task = asyncio.create_task(router.acompletion(model=group, messages=MESSAGES))
+        await eventually(lambda t=task, n=sent: t.done() or chat.sent > n, "an answer or the hang")
+        if task.done():
+            assert task.result().choices[0].message.content == answered_by
+        else:
+            hung.append(task)
+    reached = chat.sent - before
+    chat.released.set()
+    await asyncio.gather(*hung, return_exceptions=True)
+    return reached
+
+
+@pytest.mark.asyncio
+async def test_calls_after_a_stall_go_to_a_sibling_not_to_the_hung_deployment(
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
+) -> None:
+    """Chat hangs while /models answers (nothing opens): new calls go to the sibling at once."""
+    chat = Hang()
+    mock.post("http://stall.test/v1/chat/completions").mock(side_effect=chat)
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    mock.get(url__regex=r"^http://(stall|b)\.test/v1/models$").mock(
+        return_value=httpx.Response(200, json={"data": []})
+    )
+    models = [deployment("chat", "a", "stall.test"), deployment("chat", "b", "b.test")]
+    cb = stall_breaker(models, manual)
+    litellm.callbacks.append(cb)
+    router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+    async with cb:
+        await first_round_done(cb)
+        reached = await _hang_then_count(manual, router, chat, "chat", "b")
+    assert reached == 0
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED  # slow is not dead: not opened
+    assert cb.counters["skipped"] >= 20
+
+
+@pytest.mark.asyncio
+async def test_calls_after_a_stall_go_to_the_fallback_group(
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
+) -> None:
+    """A single-deployment group with a fallback: after the stall, the fallback answers at once."""
+    chat = Hang()
+    mock.post("http://stall.test/v1/chat/completions").mock(side_effect=chat)
+    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
+    mock.get(url__regex=r"^http://(stall|b)\.test/v1/models$").mock(
+        return_value=httpx.Response(200, json={"data": []})
+    )
+    models = [deployment("primary", "a", "stall.test"), deployment("backup", "b", "b.test")]
+    cb = stall_breaker(models, manual)
+    litellm.callbacks.append(cb)
+    router = litellm.Router(
+        model_list=models, num_retries=0, timeout=30, fallbacks=[{"primary": ["backup"]}]
+    )
+    async with cb:
+        await first_round_done(cb)
+        reached = await _hang_then_count(manual, router, chat, "primary", "b")
+    assert reached == 0
+    assert cb.counters["fallback"] >= 20
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_slow_as_always_is_never_avoided(
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
+) -> None:
+    """Past the stall limit but within four times its own last answer time: not suspect."""
+    mock.get(url__regex=r"^http://(stall|b)\.test/v1/models$").mock(
+        return_value=httpx.Response(200, json={"data": []})
+    )
+    models = [deployment("chat", "a", "stall.test"), deployment("chat", "b", "b.test")]
+    cb = stall_breaker(models, manual)
+    assert cb._stalls is not None
+    cb._stalls.track("earlier", "a", False)
+    await manual.advance(1.0)  # its usual answer time: 1 s
+    cb._stalls.answered(("earlier", "a"), "a", ends=True)
+    await manual.advance(0.1)
+    cb._stalls.track("now", "a", False)
+    await manual.advance(2.0)  # stalled twice the limit... but half its usual time x 4
+    cb._stalls.check(manual.clock())
+    assert cb._stalls.suspects == frozenset()
+    await manual.advance(2.5)
+    cb._stalls.check(manual.clock())
+    assert cb._stalls.suspects == {"a"}
+    cb._stalls.answered(("now", "a"), "a", ends=True)
+    assert cb._stalls.suspects == frozenset()

@@ -304,6 +304,7 @@ class CircuitBreaker(CustomLogger):
                 on_probe_failed=self._prober.apply_failure,
                 count=self._bump,
                 on_error=self._internal_error,
+                on_suspects=self._engage_filter,
             )
         )
         self._trials = (
@@ -628,10 +629,21 @@ class CircuitBreaker(CustomLogger):
             "filter", self._filter, group, deployments, request_kwargs or {}, default=deployments
         )
 
+    def _suspects(self) -> frozenset[str]:
+        """Closed deployments holding a call unanswered past their usual time (hang watch)."""
+        # Read before the watch exists: _engage_filter runs from the first listener on.
+        stalls: StallWatch | None = getattr(self, "_stalls", None)
+        return frozenset() if stalls is None else stalls.suspects
+
     def _filter(
         self, group: str, deployments: list[Any], request_kwargs: Mapping[str, Any]
     ) -> list[Any]:
         unhealthy = self.cache.unhealthy_ids()
+        suspects = self._suspects()
+        if suspects:
+            deployments = self._avoid_suspects(
+                group, deployments, suspects, unhealthy, request_kwargs
+            )
         if not unhealthy:
             return deployments
         kept: list[Any] = []
@@ -653,6 +665,34 @@ class CircuitBreaker(CustomLogger):
             return kept
         chosen = self._all_open(group, refused, request_kwargs)
         return [entry for entry in deployments if deployment_id_of(entry) == chosen]
+
+    def _avoid_suspects(
+        self,
+        group: str,
+        deployments: list[Any],
+        suspects: frozenset[str],
+        unhealthy: frozenset[str],
+        request_kwargs: Mapping[str, Any],
+    ) -> list[Any]:
+        """Keep new calls off a deployment that has left a call hanging, if another can serve.
+
+        A sibling that is neither suspect nor open takes the call; failing that,
+        the request's fallback group when it has one it has not tried (raised,
+        as for an all-open group); failing that, nothing changes here and the
+        breaker's own rules decide.
+        """
+        kept = [e for e in deployments if deployment_id_of(e) not in suspects]
+        if len(kept) == len(deployments):
+            return deployments
+        if any(deployment_id_of(e) not in unhealthy for e in kept):
+            self._bump("skipped", len(deployments) - len(kept))
+            return kept
+        ids = [i for e in deployments if (i := deployment_id_of(e)) is not None]
+        if ids and self._has_fallback(group, ids[0], request_kwargs):
+            self._bump("fallback")
+            self._bump("skipped", len(ids))
+            raise AllDeploymentsOpenError(group, ids, 0.0, hung=True)
+        return deployments
 
     def _all_open(self, group: str, ids: list[str], request_kwargs: Mapping[str, Any]) -> str:
         """Every deployment of ``group`` is open: the fallback, or ``when_all_open``.
@@ -753,7 +793,7 @@ class CircuitBreaker(CustomLogger):
 
         with self._engage_lock:
             callbacks = litellm.callbacks
-            want = bool(self.cache.unhealthy_ids()) and self in callbacks
+            want = bool(self.cache.unhealthy_ids() or self._suspects()) and self in callbacks
             present = self._open_filter in callbacks
             if want and not present:
                 callbacks.append(self._open_filter)

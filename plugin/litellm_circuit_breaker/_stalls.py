@@ -34,6 +34,10 @@ IN_FLIGHT_MAX = 10_000
 # At most one stall probe per endpoint per this many stall limits (5 s at the
 # default), so slow but healthy traffic costs a few token-free list calls.
 STALL_PROBE_GAP = 10
+# A deployment is suspect (new calls go to a sibling or fallback while one can
+# take them) once a call has gone unanswered this many times its own last answer
+# time, and at least the stall limit: slow but always slow is never suspect.
+SUSPECT_LATENCY_FACTOR = 4.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
@@ -62,6 +66,7 @@ class StallWatch:
         on_probe_failed: Callable[[str, str, float], None],
         count: Callable[[CounterName], None],
         on_error: Callable[[str, BaseException], None],
+        on_suspects: Callable[[], None] = lambda: None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -77,6 +82,11 @@ class StallWatch:
         self._on_probe_failed = on_probe_failed
         self._count = count
         self._on_error = on_error
+        self._on_suspects = on_suspects
+        self.suspects: frozenset[str] = frozenset()
+        """Deployments with a call unanswered past their own usual time (see
+        :data:`SUSPECT_LATENCY_FACTOR`), nothing answered since: as of the last
+        :meth:`check`, less those that answered since."""
         self._in_flight: dict[tuple[str, str], float] = {}
         """(call id, breaker id) -> start, for calls not answered yet."""
         self._last_answer: dict[str, float] = {}
@@ -103,6 +113,9 @@ class StallWatch:
         """End the watch of attempt ``key``; note that ``answered_by`` spoke, and how fast."""
         started = self._in_flight.pop(key, None) if key is not None and ends else None
         if answered_by is not None:
+            if answered_by in self.suspects:
+                self.suspects = self.suspects - {answered_by}
+                self._on_suspects()
             now = self._last_answer[answered_by] = self.clock()
             if started is not None and key is not None and key[1] == answered_by:
                 self._latency[answered_by] = now - started
@@ -143,6 +156,15 @@ class StallWatch:
                 oldest = stalled.get(breaker_id, (math.inf,))[0]
                 if answered < started < oldest:  # nothing answered since it went out
                     stalled[breaker_id] = (started, key)
+        suspects = frozenset(
+            breaker_id
+            for breaker_id, (started, _) in stalled.items()
+            if now - started
+            > max(self.stall_after, SUSPECT_LATENCY_FACTOR * self._latency.get(breaker_id, 0.0))
+        )
+        if suspects != self.suspects:
+            self.suspects = suspects
+            self._on_suspects()
         for breaker_id, (started, call) in stalled.items():
             target = self._target_of(breaker_id)
             if target is None:
