@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,10 +108,15 @@ def running_proxy(
         stop_process_group(process)
 
 
-def wait_for(condition: object, timeout: float, message: str) -> None:
-    """Poll ``condition()`` until it is true; real time, since the proxy runs on it."""
+def wait_for(
+    condition: object, timeout: float, message: str, detail: Callable[[], str] | None = None
+) -> None:
+    """Poll ``condition()`` until it is true; real time, since the proxy runs on it.
+
+    On timeout the error carries ``detail()`` too (e.g. the proxy's own output).
+    """
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
         if time.monotonic() > deadline:
-            raise AssertionError(message)
+            raise AssertionError(message if detail is None else f"{message}\n{detail()}")
         time.sleep(0.05)

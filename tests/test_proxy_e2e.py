@@ -268,6 +268,7 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
                 lambda: proxy.output().count("Application startup complete") == 2,
                 STARTUP_TIMEOUT_SEC,
                 "the second worker never started",
+                lambda: "the proxy's output, last 4,000 characters:\n" + proxy.output()[-4000:],
             )
             dead.error(503)
             statuses = [proxy.chat("chat").status_code for _ in range(30)]
