@@ -946,13 +946,14 @@ class CircuitBreaker(CustomLogger):
         # (its queued copy is dropped as a non-stream event); end its stall watch.
         try:
             model_info = request_data.get(MODEL_INFO) if type(request_data) is dict else None
-            call_id = request_data.get(CALL_ID) if model_info else None
-            if type(model_info) is dict and type(call_id) is str and call_id:
+            if type(model_info) is dict:
                 deployment_id = model_info.get(ID)
                 if type(deployment_id) is str and self.cache.touch_if_settled(deployment_id):
                     stalls = self._stalls
                     if stalls is not None:
-                        stalls.answered((call_id, deployment_id), deployment_id, ends=True)
+                        call_id = request_data.get(CALL_ID)
+                        key = (call_id, deployment_id) if type(call_id) is str else None
+                        stalls.answered(key, deployment_id, ends=True)
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("success", exc)
