@@ -765,3 +765,42 @@ def test_a_listener_raising_a_base_exception_never_reaches_the_caller(clock: Fak
     cache.mark_unhealthy("a", "x")  # opens: must not raise
     assert [e.new for e in seen] == [BreakerState.OPEN]
     assert cache.listener_errors == 1
+
+
+def test_a_ping_that_answers_grants_one_real_trial_and_a_blind_ping_stops(
+    clock: FakeClock,
+) -> None:
+    """A ping's answer half-opens (never closes); if that trial fails, no more pings."""
+    cache = make(clock, unhealthy_backoff_sec=60)
+    open_breaker(cache, "a")
+    assert cache.want_ping("a")
+    assert cache.ping_ids() == ["a"]
+    cache.mark_ping_passed("a")
+    assert cache.breaker_state("a") is BreakerState.HALF_OPEN
+    assert cache.try_acquire("a")
+    cache.mark_unhealthy("a", "real prompts still time out")
+    assert cache.breaker_state("a") is BreakerState.OPEN
+    assert cache.ping_ids() == []  # pings are blind to this fault too
+    assert cache.want_ping("a")  # a probe passing again changes nothing for pings
+    assert cache.ping_ids() == []
+    clock.advance(60)
+    assert cache.try_acquire("a")  # the window still admits one real call
+    cache.mark_healthy("a")
+    open_breaker(cache, "a")
+    assert cache.want_ping("a")
+    assert cache.ping_ids() == ["a"]  # a new outage: pings are trusted again
+
+
+def test_a_failed_ping_after_a_probe_pass_makes_the_probe_blind(clock: FakeClock) -> None:
+    """The probe said up, the ping said down: pings every interval, nothing re-armed."""
+    cache = make(clock, unhealthy_backoff_sec=60)
+    open_breaker(cache, "a")
+    window = cache.retry_in("a")
+    assert cache.want_ping("a")
+    cache.mark_ping_failed("a", "trial completion: 503")
+    assert cache.retry_in("a") == window
+    cache.mark_probe_passed("a")  # blind: no half-open
+    assert cache.breaker_state("a") is BreakerState.OPEN
+    assert cache.ping_ids() == ["a"]
+    cache.force_open("a")
+    assert cache.ping_ids() == []  # an operator's hold is never pinged

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -321,6 +320,14 @@ async def test_failures_still_count_when_this_litellm_hides_its_routers(
     assert breaker.internal_errors == {}
 
 
+async def _eventually(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Yield to the loop until ``predicate`` holds: a bound on waiting, not a measure."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "not within the bound"
+        await asyncio.sleep(0.01)
+
+
 def _is_trial(request: httpx.Request) -> bool:
     """A trial completion: the breaker's one-token "ping", not a user's request."""
     body = json.loads(request.content)
@@ -349,13 +356,17 @@ async def _blind_probe_outage(
     )
     down = False
     trials: list[float] = []
+    dead_calls = 0
 
     def primary_answers(request: httpx.Request) -> httpx.Response:
+        nonlocal dead_calls
         if _is_trial(request):
             trials.append(clock() - start)
+        elif down:
+            dead_calls += 1  # a user's call (a ping in flight meanwhile is not one)
         return status(503) if down else ok("a")
 
-    primary = mock.post("http://a.test/v1/chat/completions").mock(side_effect=primary_answers)
+    mock.post("http://a.test/v1/chat/completions").mock(side_effect=primary_answers)
     mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
     litellm.callbacks.append(cb)
     r = router(
@@ -370,7 +381,6 @@ async def _blind_probe_outage(
     if trial_every is not None:
         events += [(trial_every * k, "trial") for k in range(1, int(end / trial_every))]
     start = clock()
-    dead_calls = 0
     back: float | None = None
     for at, kind in sorted(events):
         clock.advance(max(0.0, start + at - clock()))
@@ -382,11 +392,8 @@ async def _blind_probe_outage(
             assert cb._trials is not None
             await cb._trials.tick()  # the loop's body; the loop only sleeps between them
             continue
-        before = primary.call_count
         response = await r.acompletion(model="primary", messages=MESSAGES)
-        if down:
-            dead_calls += primary.call_count - before
-        elif at >= heal and back is None and response.choices[0].message.content == "a":
+        if not down and at >= heal and back is None and response.choices[0].message.content == "a":
             back = at - heal
     assert set(cb.cache.ids()) == {"a", "b"}  # trial completions are never counted as calls
     return dead_calls, back, trials
@@ -411,15 +418,22 @@ async def test_a_probe_blind_to_the_fault_costs_one_trial_per_window_and_recover
 async def test_trial_completions_bring_a_blind_probed_deployment_back_within_seconds(
     mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None, probe_phase: float
 ) -> None:
-    """With trial completions every 5 s, the healed primary serves the next request after one."""
-    cb = CircuitBreaker(clock=clock, probe_interval=None)
-    dead_calls, back, trials = await _blind_probe_outage(mock, clock, cb, probe_phase, 5.0)
-    assert dead_calls <= 3
+    """Trial completions every 5 s: no user call is a trial, and the healed primary is back fast.
+
+    The passing probe's trial is a ping, not a user's call, so the outage costs
+    the user calls that opened the breaker and nothing more.
+    """
+    # The probe loop on (trial completions run in it), its rounds driven by hand.
+    cb = CircuitBreaker(clock=clock, probe_interval=3600.0, stall_after_sec=None)
+    async with cb:
+        dead_calls, back, trials = await _blind_probe_outage(mock, clock, cb, probe_phase, 5.0)
+    assert dead_calls == cb.cache.failure_threshold
     assert back is not None
     assert back <= 5.0 + 4.0  # one trial interval, then the next request
     assert trials  # sent only while open with a blind probe, one per 5 s at most
     assert all(20.0 < t <= 80.0 + 5.0 for t in trials)
-    assert all(b - a >= 5.0 for a, b in itertools.pairwise(trials))
+    # At most one per interval, besides the one a passing probe asks for at once.
+    assert len(trials) <= 60 / 5 + 200 / 30
     assert cb.counters["trial_probes_passed"] == 1
 
 
@@ -444,7 +458,7 @@ async def test_a_deployment_that_refuses_the_trial_completion_gets_no_more(
         return status(503)
 
     mock.post("http://a.test/v1/chat/completions").mock(side_effect=chat)
-    cb = CircuitBreaker(clock=clock, probe_interval=None)
+    cb = CircuitBreaker(clock=clock, probe_interval=3600.0, stall_after_sec=None)
     litellm.callbacks.append(cb)
     r = router(deployment(GROUP, "a", "a.test"))
     cb.attach(r)
@@ -455,17 +469,21 @@ async def test_a_deployment_that_refuses_the_trial_completion_gets_no_more(
                 await r.acompletion(model=GROUP, messages=MESSAGES)
 
     await until_open()
-    await cb.probe_once()  # passes: a trial, which fails: the probe is blind
-    await until_open()
-    assert cb._trials is not None
     with caplog.at_level(logging.WARNING, logger="litellm_circuit_breaker"):
+        await cb.probe_once()  # passes: a ping goes at once to confirm it... refused
+        # The probe's pass then grants a real call as the trial instead.
+        await _eventually(lambda: cb.cache.breaker_state("a") is BreakerState.HALF_OPEN)
+        await until_open()  # that trial fails: the probe is blind
+        assert cb._trials is not None
         for _ in range(3):
             clock.advance(5)
             await cb._trials.tick()
+            await cb.probe_once()
     assert refused == 1
     assert sum("refused a trial completion" in r.getMessage() for r in caplog.records) == 1
     assert cb.cache.breaker_state("a") is BreakerState.OPEN
     assert cb.internal_errors == {}
+    await cb.aclose()
 
 
 @pytest.mark.asyncio
@@ -492,6 +510,8 @@ async def test_the_trial_loop_outlives_its_own_errors() -> None:
         wanted=wanted,
         deployment_of=lambda _: None,
         on_pass=lambda _: None,
+        on_fail=lambda _, __: None,
+        on_refused=lambda _: None,
         count=lambda _: None,
         on_error=lambda kind, exc: errors.append(f"{kind}: {exc}"),
         redact=str,
@@ -501,3 +521,37 @@ async def test_the_trial_loop_outlives_its_own_errors() -> None:
         await trials.run()
     assert turns == ["turn"] * 3
     assert errors == ["trial_probe: boom"]
+
+
+@pytest.mark.asyncio
+async def test_a_ping_is_sent_whatever_litellm_params_the_deployment_carries(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """max_tokens, metadata and stream in litellm_params: the ping still goes, as a ping."""
+    mock.get("http://a.test/v1/models").mock(return_value=httpx.Response(200, json={}))
+    pings: list[dict[str, Any]] = []
+
+    def chat(request: httpx.Request) -> httpx.Response:
+        if _is_trial(request):
+            pings.append(json.loads(request.content))
+            return ok("a")
+        return status(503)
+
+    mock.post("http://a.test/v1/chat/completions").mock(side_effect=chat)
+    entry = deployment(GROUP, "a", "a.test")
+    entry["litellm_params"].update(max_tokens=256, metadata={"team": "x"}, stream=False)
+    cb = CircuitBreaker(clock=clock, probe_interval=3600.0, stall_after_sec=None)
+    litellm.callbacks.append(cb)
+    r = router(entry)
+    cb.attach(r)
+    async with cb:
+        while cb.cache.breaker_state("a") is not BreakerState.OPEN:
+            with pytest.raises(litellm.ServiceUnavailableError):
+                await r.acompletion(model=GROUP, messages=MESSAGES)
+        await cb.probe_once()  # passes: a ping goes at once
+        await _eventually(lambda: bool(pings))
+        await _eventually(lambda: cb.cache.breaker_state("a") is BreakerState.HALF_OPEN)
+    assert len(pings) == 1
+    assert pings[0]["max_tokens"] == 1
+    assert cb.cache.breaker_state("a") is BreakerState.HALF_OPEN  # the next call is the trial
+    assert cb.internal_errors == {}

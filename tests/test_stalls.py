@@ -14,6 +14,7 @@ import pytest
 import respx
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError, _probing
+from litellm_circuit_breaker._stalls import SUSPECT_SPAN
 from litellm_circuit_breaker.testing import FakeProvider
 from tests.llm_helpers import MESSAGES, deployment, ok
 
@@ -415,23 +416,52 @@ async def _hang_then_count(
     return reached
 
 
-@pytest.mark.asyncio
-async def test_calls_after_a_stall_go_to_a_sibling_not_to_the_hung_deployment(
-    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
-) -> None:
-    """Chat hangs while /models answers (nothing opens): new calls go to the sibling at once."""
-    chat = Hang()
+class HangAfterWarmUp(Hang):
+    """Answers until :meth:`hang_now`, then holds each request like :class:`Hang`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hanging = False
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if not self.hanging:
+            return ok("a")
+        return await super().__call__(request)
+
+    def hang_now(self) -> None:
+        self.hanging = True
+
+
+def _sibling_setup(mock: respx.MockRouter, chat: Hang) -> list[dict[str, Any]]:
     mock.post("http://stall.test/v1/chat/completions").mock(side_effect=chat)
     mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
     mock.get(url__regex=r"^http://(stall|b)\.test/v1/models$").mock(
         return_value=httpx.Response(200, json={"data": []})
     )
-    models = [deployment("chat", "a", "stall.test"), deployment("chat", "b", "b.test")]
+    return [deployment("chat", "a", "stall.test"), deployment("chat", "b", "b.test")]
+
+
+async def _warm_up(cb: CircuitBreaker, router: litellm.Router, manual: ManualTime) -> None:
+    """Both deployments answer a few calls: "a" has a usual answer time; time moves on."""
+    while cb._stalls is not None and cb._stalls.latency("a") is None:
+        await router.acompletion(model="chat", messages=MESSAGES)
+    await manual.advance(0.05)
+
+
+@pytest.mark.asyncio
+async def test_calls_after_a_stall_go_to_a_sibling_not_to_the_hung_deployment(
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
+) -> None:
+    """Chat hangs while /models answers (nothing opens): new calls go to the sibling at once."""
+    chat = HangAfterWarmUp()
+    models = _sibling_setup(mock, chat)
     cb = stall_breaker(models, manual)
     litellm.callbacks.append(cb)
     router = litellm.Router(model_list=models, num_retries=0, timeout=30)
     async with cb:
         await first_round_done(cb)
+        await _warm_up(cb, router, manual)
+        chat.hang_now()
         reached = await _hang_then_count(manual, router, chat, "chat", "b")
     assert reached == 0
     assert cb.cache.breaker_state("a") is BreakerState.CLOSED  # slow is not dead: not opened
@@ -439,13 +469,45 @@ async def test_calls_after_a_stall_go_to_a_sibling_not_to_the_hung_deployment(
 
 
 @pytest.mark.asyncio
-async def test_calls_after_a_stall_go_to_the_fallback_group(
+async def test_a_call_its_client_gave_up_on_keeps_no_traffic_away_for_long(
     litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
 ) -> None:
-    """A single-deployment group with a fallback: after the stall, the fallback answers at once."""
+    """A cancelled call sends no end event: suspicion still ends within its span."""
+    chat = HangAfterWarmUp()
+    models = _sibling_setup(mock, chat)
+    cb = stall_breaker(models, manual)
+    litellm.callbacks.append(cb)
+    router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+    async with cb:
+        await first_round_done(cb)
+        await _warm_up(cb, router, manual)
+        chat.hang_now()
+        while chat.sent == 0:
+            task = asyncio.create_task(router.acompletion(model="chat", messages=MESSAGES))
+            await eventually(lambda t=task: t.done() or chat.sent > 0, "an answer or the hang")
+        task.cancel()  # the client gives up: no failure hook, no end event
+        await asyncio.gather(task, return_exceptions=True)
+        chat.hanging = False  # "a" is fine again
+        await manual.advance(PAST_STALL_SEC)
+        assert cb._stalls is not None
+        assert cb._stalls.suspects == {"a"}
+        await manual.advance(SUSPECT_SPAN * STALL_AFTER_SEC)
+        await eventually(lambda: not cb._stalls.suspects, "suspicion over")  # type: ignore[union-attr]
+        served = {
+            (await router.acompletion(model="chat", messages=MESSAGES)).choices[0].message.content
+            for _ in range(20)
+        }
+        chat.released.set()
+    assert "a" in served
+
+
+@pytest.mark.asyncio
+async def test_no_suspicion_without_a_usual_answer_time_nor_toward_a_fallback(
+    litellm_callbacks: None, mock: respx.MockRouter, manual: ManualTime
+) -> None:
+    """A first call that takes long (cold start), and a group with only a fallback: untouched."""
     chat = Hang()
     mock.post("http://stall.test/v1/chat/completions").mock(side_effect=chat)
-    mock.post("http://b.test/v1/chat/completions").mock(return_value=ok("b"))
     mock.get(url__regex=r"^http://(stall|b)\.test/v1/models$").mock(
         return_value=httpx.Response(200, json={"data": []})
     )
@@ -457,9 +519,14 @@ async def test_calls_after_a_stall_go_to_the_fallback_group(
     )
     async with cb:
         await first_round_done(cb)
-        reached = await _hang_then_count(manual, router, chat, "primary", "b")
-    assert reached == 0
-    assert cb.counters["fallback"] >= 20
+        call = asyncio.create_task(router.acompletion(model="primary", messages=MESSAGES))
+        await eventually(lambda: chat.sent == 1, "the call sent")
+        await manual.advance(3 * PAST_STALL_SEC)
+        assert cb._stalls is not None
+        assert cb._stalls.suspects == frozenset()
+        chat.released.set()
+        await asyncio.gather(call, return_exceptions=True)
+    assert cb.counters["fallback"] == 0
 
 
 @pytest.mark.asyncio

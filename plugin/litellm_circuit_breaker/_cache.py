@@ -29,7 +29,7 @@ from ._config import (
 )
 from ._config import check_number as _check_number
 from ._errors import ConfigurationError
-from ._logging import PROBE_PASSED, log_transition
+from ._logging import PING_PASSED, PROBE_PASSED, log_transition
 from ._state import BreakerState, BreakerView, ProviderState, StateChange, StateListener, state_at
 
 __all__ = [
@@ -76,6 +76,14 @@ class _Breaker:
     probe_blind: bool = False
     """A trial a passing probe granted failed since this breaker opened: its probe
     cannot see this fault, so probe passes grant nothing more until it closes."""
+    ping_wanted: bool = False
+    """A probe passed while open: a trial completion is to confirm it (in place of a
+    user's call as the trial)."""
+    ping_trial: bool = False
+    """This half-open came from a ping that answered."""
+    ping_blind: bool = False
+    """A trial a ping granted failed: pings cannot see this fault either (a token
+    rate limit, prompts that time out), so none until this breaker closes."""
     reported: BreakerState = BreakerState.CLOSED
     """The state listeners were last told about."""
     generation: int = 0
@@ -305,7 +313,8 @@ class ProviderHealthCache:
             b.unhealthy_until = 0.0
             b.openings = 0
             b.trial_until = 0.0
-            b.probe_trial = b.probe_blind = False
+            b.probe_trial = b.probe_blind = b.ping_wanted = False
+            b.ping_trial = b.ping_blind = False
             events = self._move(provider_id, b, BreakerState.CLOSED, "call succeeded", now)
         self._emit(events)
 
@@ -345,9 +354,12 @@ class ProviderHealthCache:
             if not b.forced and (not b.healthy or b.consecutive_failures >= self._threshold):
                 if b.reported is not BreakerState.OPEN:  # a new opening, not a re-arm
                     b.openings += 1
-                if b.probe_trial and b.reported is BreakerState.HALF_OPEN:
-                    b.probe_blind = True  # the probe said "up", the trial said "down"
-                b.probe_trial = False
+                if b.reported is BreakerState.HALF_OPEN:
+                    if b.probe_trial:
+                        b.probe_blind = True  # the probe said "up", the trial said "down"
+                    if b.ping_trial:
+                        b.ping_blind = True  # and so did a ping
+                b.probe_trial = b.ping_trial = False
                 b.healthy = False
                 b.unhealthy_until = now + self._window(b.openings, retry_after)
                 b.trial_until = 0.0
@@ -473,7 +485,8 @@ class ProviderHealthCache:
                 b.healthy, b.forced = True, False
                 b.consecutive_failures, b.openings = 0, 0
                 b.last_error, b.unhealthy_until = None, 0.0
-                b.probe_trial = b.probe_blind = False
+                b.probe_trial = b.probe_blind = b.ping_wanted = False
+                b.ping_trial = b.ping_blind = False
             else:
                 if b.reported is BreakerState.CLOSED:
                     b.openings += 1
@@ -524,15 +537,68 @@ class ProviderHealthCache:
             b = self._breakers.get(provider_id)
             return b is not None and now - b.last_ok <= seconds
 
-    def blind_open_ids(self) -> list[str]:
-        """Open breakers (not held) whose probe a failed trial proved blind to the fault."""
+    def want_ping(self, provider_id: str) -> bool:
+        """A probe passed while open: ask for a trial completion to confirm it.
+
+        In place of :meth:`mark_probe_passed` (whose trial is a user's call):
+        the state stays as it is until the ping answers (:meth:`mark_healthy`)
+        or fails (:meth:`mark_ping_failed`). False, and nothing asked, unless
+        the breaker is open and not held.
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None or b.forced or b.state(now) is not BreakerState.OPEN:
+                return False
+            b.last_check = now
+            b.ping_wanted = True
+            return True
+
+    def mark_ping_failed(self, provider_id: str, reason: str | None = None) -> None:
+        """A trial completion failed: after a passing probe, that probe is proven blind.
+
+        Never a re-arm: the window ends as it would have, then one call decides.
+        """
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None or b.healthy:
+                return
+            if b.ping_wanted:
+                b.probe_blind = True
+                b.ping_wanted = False
+            b.last_error = reason
+            b.last_check = self._clock()
+
+    def mark_ping_passed(self, provider_id: str) -> None:
+        """A trial completion answered: half-open, and the next real call is the trial.
+
+        Not a close: a ping can answer while real calls fail. If that trial
+        fails, pings are proven blind too and none are wanted until it closes.
+        """
+        now = self._clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None:
+                return
+            b.last_check = now
+            b.ping_wanted = False
+            events = self._observe(provider_id, b, now)
+            if not b.forced and b.state(now) is BreakerState.OPEN:
+                b.unhealthy_until = now
+                b.ping_trial = True
+                events += self._move(provider_id, b, BreakerState.HALF_OPEN, PING_PASSED, now)
+        self._emit(events)
+
+    def ping_ids(self) -> list[str]:
+        """Open breakers (not held) a trial completion is for: a probe passed, or it is blind."""
         now = self._clock()
         with self._lock:
             return [
                 provider_id
                 for provider_id in self._unhealthy
                 if (b := self._breakers.get(provider_id)) is not None
-                and b.probe_blind
+                and (b.probe_blind or b.ping_wanted)
+                and not b.ping_blind
                 and not b.forced
                 and b.state(now) is BreakerState.OPEN
             ]

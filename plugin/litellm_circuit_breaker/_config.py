@@ -123,9 +123,8 @@ class BreakerConfig:
     """Every setting of a :class:`CircuitBreaker`, by its public name; checked at construction.
 
     ``probe_interval=None`` disables the probe loop (and with it hang
-    detection; with no probe there is no blind probe for trial completions to
-    stand in for); ``stall_after_sec=None`` disables hang detection alone;
-    ``trial_probe_interval=None`` disables trial completions;
+    detection and trial completions); ``stall_after_sec=None`` disables hang
+    detection alone; ``trial_probe_interval=None`` trial completions alone;
     ``redis_url=None`` keeps state local to the process.
     """
 
@@ -193,6 +192,12 @@ class BreakerConfig:
     def stall_detection(self) -> float | None:
         """Seconds before an unanswered call is probed; None when off (or probes are off)."""
         return self.stall_after_sec if self.probe_interval is not None else None
+
+    @property
+    def trial_probing(self) -> float | None:
+        """Seconds between trial completions; None when off (or the probe loop is off:
+        they run in it, and a probe pass with nobody to confirm it grants a trial)."""
+        return self.trial_probe_interval if self.probe_interval is not None else None
 
     def differences(self) -> dict[str, object]:
         """The settings that differ from the defaults, secrets shown without them."""

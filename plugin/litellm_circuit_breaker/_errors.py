@@ -63,25 +63,14 @@ class CircuitOpenError(CircuitBreakerError):
 class AllDeploymentsOpenError(CircuitOpenError):
     """Every deployment of a model group is open (fallback to go to, or ``fail_fast``)."""
 
-    def __init__(
-        self,
-        model_group: str,
-        deployments: Sequence[str],
-        retry_after: float,
-        *,
-        hung: bool = False,
-    ) -> None:
+    def __init__(self, model_group: str, deployments: Sequence[str], retry_after: float) -> None:
         self.model_group = model_group
         self.deployments = tuple(deployments)
-        listed = ", ".join(self.deployments)
         super().__init__(
             deployment=",".join(self.deployments),
             retry_after=retry_after,
             message=(
-                f"every deployment of model group {model_group!r} is holding a call "
-                f"unanswered past its usual time ({listed}): sent to the fallback"
-                if hung
-                else f"all deployments of model group {model_group!r} are circuit-open "
-                f"({listed}); next trial in {max(0.0, retry_after):.1f}s"
+                f"all deployments of model group {model_group!r} are circuit-open "
+                f"({', '.join(self.deployments)}); next trial in {max(0.0, retry_after):.1f}s"
             ),
         )

@@ -12,12 +12,14 @@ import logging
 
 from ._state import BreakerState, StateChange
 
-__all__ = ["PROBE_PASSED", "log_transition", "logger"]
+__all__ = ["PING_PASSED", "PROBE_PASSED", "log_transition", "logger"]
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
 PROBE_PASSED = "probe passed"
 """The reason of an OPEN -> HALF_OPEN move made by evidence rather than time."""
+PING_PASSED = "trial completion answered"
+"""The same, when a one-token trial completion answered (see ``_trials``)."""
 
 
 def log_transition(event: StateChange) -> None:
@@ -37,8 +39,10 @@ def log_transition(event: StateChange) -> None:
         if old is not BreakerState.CLOSED:
             logger.info("deployment %s recovered: circuit closed", deployment)
     elif new is BreakerState.HALF_OPEN:
-        if event.reason == PROBE_PASSED:
-            logger.info("deployment %s half-open: probe passed, next call is a trial", deployment)
+        if event.reason in (PROBE_PASSED, PING_PASSED):
+            logger.info(
+                "deployment %s half-open: %s, next call is a trial", deployment, event.reason
+            )
     elif event.operator:
         logger.warning("deployment %s circuit %s", deployment, event.reason)
     elif old is BreakerState.HALF_OPEN:

@@ -288,6 +288,7 @@ class CircuitBreaker(CustomLogger):
             redact=self._redact,
             claim=self._share.claim_probes if self._share is not None else None,
             ready=self._first_sync if self._share is not None else None,
+            on_pass=self._probe_passed,
         )
         self.when_all_open: WhenAllOpen = config.when_all_open
         # The hot path's own copy: is there a background task to keep running?
@@ -309,16 +310,19 @@ class CircuitBreaker(CustomLogger):
         )
         self._trials = (
             None
-            if config.trial_probe_interval is None
+            if config.trial_probing is None
             else TrialProber(
-                config.trial_probe_interval,
+                config.trial_probing,
                 config.probe_timeout,
-                wanted=self.cache.blind_open_ids,
+                wanted=self.cache.ping_ids,
                 deployment_of=self._registry.get,
                 on_pass=self._trial_passed,
+                on_fail=self.cache.mark_ping_failed,
+                on_refused=self.cache.mark_probe_passed,
                 count=self._bump,
                 on_error=self._internal_error,
                 redact=self._redact,
+                concurrency=config.probe_concurrency,
             )
         )
         self._policy = failure_policy or FailurePolicy()
@@ -641,9 +645,7 @@ class CircuitBreaker(CustomLogger):
         unhealthy = self.cache.unhealthy_ids()
         suspects = self._suspects()
         if suspects:
-            deployments = self._avoid_suspects(
-                group, deployments, suspects, unhealthy, request_kwargs
-            )
+            deployments = self._avoid_suspects(deployments, suspects, unhealthy)
         if not unhealthy:
             return deployments
         kept: list[Any] = []
@@ -667,19 +669,14 @@ class CircuitBreaker(CustomLogger):
         return [entry for entry in deployments if deployment_id_of(entry) == chosen]
 
     def _avoid_suspects(
-        self,
-        group: str,
-        deployments: list[Any],
-        suspects: frozenset[str],
-        unhealthy: frozenset[str],
-        request_kwargs: Mapping[str, Any],
+        self, deployments: list[Any], suspects: frozenset[str], unhealthy: frozenset[str]
     ) -> list[Any]:
         """Keep new calls off a deployment that has left a call hanging, if another can serve.
 
         A sibling that is neither suspect nor open takes the call; failing that,
-        the request's fallback group when it has one it has not tried (raised,
-        as for an all-open group); failing that, nothing changes here and the
-        breaker's own rules decide.
+        nothing changes here and the breaker's own rules decide. Never the
+        fallback group, on suspicion alone: that may be another model, and a
+        hang its stall probe confirms opens the breaker anyway.
         """
         kept = [e for e in deployments if deployment_id_of(e) not in suspects]
         if len(kept) == len(deployments):
@@ -687,11 +684,6 @@ class CircuitBreaker(CustomLogger):
         if any(deployment_id_of(e) not in unhealthy for e in kept):
             self._bump("skipped", len(deployments) - len(kept))
             return kept
-        ids = [i for e in deployments if (i := deployment_id_of(e)) is not None]
-        if ids and self._has_fallback(group, ids[0], request_kwargs):
-            self._bump("fallback")
-            self._bump("skipped", len(ids))
-            raise AllDeploymentsOpenError(group, ids, 0.0, hung=True)
         return deployments
 
     def _all_open(self, group: str, ids: list[str], request_kwargs: Mapping[str, Any]) -> str:
@@ -1138,8 +1130,22 @@ class CircuitBreaker(CustomLogger):
         self.cache.mark_unhealthy(breaker_id, reason)
 
     def _trial_passed(self, breaker_id: str) -> None:
-        """A trial completion answered: the deployment serves again."""
-        self.cache.mark_healthy(breaker_id)
+        """A trial completion answered: one real call is the trial (a ping that answers
+        while real calls fail must not close, or the breaker would flap)."""
+        self.cache.mark_ping_passed(breaker_id)
+
+    def _probe_passed(self, deployment_id: str) -> None:
+        """A probe passed: an open breaker is confirmed by a trial completion where one
+        can be sent, so no user's call is spent as the trial; else one call decides."""
+        trials = getattr(self, "_trials", None)  # probes may report before it is built
+        if (
+            trials is not None
+            and trials.can_ping(deployment_id)
+            and self.cache.want_ping(deployment_id)
+        ):
+            trials.wake()  # the ping goes now, not at the next turn
+            return
+        self.cache.mark_probe_passed(deployment_id)
 
     def _should_count(self, attempt: Attempt, *, inline: bool, success: bool = False) -> bool:
         """Count each attempt once, preferring the inline hook's report.

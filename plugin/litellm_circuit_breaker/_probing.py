@@ -112,8 +112,10 @@ class EndpointProber:
         redact: Callable[[str | None], str],
         claim: Claim | None = None,
         ready: Callable[[], Awaitable[None]] | None = None,
+        on_pass: Callable[[str], None] | None = None,
     ) -> None:
         self._cache = cache
+        self._on_pass = on_pass or cache.mark_probe_passed
         self._interval = interval
         self._timeout = timeout
         self._concurrency = concurrency
@@ -251,7 +253,7 @@ class EndpointProber:
             if result.ok is None:
                 continue
             if result.ok:
-                self._cache.mark_probe_passed(deployment_id)
+                self._on_pass(deployment_id)
             else:
                 reason = f"probe: {self._redact(result.reason)}"
                 self._cache.mark_probe_failed(deployment_id, reason)

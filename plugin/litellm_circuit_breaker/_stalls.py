@@ -34,10 +34,16 @@ IN_FLIGHT_MAX = 10_000
 # At most one stall probe per endpoint per this many stall limits (5 s at the
 # default), so slow but healthy traffic costs a few token-free list calls.
 STALL_PROBE_GAP = 10
-# A deployment is suspect (new calls go to a sibling or fallback while one can
-# take them) once a call has gone unanswered this many times its own last answer
-# time, and at least the stall limit: slow but always slow is never suspect.
+# A deployment is suspect (new calls go to a sibling while one can take them) once
+# a call has gone unanswered this many times its own last answer time, and at
+# least the stall limit: slow but always slow is never suspect, and one that has
+# never answered a watched call (no baseline) is never suspect either.
 SUSPECT_LATENCY_FACTOR = 4.0
+# A stalled call makes its deployment suspect for at most this many stall limits
+# (5 s at the default): a call cancelled by its client (no end event) cannot keep
+# traffic off a deployment for long, and a real hang is caught again by the next
+# call that reaches it.
+SUSPECT_SPAN = 10
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
@@ -147,6 +153,8 @@ class StallWatch:
         """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
         cutoff = now - self.stall_after
         stalled: dict[str, tuple[float, tuple[str, str]]] = {}
+        newest: dict[str, float] = {}
+        """Breaker id -> start of its newest stalled call (nothing answered since)."""
         for key, started in self._in_flight.copy().items():
             breaker_id = key[1]
             if started < now - IN_FLIGHT_MAX_AGE_SEC:
@@ -156,11 +164,15 @@ class StallWatch:
                 oldest = stalled.get(breaker_id, (math.inf,))[0]
                 if answered < started < oldest:  # nothing answered since it went out
                     stalled[breaker_id] = (started, key)
+                if answered < started > newest.get(breaker_id, -math.inf):
+                    newest[breaker_id] = started
         suspects = frozenset(
             breaker_id
-            for breaker_id, (started, _) in stalled.items()
-            if now - started
-            > max(self.stall_after, SUSPECT_LATENCY_FACTOR * self._latency.get(breaker_id, 0.0))
+            for breaker_id, started in newest.items()
+            if (usual := self._latency.get(breaker_id)) is not None
+            and (limit := max(self.stall_after, SUSPECT_LATENCY_FACTOR * usual))
+            < now - started
+            <= limit + SUSPECT_SPAN * self.stall_after
         )
         if suspects != self.suspects:
             self.suspects = suspects
