@@ -15,6 +15,7 @@ from litellm_circuit_breaker import (
     CircuitBreaker,
     CircuitOpenError,
 )
+from litellm_circuit_breaker._litellm_kwargs import sdk_key
 from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import (
     MESSAGES,
@@ -28,7 +29,7 @@ from tests.llm_helpers import (
 
 PRIMARY = "http://primary.test/v1"
 BACKUP = "http://backup.test/v1"
-PRIMARY_KEY = f"{PRIMARY}|openai/m"
+PRIMARY_KEY = sdk_key(PRIMARY, "openai/m")
 
 
 async def sdk_call(**kwargs: object) -> str:

@@ -74,6 +74,7 @@ from ._litellm_kwargs import (
     model_group_of,
     routing_of,
     seconds_of,
+    secrets_of,
     timeout_of,
     trace_id_of,
 )
@@ -861,6 +862,7 @@ class CircuitBreaker(CustomLogger):
                     {"model_name": attempt.model_group, MODEL_INFO: {ID: attempt.breaker_id}}
                 )
         else:
+            self._learn_secrets(kwargs)
             half_open = attempt.breaker_id in self.cache.unhealthy_ids()
             if not self.cache.try_acquire(attempt.breaker_id):
                 self._bump("sdk_refused")
@@ -978,6 +980,7 @@ class CircuitBreaker(CustomLogger):
         if not isinstance(exception, BaseException):
             return
         attempt = attempt_of(kwargs)
+        self._learn_secrets(kwargs)  # before its error is read: it may echo the key
         verdict = self._policy.classify(
             exception, self._redact, chosen=self._caller_choices(attempt, kwargs)
         )
@@ -998,6 +1001,11 @@ class CircuitBreaker(CustomLogger):
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
             self.cache.release(attempt.breaker_id)
+
+    def _learn_secrets(self, kwargs: Mapping[str, Any]) -> None:
+        """Remember the key and api_base password a call brought, so no output shows them."""
+        for secret in secrets_of(kwargs):
+            self._redact.add_seen(secret)
 
     def _caller_choices(self, attempt: Attempt, kwargs: Mapping[str, Any]) -> CallerChoices:
         """What the failed attempt's request chose, beside what the operator configured."""

@@ -5,8 +5,9 @@ this module itself imports without it, and only :class:`BreakerMetrics` asks for
 
 Every series is labelled by deployment id and model group at most, never by a URL,
 a key or an error message. Only deployments the breaker knows from configuration
-or traffic (``breaker.deployments``) get series: the breaker ids of direct SDK
-calls are built from URLs, so they are left out rather than exposed.
+or traffic (``breaker.deployments``) get series: direct SDK calls have one
+breaker per model and endpoint a caller used, as many as callers like, so
+they are left out rather than made labels.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ class BreakerMetrics:
         try:
             deployment = self._breaker.deployments.get(event.deployment)
             if deployment is None:
-                return  # an SDK breaker id (built from a URL) or a forgotten deployment
+                return  # an SDK breaker (one per model and endpoint) or a forgotten deployment
             key = (deployment.id, deployment.model_group, event.new.value)
             with self._lock:
                 self._transitions[key] = self._transitions.get(key, 0) + 1
