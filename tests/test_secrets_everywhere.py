@@ -163,3 +163,25 @@ def test_no_secret_of_the_corpus_reaches_any_output(
     for breaker_id in [row.deployment for row in cb.status()] + [refused.deployment]:
         assert ".test" not in breaker_id
         assert "://" not in breaker_id
+
+
+@pytest.mark.asyncio
+async def test_status_shows_an_sdk_breakers_endpoint_without_its_password(
+    mock: respx.MockRouter, breaker: CircuitBreaker
+) -> None:
+    """The id is a digest; the endpoint column names the host, never the user-info."""
+    mock.route(host="h0.test").mock(return_value=httpx.Response(503, json={}))
+    for _ in range(2):
+        with pytest.raises(litellm.ServiceUnavailableError):
+            await litellm.acompletion(
+                model="openai/m",
+                api_base=api_base(0),
+                api_key=per_call_key(0),
+                messages=MESSAGES,
+                max_retries=0,
+            )
+    (row,) = breaker.status()
+    assert row.state is BreakerState.OPEN
+    assert row.endpoint == "http://h0.test/v1"
+    assert row.deployment.startswith("openai/m@")
+    assert "h0.test" not in row.deployment
