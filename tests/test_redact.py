@@ -274,3 +274,21 @@ def test_url_secrets_are_the_user_info_and_the_password(
 def test_public_url_drops_user_info_with_or_without_a_scheme(url: str, expected: str) -> None:
     """No password survives, however the URL is written."""
     assert public_url(url) == expected
+
+
+PASSWORD_CHARS = string.ascii_letters + string.digits + "@/#?:%!$&'()*+,;=-._~"
+
+
+@given(
+    user=st.text(alphabet=string.ascii_letters + string.digits, max_size=8),
+    password=st.text(alphabet=PASSWORD_CHARS, min_size=6, max_size=30),
+    scheme=st.sampled_from(["http://", "https://", ""]),
+)
+def test_no_url_password_survives_public_url_or_the_redactor(
+    user: str, password: str, scheme: str
+) -> None:
+    """Whatever a password holds ("@", "/", "#"...), with or without a scheme: none of it."""
+    url = f"{scheme}{user}:{password}@host.test/v1"
+    assert password not in public_url(url)
+    assert password not in Redactor()(f"GET {url} failed", limit=10_000)
+    assert public_url(url).endswith("host.test/v1")

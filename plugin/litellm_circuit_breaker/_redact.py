@@ -34,7 +34,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # run (a password may hold "@", "/" or "#"; masking a path's "@" too is harmless).
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@"), rf"\1{MASK}@"),
     # ... and without a scheme: user:password@host/v1
-    (re.compile(r"(?<![\w.~%+-])[\w.~%+-]+:(?!//)\S*@(?=[\w\[])"), rf"{MASK}@"),
+    (re.compile(r"(?<![\w.~%+-])[\w.~%+-]*:(?!//)\S*@(?=[\w\[])"), rf"{MASK}@"),
     # Bearer / Basic tokens in echoed headers
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), rf"\1 {MASK}"),
     # Key-like query or JSON fields: api_key=..., "api-key": "...", X-Amz-Signature=...
