@@ -28,13 +28,19 @@ SEEN_MAX = 1024
 """Keys seen on direct SDK calls remembered verbatim (the most recent ones; a key
 is learned before its call's error is redacted, so recency is what matters)."""
 
+_USERINFO_MAX = 256
+"""The longest URL user-info masked as such (longer ones are not credentials we meet)."""
 _FIELD_NAMES = r"api[_-]?key|apikey|key|token|secret|password|passwd|pwd|sig|signature|credential"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Credentials in URLs: scheme://user:password@host, up to the last "@" of the
     # run (a password may hold "@", "/" or "#"; masking a path's "@" too is harmless).
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)\S*@"), rf"\1{MASK}@"),
+    # Bounded: an unbounded run made a long error body without spaces quadratic.
+    (re.compile(rf"(?i)\b([a-z][a-z0-9+.-]*://)\S{{0,{_USERINFO_MAX}}}@"), rf"\1{MASK}@"),
     # ... and without a scheme: user:password@host/v1
-    (re.compile(r"(?<![\w.~%+-])[\w.~%+-]*:(?!//)\S*@(?=[\w\[])"), rf"{MASK}@"),
+    (
+        re.compile(rf"(?<![\w.~%+-])[\w.~%+-]*:(?!//)\S{{0,{_USERINFO_MAX}}}@(?=[\w\[])"),
+        rf"{MASK}@",
+    ),
     # Bearer / Basic tokens in echoed headers
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), rf"\1 {MASK}"),
     # Key-like query or JSON fields: api_key=..., "api-key": "...", X-Amz-Signature=...
