@@ -103,3 +103,26 @@ def test_from_env_overrides_win_and_are_blamed_by_their_own_name() -> None:
     with pytest.raises(ConfigurationError) as info:
         BreakerConfig.from_env({}, probe_timeout=-1)
     assert info.value.field == "probe_timeout"
+
+
+def test_max_sdk_breakers_defaults_to_1000_and_is_checked() -> None:
+    """The bound on direct SDK breakers: an integer >= 1, named with its value when wrong."""
+    assert BreakerConfig().max_sdk_breakers == 1000
+    assert CircuitBreaker(probe_interval=None).sdk_breakers.limit == 1000
+    for bad in (0, -5, 2.5, True, "100"):
+        with pytest.raises(ConfigurationError) as info:
+            CircuitBreaker(probe_interval=None, max_sdk_breakers=bad)  # type: ignore[arg-type]
+        assert info.value.field == "max_sdk_breakers"
+        assert str(info.value) == f"max_sdk_breakers={bad!r} is invalid: expected an integer >= 1"
+
+
+def test_max_sdk_breakers_is_read_from_its_variable() -> None:
+    """CIRCUIT_BREAKER_MAX_SDK_BREAKERS, a bad value named by the variable and its text."""
+    env = {"CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "250"}
+    assert BreakerConfig.from_env(env).max_sdk_breakers == 250
+    with pytest.raises(ConfigurationError) as info:
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "lots"})
+    assert (info.value.field, info.value.value) == ("CIRCUIT_BREAKER_MAX_SDK_BREAKERS", "lots")
+    with pytest.raises(ConfigurationError) as info:
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "0"})
+    assert (info.value.field, info.value.value) == ("CIRCUIT_BREAKER_MAX_SDK_BREAKERS", "0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Any
 
 import litellm
@@ -22,13 +23,20 @@ from litellm_circuit_breaker._litellm_kwargs import (
     exception_of,
     model_group_of,
     resolved_params,
+    sdk_endpoint,
     sdk_key,
+    secrets_of,
     str_or_none,
     trace_id_of,
 )
 from tests.llm_helpers import router_entries
 
 KEY = "sk-deploy-key-0123456789"
+
+
+def digest(endpoint: str) -> str:
+    """How an SDK breaker id names its endpoint: the same on every replica, no URL."""
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:12]
 
 
 @pytest.fixture(autouse=True)
@@ -272,7 +280,8 @@ def test_str_or_none(value: object, expected: str | None) -> None:
 )
 def test_sdk_key_normalises_base_and_provider(args: tuple[str | None, ...]) -> None:
     """Case, trailing slash, user-info, query and a separate provider all give one key."""
-    assert sdk_key(*args) == "http://a.test/v1|openai/m"
+    assert sdk_endpoint(*args) == "http://a.test/v1"
+    assert sdk_key(*args) == f"openai/m@{digest('http://a.test/v1')}"
 
 
 @pytest.mark.parametrize(
@@ -286,12 +295,62 @@ def test_sdk_key_normalises_base_and_provider(args: tuple[str | None, ...]) -> N
 )
 def test_an_implicit_openai_base_equals_the_explicit_one(args: tuple[str | None, ...]) -> None:
     """No api_base means LiteLLM's default base, written out."""
-    assert sdk_key(*args) == "https://api.openai.com/v1|openai/gpt-4o"
+    assert sdk_endpoint(*args) == "https://api.openai.com/v1"
+    assert sdk_key(*args) == f"openai/gpt-4o@{digest('https://api.openai.com/v1')}"
 
 
 def test_an_unprefixed_model_gets_the_provider_litellm_infers() -> None:
     """ "gpt-4o" alone is openai/gpt-4o, the same breaker as the explicit forms."""
     assert sdk_key(None, "gpt-4o") == sdk_key(None, "gpt-4o", "openai")
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "admin:hunter2pw@host.test/v1",
+        "http://admin:p@ss@word@host.test/v1",
+        "https://user:pw99@host.test/v1?api-key=abcd1234",
+    ],
+)
+def test_an_sdk_breaker_id_carries_no_url_and_no_password(api_base: str) -> None:
+    """With or without a scheme, a password holding "@" or a key in the query: none of it."""
+    breaker_id = sdk_key(api_base, "openai/m")
+    assert breaker_id is not None
+    model, _, endpoint_digest = breaker_id.partition("@")
+    assert model == "openai/m"
+    assert len(endpoint_digest) == 12
+    assert int(endpoint_digest, 16) >= 0  # hex digits only
+    for fragment in ("host", "admin", "hunter2pw", "ss@word", "pw99", "abcd1234", "://"):
+        assert fragment not in breaker_id
+    assert not {"hunter2pw", "ss@word", "pw99", "abcd1234"} & set(
+        sdk_endpoint(api_base, "openai/m").split("@")
+    )
+
+
+def test_the_key_and_password_a_call_brings_are_read_as_secrets() -> None:
+    """``secrets_of``: the per-call api_key, and the api_base's user-info and password."""
+    kwargs = {"api_key": "tenant-key-123", "api_base": "http://u:pw42@a.test/v1"}
+    assert secrets_of(kwargs) == ("tenant-key-123", "u:pw42", "pw42")
+    logged = {"litellm_params": {"api_key": "tenant-key-123", "api_base": "http://a.test"}}
+    assert secrets_of(logged) == ("tenant-key-123",)
+    assert secrets_of({}) == ()
+
+
+def test_a_deployment_names_its_key_and_its_api_base_password_as_secrets() -> None:
+    """Both are struck out of everything shown, not only the key."""
+    found = deployment_of(
+        {
+            "model_name": "g",
+            "litellm_params": {
+                "model": "openai/m",
+                "api_base": "http://ops:base-pw-77@a.test/v1",
+                "api_key": KEY,
+            },
+        }
+    )
+    assert found is not None
+    assert found.secrets == (KEY, "ops:base-pw-77", "base-pw-77")
+    assert "base-pw-77" not in repr(found)
 
 
 def test_sdk_key_keeps_different_things_apart() -> None:
@@ -392,7 +451,8 @@ LOGGED_SDK = {
 def test_a_direct_sdk_call_gives_the_same_breaker_inline_and_logged() -> None:
     """No model_info (model_id ""): both forms key on base plus provider/model, not the Router."""
     inline, logged = attempt_of(INLINE_SDK), attempt_of(LOGGED_SDK)
-    assert inline.breaker_id == logged.breaker_id == "http://a.test/v1|openai/m"
+    assert inline.breaker_id == logged.breaker_id == sdk_key("http://a.test/v1", "openai/m")
+    assert inline.endpoint == logged.endpoint == "http://a.test/v1"
     assert (inline.via_router, logged.via_router) == (False, False)
     assert inline.call_id == logged.call_id == "c1"
     assert (inline.model_group, logged.model_group) == (None, None)

@@ -366,3 +366,31 @@ def test_without_prometheus_the_module_imports_and_the_error_says_what_to_instal
     ) as info:
         fresh.BreakerMetrics(cb, registry=None)
     assert isinstance(info.value.__cause__, ImportError)
+
+
+@pytest.mark.asyncio
+async def test_sdk_breakers_are_counted_and_their_evictions_exposed(
+    clock: FakeClock, litellm_callbacks: None, registry: CollectorRegistry
+) -> None:
+    """300 SDK models under a bound of 50: the gauge says 50, the counter 250 evicted."""
+    sdk = CircuitBreaker(probe_interval=None, clock=clock, max_sdk_breakers=50)
+    litellm.callbacks.append(sdk)
+    metrics = BreakerMetrics(sdk, registry=registry)
+    try:
+        with respx.mock() as mock:
+            mock.post("http://sdk.test/v1/chat/completions").mock(return_value=ok())
+            for n in range(300):
+                await litellm.acompletion(
+                    model=f"openai/m{n}",
+                    api_base="http://sdk.test/v1",
+                    api_key=KEY,
+                    messages=MESSAGES,
+                    max_retries=0,
+                )
+        assert registry.get_sample_value(f"{NS}_sdk_breakers") == 50
+        dropped = f"{NS}_sdk_breakers_dropped_total"
+        assert registry.get_sample_value(dropped, {"reason": "evicted"}) == 250
+        assert registry.get_sample_value(dropped, {"reason": "untracked"}) == 0
+        assert "sdk.test" not in generate_latest(registry).decode()
+    finally:
+        metrics.detach()

@@ -13,6 +13,7 @@ import pytest
 import respx
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker._litellm_kwargs import sdk_key
 from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, status
 
@@ -177,7 +178,9 @@ async def test_probes_only_go_to_configured_endpoints_never_to_request_ones(
     assert caller_models.call_count == 0
     assert configured.call_count == 1
     passive = [row for row in cb.status() if row.probe == "passive"]
-    assert [row.deployment for row in passive] == ["http://caller.test/v1|openai/m"]
+    assert [(row.deployment, row.endpoint) for row in passive] == [
+        (sdk_key("http://caller.test/v1", "openai/m"), "http://caller.test/v1")
+    ]
 
 
 @pytest.mark.asyncio

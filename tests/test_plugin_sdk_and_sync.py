@@ -15,7 +15,8 @@ from litellm_circuit_breaker import (
     CircuitBreaker,
     CircuitOpenError,
 )
-from litellm_circuit_breaker.testing import FakeClock
+from litellm_circuit_breaker._litellm_kwargs import sdk_key
+from litellm_circuit_breaker.testing import FakeClock, restored_litellm_callbacks
 from tests.llm_helpers import (
     MESSAGES,
     deployment,
@@ -28,7 +29,7 @@ from tests.llm_helpers import (
 
 PRIMARY = "http://primary.test/v1"
 BACKUP = "http://backup.test/v1"
-PRIMARY_KEY = f"{PRIMARY}|openai/m"
+PRIMARY_KEY = sdk_key(PRIMARY, "openai/m")
 
 
 async def sdk_call(**kwargs: object) -> str:
@@ -314,3 +315,108 @@ async def test_one_primary_failure_under_sdk_fallbacks_counts_once(
     assert state is not None
     assert state.consecutive_failures == 1
     assert breaker.cache.breaker_state(PRIMARY_KEY) is BreakerState.CLOSED
+
+
+# -- the bound on SDK breakers (issue 12 item 7) ------------------------------------
+
+
+async def call_model(n: int, api_base: str = PRIMARY) -> None:
+    """One direct SDK call to model ``m{n}`` (on the primary endpoint unless told)."""
+    await litellm.acompletion(
+        model=f"openai/m{n}",
+        api_base=api_base,
+        api_key="sk-sdk-key-000000",
+        messages=MESSAGES,
+        max_retries=0,
+    )
+
+
+@pytest.mark.asyncio
+async def test_300_distinct_models_keep_at_most_max_sdk_breakers(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """Every call succeeds: the oldest closed breakers make room, memory stays bounded."""
+    mock.post(f"{PRIMARY}/chat/completions").mock(return_value=ok())
+    cb = CircuitBreaker(clock=clock, probe_interval=None, max_sdk_breakers=100)
+    litellm.callbacks.append(cb)
+    for n in range(300):
+        await call_model(n)
+    assert len(cb.cache) == 100
+    assert len(cb.sdk_breakers) == 100
+    assert cb.sdk_breakers.evicted == 200
+    assert cb.sdk_breakers.untracked == 0
+    # The most recent ones are kept, the oldest went first.
+    assert sdk_key(PRIMARY, "openai/m299") in cb.cache
+    assert sdk_key(PRIMARY, "openai/m0") not in cb.cache
+    assert len(cb.status()) == 100
+
+
+@pytest.mark.asyncio
+async def test_open_sdk_breakers_are_never_evicted_while_they_matter(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """Five dead models stay refused without a network call through 300 healthy ones."""
+    dead = mock.post(f"{BACKUP}/chat/completions").mock(return_value=status(503))
+    mock.post(f"{PRIMARY}/chat/completions").mock(return_value=ok())
+    cb = CircuitBreaker(clock=clock, probe_interval=None, max_sdk_breakers=10)
+    litellm.callbacks.append(cb)
+    for n in range(5):
+        for _ in range(2):
+            with pytest.raises(litellm.ServiceUnavailableError):
+                await call_model(n, api_base=BACKUP)
+    for n in range(300):
+        await call_model(1000 + n)
+    calls = dead.call_count
+    for n in range(5):
+        with pytest.raises(CircuitOpenError):
+            await call_model(n, api_base=BACKUP)
+    assert dead.call_count == calls == 10
+    assert len(cb.cache) == 10
+    opened = [r for r in cb.status() if r.state is BreakerState.OPEN]
+    assert {r.deployment for r in opened} == {sdk_key(BACKUP, f"openai/m{n}") for n in range(5)}
+    assert {r.endpoint for r in opened} == {BACKUP}
+
+
+@pytest.mark.asyncio
+async def test_when_every_sdk_breaker_matters_a_new_model_goes_untracked(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """Bound full of open breakers: a new model's calls pass (counted), the open stay open."""
+    mock.post(f"{BACKUP}/chat/completions").mock(return_value=status(503))
+    cb = CircuitBreaker(clock=clock, probe_interval=None, max_sdk_breakers=2)
+    litellm.callbacks.append(cb)
+    for n in range(3):
+        for _ in range(2):
+            with pytest.raises(litellm.ServiceUnavailableError):
+                await call_model(n, api_base=BACKUP)
+    states = {r.deployment: r.state for r in cb.status()}
+    assert states == {sdk_key(BACKUP, f"openai/m{n}"): BreakerState.OPEN for n in range(2)}
+    assert cb.sdk_breakers.untracked == 2  # m2's two failures: not counted
+    with pytest.raises(litellm.ServiceUnavailableError):
+        await call_model(2, api_base=BACKUP)  # untracked: never refused
+    # Once a window ends and no trial is out, that breaker may make room.
+    clock.advance(60)
+    with pytest.raises(litellm.ServiceUnavailableError):
+        await call_model(2, api_base=BACKUP)
+    assert sdk_key(BACKUP, "openai/m2") in cb.sdk_breakers
+    assert cb.sdk_breakers.evicted == 1
+
+
+def test_sync_sdk_calls_are_bounded_too(mock: respx.MockRouter, clock: FakeClock) -> None:
+    """litellm.completion reports on the logging path; the same bound applies."""
+    mock.post(f"{PRIMARY}/chat/completions").mock(return_value=status(503))
+    cb = CircuitBreaker(clock=clock, probe_interval=None, max_sdk_breakers=5)
+    litellm.disable_aiohttp_transport = True
+    with restored_litellm_callbacks():
+        litellm.callbacks.append(cb)
+        for n in range(12):
+            with pytest.raises(litellm.ServiceUnavailableError):
+                litellm.completion(
+                    model=f"openai/s{n}",
+                    api_base=PRIMARY,
+                    api_key="sk-sdk-key-000000",
+                    messages=MESSAGES,
+                    max_retries=0,
+                )
+    assert len(cb.cache) == 5
+    assert cb.sdk_breakers.evicted == 7

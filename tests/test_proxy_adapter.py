@@ -55,6 +55,7 @@ def test_every_variable_is_read() -> None:
             "CIRCUIT_BREAKER_REPLICA_NAME": "pod-7",
             "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": "600",
             "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": "2.5",
+            "CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "250",
         }
     )
     assert settings == ProxySettings(
@@ -74,8 +75,9 @@ def test_every_variable_is_read() -> None:
         replica_name="pod-7",
         redis_state_ttl_sec=600.0,
         redis_reconcile_sec=2.5,
+        max_sdk_breakers=250,
     )
-    assert len(ENV_VARS) == 16
+    assert len(ENV_VARS) == 17
     assert "pw" not in repr(settings)
 
 

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from litellm_circuit_breaker._redact import MASK, MAX_REASON_CHARS, Redactor, public_url
+from litellm_circuit_breaker._redact import (
+    MASK,
+    MAX_REASON_CHARS,
+    SEEN_MAX,
+    Redactor,
+    public_url,
+    url_secrets,
+)
+from tests.secret_corpus import SECRET_CORPUS
 
 
 def redactor(*secrets: str | None) -> Redactor:
@@ -192,3 +200,95 @@ def test_a_secret_repeated_between_noise_never_survives(secret: str, text: list[
 def test_public_url_keeps_only_scheme_host_port_and_path(url: str, expected: str) -> None:
     """No user-info, query, fragment or trailing slash; scheme and host lowercased."""
     assert public_url(url) == expected
+
+
+@pytest.mark.parametrize(("text", "secret"), SECRET_CORPUS)
+def test_every_shape_of_the_corpus_is_masked_without_knowing_the_secret(
+    text: str, secret: str
+) -> None:
+    """Real key shapes, URL passwords holding "@", scheme-less user-info and signed URLs."""
+    out = Redactor()(text, limit=10_000)
+    assert secret not in out
+    assert MASK in out
+
+
+def test_a_url_password_holding_at_signs_is_masked_whole_and_the_host_kept() -> None:
+    """The user-info runs to the last "@": no fragment of the password survives."""
+    assert Redactor()("GET https://admin:p@ss@word@host.test/v1 failed") == (
+        "GET https://***@host.test/v1 failed"
+    )
+
+
+def test_a_scheme_less_url_loses_its_user_info_in_text() -> None:
+    """``user:pw@host/v1`` written without a scheme is masked like one with it."""
+    assert Redactor()("connect to admin:pw42@host.test/v1 refused") == (
+        "connect to ***@host.test/v1 refused"
+    )
+
+
+def test_a_seen_key_of_no_known_shape_is_masked_verbatim() -> None:
+    """A key a request brought is struck out wherever the provider echoes it."""
+    r = Redactor()
+    r.add_seen("tenant-7f3a9b2c4d5e")
+    assert r("Invalid credentials tenant-7f3a9b2c4d5e for org o.") == (
+        "Invalid credentials *** for org o."
+    )
+
+
+def test_only_the_most_recent_seen_keys_are_kept() -> None:
+    """Keys requests bring are bounded: the oldest is dropped, configured ones never are."""
+    r = Redactor()
+    r.add_secret("configured-key-1")
+    for n in range(SEEN_MAX + 1):
+        r.add_seen(f"tenant-key-{n:05d}")
+    assert r("tenant-key-00000") == "tenant-key-00000"
+    assert r(f"tenant-key-{SEEN_MAX:05d}") == MASK
+    assert r("configured-key-1") == MASK
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("https://admin:p@ss@word@host.test/v1", ("admin:p@ss@word", "p@ss@word")),
+        ("admin:pw%40x1@host.test/v1", ("admin:pw%40x1", "admin:pw@x1", "pw%40x1", "pw@x1")),
+        ("http://tokenonly@host.test", ("tokenonly",)),
+        ("http://host.test/v1", ()),
+        (None, ()),
+    ],
+)
+def test_url_secrets_are_the_user_info_and_the_password(
+    url: str | None, secrets: tuple[str, ...]
+) -> None:
+    """As written and percent-decoded, so an echo of either form is struck out."""
+    assert url_secrets(url) == secrets
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("admin:pw@host.test/v1", "host.test/v1"),
+        ("admin:p@ss@host.test:8000/v1/", "host.test:8000/v1"),
+        ("https://admin:p@ss@word@host.test/v1", "https://host.test/v1"),
+    ],
+)
+def test_public_url_drops_user_info_with_or_without_a_scheme(url: str, expected: str) -> None:
+    """No password survives, however the URL is written."""
+    assert public_url(url) == expected
+
+
+PASSWORD_CHARS = string.ascii_letters + string.digits + "@/#?:%!$&'()*+,;=-._~"
+
+
+@given(
+    user=st.text(alphabet=string.ascii_letters + string.digits, max_size=8),
+    password=st.text(alphabet=PASSWORD_CHARS, min_size=6, max_size=30),
+    scheme=st.sampled_from(["http://", "https://", ""]),
+)
+def test_no_url_password_survives_public_url_or_the_redactor(
+    user: str, password: str, scheme: str
+) -> None:
+    """Whatever a password holds ("@", "/", "#"...), with or without a scheme: none of it."""
+    url = f"{scheme}{user}:{password}@host.test/v1"
+    assert password not in public_url(url)
+    assert password not in Redactor()(f"GET {url} failed", limit=10_000)
+    assert public_url(url).endswith("host.test/v1")

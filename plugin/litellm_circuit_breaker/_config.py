@@ -22,6 +22,7 @@ from ._redact import public_url
 
 __all__ = [
     "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_MAX_SDK_BREAKERS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_PROBE_CONCURRENCY",
     "DEFAULT_PROBE_INTERVAL_SEC",
@@ -61,6 +62,8 @@ DEFAULT_TRIAL_PROBE_INTERVAL_SEC = 5.0
 DEFAULT_NAMESPACE = "litellm_circuit_breaker"
 DEFAULT_STATE_TTL_SEC = 86_400.0
 DEFAULT_RECONCILE_SEC = 5.0
+# Direct SDK calls may name any model at any api_base: their breakers are bounded.
+DEFAULT_MAX_SDK_BREAKERS = 1000
 INSTALL_REDIS_HINT = "pip install 'litellm-circuit-breaker[redis]'"
 
 
@@ -147,6 +150,8 @@ class BreakerConfig:
     replica_name: str | None = None
     redis_state_ttl_sec: float = DEFAULT_STATE_TTL_SEC
     redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC
+    max_sdk_breakers: int = DEFAULT_MAX_SDK_BREAKERS
+    """Breakers kept for direct SDK calls (one per endpoint and model); closed ones go first."""
 
     def __post_init__(self) -> None:
         _check_count("failure_threshold", self.failure_threshold)
@@ -179,6 +184,7 @@ class BreakerConfig:
             _check_name("replica_name", self.replica_name, spaces=True)
         check_number("redis_state_ttl_sec", self.redis_state_ttl_sec, minimum=1.0)
         check_number("redis_reconcile_sec", self.redis_reconcile_sec, minimum=0.0, inclusive=False)
+        _check_count("max_sdk_breakers", self.max_sdk_breakers)
 
     def as_kwargs(self) -> dict[str, Any]:
         """Every setting by name: ``CircuitBreaker(**config.as_kwargs())``."""
@@ -303,6 +309,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),
     "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": ("redis_state_ttl_sec", _number, "seconds >= 1"),
     "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": ("redis_reconcile_sec", _number, "seconds > 0"),
+    "CIRCUIT_BREAKER_MAX_SDK_BREAKERS": ("max_sdk_breakers", _integer, "an integer >= 1"),
 }
 REUSE_LITELLM_REDIS = "CIRCUIT_BREAKER_REDIS_FROM_LITELLM"
 """Set to true to share state through the Redis LiteLLM itself is given (REDIS_URL or

@@ -9,6 +9,7 @@ so the rest of the package never digs through nested ``.get()`` chains.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 from . import _routers
 from ._endpoints import DEFAULT_BASES, ProbeTarget, probe_target, resolve_secret, url_problem
-from ._redact import public_url
+from ._redact import public_url, url_secrets
 
 __all__ = [
     "CALL_ID",
@@ -33,8 +34,10 @@ __all__ = [
     "model_group_of",
     "resolved_params",
     "routing_of",
+    "sdk_endpoint",
     "sdk_key",
     "seconds_of",
+    "secrets_of",
     "str_or_none",
     "timeout_of",
     "trace_id_of",
@@ -72,6 +75,8 @@ class Deployment:
     params: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     """Its ``litellm_params`` with ``os.environ/`` read (holds the key: never shown);
     what a trial completion is sent with."""
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """Its key and its api_base's password: struck out of everything shown."""
 
     @property
     def wildcard(self) -> bool:
@@ -96,6 +101,8 @@ class Attempt:
     """A direct SDK call made with ``fallbacks=``: the outer call that runs the attempts.
 
     Its events carry the first api_base whichever attempt answered: never evidence."""
+    endpoint: str | None = None
+    """A direct SDK call's endpoint, without secrets (its id holds only a digest of it)."""
 
 
 _EMPTY: Mapping[str, Any] = {}
@@ -216,6 +223,7 @@ def deployment_of(entry: Mapping[str, Any]) -> Deployment | None:
         timeout=seconds_of(params.get("timeout")),
         config_error=url_problem(api_base),
         params=resolved_params(params),
+        secrets=tuple(s for s in (key, *url_secrets(base)) if s),
     )
 
 
@@ -241,22 +249,43 @@ _ROUTE_SUFFIXES = ("/chat/completions", "/completions", "/embeddings", "/respons
 
 
 @functools.lru_cache(maxsize=1024)
+def sdk_endpoint(api_base: str | None, model: str | None, provider: str | None = None) -> str:
+    """The endpoint a direct SDK call went to, fit for display (no user-info, no route)."""
+    found = provider_of(model or "", api_base, provider)
+    base = found.base or DEFAULT_BASES.get(found.name)
+    if not base:
+        return "(default)"
+    base = public_url(base)
+    for suffix in _ROUTE_SUFFIXES:
+        base = base.removesuffix(suffix)
+    return base
+
+
+@functools.lru_cache(maxsize=1024)
 def sdk_key(api_base: str | None, model: str | None, provider: str | None = None) -> str | None:
-    """The breaker id of a direct SDK call: normalised api_base plus provider/model.
+    """The breaker id of a direct SDK call: provider/model at a digest of its endpoint.
 
     Inline hooks see ``openai/m`` (or a bare ``gpt-4o``) while the logged events
     see ``m`` with the provider alongside, and the api_base may be implicit or
-    carry the route: all normalise to one key.
+    carry the route: all normalise to one key. The endpoint is a digest, so the
+    id (in logs, ``status``, errors and Redis keys) never carries a URL; every
+    replica computes the same one.
     """
     if not model:
         return None
     found = provider_of(model, api_base, provider)
-    base = found.base or DEFAULT_BASES.get(found.name)
-    if base:
-        base = public_url(base)
-        for suffix in _ROUTE_SUFFIXES:
-            base = base.removesuffix(suffix)
-    return f"{base or '(default)'}|{found.name}/{found.model}"
+    endpoint = sdk_endpoint(api_base, model, provider)
+    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:12]
+    return f"{found.name}/{found.model}@{digest}"
+
+
+def secrets_of(kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The key and api_base password a call brought (a direct SDK call may bring its own)."""
+    litellm_params = _dict(kwargs.get("litellm_params"))
+    key = _str(kwargs.get("api_key")) or _str(litellm_params.get("api_key"))
+    base = _str(kwargs.get("api_base")) or _str(litellm_params.get("api_base"))
+    found = url_secrets(base)
+    return (key, *found) if key else found
 
 
 def _has_tag(tag: str, *containers: Mapping[str, Any]) -> bool:
@@ -282,13 +311,17 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
         or _dict(metadata.get("model_info"))
     )
     deployment_id = _id(model_info.get("id")) or _str(slo.get("model_id"))
-    breaker_id = deployment_id or sdk_key(
-        _str(kwargs.get("api_base")) or _str(litellm_params.get("api_base")),
-        _str(kwargs.get("model")) or _str(slo.get("model")),
-        _str(litellm_params.get("custom_llm_provider")),
-    )
+    endpoint = breaker_id = None
+    if deployment_id is None:
+        call = (
+            _str(kwargs.get("api_base")) or _str(litellm_params.get("api_base")),
+            _str(kwargs.get("model")) or _str(slo.get("model")),
+            _str(litellm_params.get("custom_llm_provider")),
+        )
+        breaker_id = sdk_key(*call)
+        endpoint = sdk_endpoint(*call) if breaker_id is not None else None
     return Attempt(
-        breaker_id=breaker_id,
+        breaker_id=deployment_id or breaker_id,
         via_router=deployment_id is not None,
         call_id=_str(kwargs.get(CALL_ID)),
         trace_id=_str(kwargs.get("litellm_trace_id")) or _str(slo.get("trace_id")),
@@ -301,6 +334,7 @@ def attempt_of(kwargs: Mapping[str, Any]) -> Attempt:
             _dict(kwargs.get("litellm_metadata")),
             _dict(litellm_params.get("litellm_metadata")),
         ),
+        endpoint=endpoint,
     )
 
 

@@ -40,6 +40,7 @@ from . import _routers
 from ._cache import Clock, ProviderHealthCache
 from ._config import (
     DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_MAX_SDK_BREAKERS,
     DEFAULT_NAMESPACE,
     DEFAULT_PROBE_CONCURRENCY,
     DEFAULT_PROBE_INTERVAL_SEC,
@@ -75,6 +76,7 @@ from ._litellm_kwargs import (
     model_group_of,
     routing_of,
     seconds_of,
+    secrets_of,
     timeout_of,
     trace_id_of,
 )
@@ -84,6 +86,7 @@ from ._probing import EndpointProber
 from ._redact import Redactor
 from ._registry import DeploymentRegistry
 from ._routers import is_router as _is_router
+from ._sdk import SdkBreakers
 from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
 from ._stalls import StallWatch
 from ._state import BreakerState
@@ -217,6 +220,7 @@ class CircuitBreaker(CustomLogger):
         redis_reconcile_sec: float = DEFAULT_RECONCILE_SEC,
         stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC,
         trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC,
+        max_sdk_breakers: int = DEFAULT_MAX_SDK_BREAKERS,
         routers: Sequence[Any] | None = None,
         deployment_source: DeploymentSource | None = None,
     ) -> None:
@@ -240,6 +244,7 @@ class CircuitBreaker(CustomLogger):
             replica_name=replica_name,
             redis_state_ttl_sec=redis_state_ttl_sec,
             redis_reconcile_sec=redis_reconcile_sec,
+            max_sdk_breakers=max_sdk_breakers,
         )
         _check_objects(failure_policy=failure_policy, model_list=model_list)
         if deployment_source is not None and not callable(deployment_source):
@@ -324,6 +329,9 @@ class CircuitBreaker(CustomLogger):
                 redact=self._redact,
                 concurrency=config.probe_concurrency,
             )
+        )
+        self._sdk = SdkBreakers(
+            self.cache, limit=config.max_sdk_breakers, on_evict=self.cache.forget
         )
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
@@ -418,6 +426,7 @@ class CircuitBreaker(CustomLogger):
         """Forget a deployment and its breaker (e.g. removed from the config)."""
         known = self._registry.remove(deployment_id)
         forgot = self.cache.forget(deployment_id)
+        self._sdk.forget(deployment_id)
         self._engage_filter()  # forgetting sends no state change
         return known or forgot
 
@@ -581,7 +590,9 @@ class CircuitBreaker(CustomLogger):
                 DeploymentStatus(
                     deployment=deployment_id,
                     model_group=deployment.model_group if deployment else None,
-                    endpoint=deployment.display_base if deployment else None,
+                    endpoint=deployment.display_base
+                    if deployment
+                    else self._sdk.endpoint(deployment_id),
                     probe=probe,
                     state=state.breaker_state(now) if state else BreakerState.CLOSED,
                     consecutive_failures=state.consecutive_failures if state else 0,
@@ -917,6 +928,7 @@ class CircuitBreaker(CustomLogger):
                     {"model_name": attempt.model_group, MODEL_INFO: {ID: attempt.breaker_id}}
                 )
         else:
+            self._learn_secrets(kwargs)
             half_open = attempt.breaker_id in self.cache.unhealthy_ids()
             if not self.cache.try_acquire(attempt.breaker_id):
                 self._bump("sdk_refused")
@@ -1026,7 +1038,7 @@ class CircuitBreaker(CustomLogger):
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
         self._ended(attempt, answered=True, inline=inline)
-        if self._should_count(attempt, inline=inline, success=True):
+        if self._should_count(attempt, inline=inline, success=True) and self._tracked(attempt):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._ledger.end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
@@ -1035,6 +1047,7 @@ class CircuitBreaker(CustomLogger):
         if not isinstance(exception, BaseException):
             return
         attempt = attempt_of(kwargs)
+        self._learn_secrets(kwargs)  # before its error is read: it may echo the key
         verdict = self._policy.classify(
             exception, self._redact, chosen=self._caller_choices(attempt, kwargs)
         )
@@ -1045,7 +1058,9 @@ class CircuitBreaker(CustomLogger):
         if not self._should_count(attempt, inline=inline):
             return
         assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
-        if verdict.counts:
+        # Only a failure that counts makes a breaker (and so takes room among the SDK
+        # ones); a refusal of ours or a caller's 400 must not push a real one out.
+        if verdict.counts and self._tracked(attempt):
             self._ledger.end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_unhealthy(
                 attempt.breaker_id, verdict.reason, retry_after=verdict.retry_after
@@ -1055,6 +1070,22 @@ class CircuitBreaker(CustomLogger):
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
             self.cache.release(attempt.breaker_id)
+
+    def _learn_secrets(self, kwargs: Mapping[str, Any]) -> None:
+        """Remember the key and api_base password a call brought, so no output shows them."""
+        for secret in secrets_of(kwargs):
+            self._redact.add_seen(secret)
+
+    def _tracked(self, attempt: Attempt) -> bool:
+        """A Router deployment, or a direct SDK call's breaker within the bound."""
+        if attempt.via_router or attempt.breaker_id is None:
+            return True
+        return self._sdk.admit(attempt.breaker_id, attempt.endpoint)
+
+    @property
+    def sdk_breakers(self) -> SdkBreakers:
+        """The direct SDK calls' breakers: how many, evicted, untracked (``max_sdk_breakers``)."""
+        return self._sdk
 
     def _caller_choices(self, attempt: Attempt, kwargs: Mapping[str, Any]) -> CallerChoices:
         """What the failed attempt's request chose, beside what the operator configured."""
@@ -1113,7 +1144,10 @@ class CircuitBreaker(CustomLogger):
         # attempt the inline hook already ended must not end the retry.
         key = (attempt.call_id, attempt.breaker_id) if attempt.call_id is not None else None
         ends = key is not None and (inline or not self._ledger.reported_inline(*key))
-        stalls.answered(key, attempt.breaker_id if answered else None, ends=ends)
+        # Only configured endpoints are ever stall-probed: remembering when each SDK
+        # breaker last answered would be memory without a use, one entry per model.
+        spoke = answered and attempt.via_router
+        stalls.answered(key, attempt.breaker_id if spoke else None, ends=ends)
 
     # -- stalls: what the watch asks of the breaker ----------------------------------
 

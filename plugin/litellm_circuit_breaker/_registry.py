@@ -38,8 +38,8 @@ class DeploymentRegistry:
     """Known deployments by id, their probe targets, and the Routers they are learned from.
 
     Callbacks: ``on_endpoints(targets)`` gets every probe target by key each
-    time the set changes; ``add_secret(key)`` each deployment's API key as it
-    is learned; ``on_surface_unknown(exc)`` what this LiteLLM hides.
+    time the set changes; ``add_secret(secret)`` each deployment's API key and
+    api_base password as it is learned; ``on_surface_unknown(exc)`` what this LiteLLM hides.
     """
 
     def __init__(
@@ -131,7 +131,8 @@ class DeploymentRegistry:
                 warn = deployment.config_error is not None and deployment.id not in self._warned
                 if warn:
                     self._warned.add(deployment.id)
-            self._add_secret(deployment.api_key)
+            for secret in deployment.secrets:  # its key, and its api_base's password
+                self._add_secret(secret)
             if warn:
                 logger.warning(
                     "deployment %s (group %s): %s; it has no probe, its traffic still counts",

@@ -5,8 +5,10 @@ this module itself imports without it, and only :class:`BreakerMetrics` asks for
 
 Every series is labelled by deployment id and model group at most, never by a URL,
 a key or an error message. Only deployments the breaker knows from configuration
-or traffic (``breaker.deployments``) get series: the breaker ids of direct SDK
-calls are built from URLs, so they are left out rather than exposed.
+or traffic (``breaker.deployments``) get series: direct SDK calls have one
+breaker per model and endpoint a caller used, as many as callers like, so
+they are left out rather than made labels (``sdk_breakers`` counts them, and
+``sdk_breakers_dropped_total`` those the ``max_sdk_breakers`` bound dropped).
 """
 
 from __future__ import annotations
@@ -182,7 +184,7 @@ class BreakerMetrics:
         try:
             deployment = self._breaker.deployments.get(event.deployment)
             if deployment is None:
-                return  # an SDK breaker id (built from a URL) or a forgotten deployment
+                return  # an SDK breaker (one per model and endpoint) or a forgotten deployment
             key = (deployment.id, deployment.model_group, event.new.value)
             with self._lock:
                 self._transitions[key] = self._transitions.get(key, 0) + 1
@@ -252,6 +254,8 @@ class BreakerMetrics:
         CounterMetricFamily,
         CounterMetricFamily,
         HistogramMetricFamily,
+        GaugeMetricFamily,
+        CounterMetricFamily,
     ]:
         f, ns = self._families, self._namespace
         return (
@@ -286,6 +290,17 @@ class BreakerMetrics:
                 "How long health probes took.",
                 labels=_DEPLOYMENT_LABELS,
             ),
+            f.gauge(
+                f"{ns}_sdk_breakers",
+                "Breakers kept for direct SDK calls (at most max_sdk_breakers).",
+                labels=(),
+            ),
+            f.counter(
+                f"{ns}_sdk_breakers_dropped",
+                "Direct SDK breakers past max_sdk_breakers: evicted (a closed or idle "
+                "half-open one made room), or untracked (every one still mattered).",
+                labels=("reason",),
+            ),
         )
 
     def _collect(self) -> list[Metric]:
@@ -295,7 +310,17 @@ class BreakerMetrics:
         # which our own listener takes.
         states = {d: self._breaker.cache.breaker_state(d) for d in deployments}
         counters = self._breaker.counters
-        state, transitions, skipped, trials, all_open, probes, latency = self._empty_families()
+        (
+            state,
+            transitions,
+            skipped,
+            trials,
+            all_open,
+            probes,
+            latency,
+            sdk_breakers,
+            sdk_dropped,
+        ) = self._empty_families()
         for deployment in sorted(deployments.values(), key=_order):
             labels = (deployment.id, deployment.model_group)
             state.add_metric(labels, _STATE_VALUE[states[deployment.id]])
@@ -304,6 +329,10 @@ class BreakerMetrics:
         trials.add_metric((), counters.trials)
         for action in ("fail_open", "fail_fast", "fallback"):
             all_open.add_metric((action,), counters[action])
+        sdk = self._breaker.sdk_breakers
+        sdk_breakers.add_metric((), len(sdk))
+        sdk_dropped.add_metric(("evicted",), sdk.evicted)
+        sdk_dropped.add_metric(("untracked",), sdk.untracked)
         with self._lock:
             self._forget_all_but(deployments)
             transition_counts = sorted(self._transitions.items())
@@ -322,7 +351,17 @@ class BreakerMetrics:
                 running += count
                 cumulative.append(("+Inf" if math.isinf(bound) else repr(bound), float(running)))
             latency.add_metric(labels, cumulative, sum_value=total)
-        return [state, transitions, skipped, trials, all_open, probes, latency]
+        return [
+            state,
+            transitions,
+            skipped,
+            trials,
+            all_open,
+            probes,
+            latency,
+            sdk_breakers,
+            sdk_dropped,
+        ]
 
     def _forget_all_but(self, deployments: Mapping[str, Deployment]) -> None:
         """Drop the series of deployments the breaker no longer knows (caller holds the lock)."""

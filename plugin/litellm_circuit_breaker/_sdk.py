@@ -1,0 +1,109 @@
+"""The breakers of direct SDK calls: one per endpoint and model a caller used, bounded.
+
+Router deployments come from configuration and are few; direct SDK calls may
+name any model at any ``api_base``, so their breakers are kept in a table of
+at most ``max_sdk_breakers``. When a new one would pass the bound, the least
+recently used breaker that no longer matters is forgotten: a closed one first,
+else a half-open one whose trial is not out. An open breaker (its window still
+running, or held by an operator) or one with a trial out is never evicted: if
+every breaker matters, the new endpoint goes untracked (its calls pass as if
+the plugin were absent) and is counted.
+
+Breakers are made by evidence (a call's success or failure), so that is where
+a use is noted; a call's check before it leaves only reads the cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from ._cache import ProviderHealthCache
+from ._config import DEFAULT_MAX_SDK_BREAKERS
+from ._state import BreakerState
+
+__all__ = ["DEFAULT_MAX_SDK_BREAKERS", "SdkBreakers"]
+
+
+class SdkBreakers:
+    """Which SDK breakers exist, in order of last use, with their endpoints for display.
+
+    ``on_evict(breaker_id)`` forgets an evicted breaker (``cache.forget``).
+    Thread-safe: sync SDK calls report from LiteLLM's logging thread.
+    """
+
+    def __init__(
+        self,
+        cache: ProviderHealthCache,
+        *,
+        limit: int = DEFAULT_MAX_SDK_BREAKERS,
+        on_evict: Callable[[str], object],
+    ) -> None:
+        self.limit = limit
+        self._cache = cache
+        self._on_evict = on_evict
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, str | None] = OrderedDict()
+        self.evicted = 0
+        """Breakers forgotten to stay within the bound."""
+        self.untracked = 0
+        """Attempts whose result was not counted: no room, every tracked breaker mattered."""
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __contains__(self, breaker_id: object) -> bool:
+        with self._lock:
+            return breaker_id in self._entries
+
+    def endpoint(self, breaker_id: str) -> str | None:
+        """The endpoint behind an SDK breaker id, without secrets; None if not tracked."""
+        with self._lock:
+            return self._entries.get(breaker_id)
+
+    def admit(self, breaker_id: str, endpoint: str | None) -> bool:
+        """Note a use of ``breaker_id``; False when it cannot be tracked (see the module)."""
+        with self._lock:
+            if breaker_id in self._entries:
+                self._entries.move_to_end(breaker_id)
+                return True
+            if len(self._entries) < self.limit:
+                self._entries[breaker_id] = endpoint
+                return True
+            candidates = list(self._entries)  # oldest first
+        victim = self._victim(candidates)
+        with self._lock:
+            if victim is None or victim not in self._entries:
+                if len(self._entries) < self.limit:  # room was made meanwhile
+                    self._entries[breaker_id] = endpoint
+                    return True
+                self.untracked += 1
+                return False
+            del self._entries[victim]
+            self._entries[breaker_id] = endpoint
+            self.evicted += 1
+        self._on_evict(victim)
+        return True
+
+    def _victim(self, oldest_first: list[str]) -> str | None:
+        """The least recently used closed breaker, else a half-open one with no trial out."""
+        spare: str | None = None
+        for breaker_id in oldest_first:
+            view = self._cache.view(breaker_id)
+            if view is None or (view.state is BreakerState.CLOSED and not view.held):
+                return breaker_id
+            if (
+                spare is None
+                and view.state is BreakerState.HALF_OPEN
+                and view.retry_in <= 0
+                and not view.held
+            ):
+                spare = breaker_id
+        return spare
+
+    def forget(self, breaker_id: str) -> None:
+        """Stop tracking ``breaker_id`` (its breaker was forgotten by hand)."""
+        with self._lock:
+            self._entries.pop(breaker_id, None)
