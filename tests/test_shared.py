@@ -503,7 +503,7 @@ async def test_each_endpoint_is_probed_by_one_process_and_both_learn_the_verdict
         provider.stop()
 
 
-async def _write_behind_the_channel(url: str, namespace: str, **fields: str | int) -> None:
+async def write_behind_the_channel(url: str, namespace: str, **fields: str | int | bytes) -> None:
     """Write a record the way the script does, without publishing it: a lost message."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
@@ -525,11 +525,11 @@ async def test_the_reconcile_catches_what_the_channel_lost(redis_url: str, names
     """Records written without a message reach a replica at its next reconcile."""
     a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
     async with a:
-        await _write_behind_the_channel(
+        await write_behind_the_channel(
             redis_url, namespace, id="lost-open", state="open", open_in=30_000
         )
         # an opening whose window already ended is half-open for everyone
-        await _write_behind_the_channel(
+        await write_behind_the_channel(
             redis_url, namespace, id="lost-expired", state="open", open_in=-1_000
         )
         await eventually(lambda: not a.cache.is_healthy("lost-open"), "reconciled")
@@ -774,7 +774,7 @@ async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
         async with a:
             share = a.shared
             assert share is not None
-            await _write_behind_the_channel(
+            await write_behind_the_channel(
                 redis_url, namespace, id="d1", state="open", open_in=60_000
             )
             await eventually(lambda: not a.cache.is_healthy("d1"), "d1 adopted")
@@ -784,9 +784,9 @@ async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
             assert a.remove_deployment("d1")
             # Records written after the forget mark two reconciles that saw d1's record
             # (the second would adopt it back had the first dropped what it knew of d1).
-            await _write_behind_the_channel(redis_url, namespace, id="mark-1", state="closed")
+            await write_behind_the_channel(redis_url, namespace, id="mark-1", state="closed")
             await eventually(lambda: "mark-1" in a.cache, "a reconcile after the forget")
-            await _write_behind_the_channel(redis_url, namespace, id="mark-2", state="closed")
+            await write_behind_the_channel(redis_url, namespace, id="mark-2", state="closed")
             await eventually(lambda: "mark-2" in a.cache, "and another")
             assert "d1" not in a.cache
             await client.delete(f"{namespace}:breaker:d1")
@@ -796,3 +796,54 @@ async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
             assert "d1" not in a.cache
     finally:
         await client.aclose()
+
+
+async def plant_bad_records(url: str, namespace: str) -> None:
+    """Records one Redis client could leave behind: non-finite numbers, a key of the wrong type."""
+    await write_behind_the_channel(url, namespace, id="nan-window", state="open", open_until="nan")
+    await write_behind_the_channel(url, namespace, id="inf-version", state="closed", version="inf")
+    # readable, though no UTF-8: must not make the whole reply undecodable
+    await write_behind_the_channel(url, namespace, id="latin-1", state="closed", reason=b"caf\xe9")
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        await client.set(f"{namespace}:breaker:wrong-type", "a string, not a hash", ex=600)
+        await client.zadd(f"{namespace}:breakers", {"wrong-type": 2**52})
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_malformed_records_are_skipped_one_by_one_and_sharing_goes_on(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NaN and inf fields, a key of the wrong type, a message with an infinite version:
+    each is skipped and counted, Redis is not called unreachable, openings still travel."""
+    await plant_bad_records(redis_url, namespace)
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
+    b = replica("B", redis_url, namespace)
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    async with replicas(a, b):
+        share_a, share_b = a.shared, b.shared
+        assert share_a is not None
+        assert share_b is not None
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await client.publish(
+                f"{namespace}:transitions",
+                '{"id": "x", "state": "open", "open_until": 1, "failures": 1, "reason": "",'
+                ' "replica": "r", "version": Infinity, "changed": 0, "group": "", "now": 0}',
+            )
+        finally:
+            await client.aclose()
+        trip(b, "wrong-type")  # its key cannot hold a record: B keeps it local
+        trip(b, "d1")
+        await eventually(lambda: not a.cache.is_healthy("d1"), "an opening reaches A")
+        await eventually(lambda: share_a.bad_records >= 4, "A counted every bad one")
+        assert share_a.connected
+        assert share_b.connected
+        assert share_a.errors == share_b.errors == 0
+        assert a.cache.is_healthy("nan-window")
+        assert "latin-1" in a.cache
+        assert not b.cache.is_healthy("wrong-type")
+    assert "unreachable" not in caplog.text
+    assert caplog.text.count("not ours to read") == 2  # once per replica

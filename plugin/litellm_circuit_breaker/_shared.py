@@ -44,7 +44,7 @@ from ._config import (
     check_namespace,
     check_url,
 )
-from ._records import SharedKeys, SharedRecord, parse_record
+from ._records import BadRecord, SharedKeys, SharedRecord, parse_record, read_record
 from ._redact import public_url
 from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
 from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
@@ -58,13 +58,16 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_RECONCILE_SEC",
     "DEFAULT_STATE_TTL_SEC",
+    "BadRecord",
     "RedisShare",
     "ShareCounters",
     "SharedKeys",
     "SharedRecord",
+    "Snapshot",
     "check_namespace",
     "check_url",
     "fetch_records",
+    "fetch_snapshot",
     "parse_record",
 ]
 
@@ -105,23 +108,49 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
+        # A record holding bytes that are no UTF-8 must not make the whole reply unreadable.
+        encoding_errors="replace",
     )
     return client
 
 
-async def fetch_records(
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every live shared record at one instant, and what could not be read beside them."""
+
+    records: list[SharedRecord]
+    """Sorted by group and id."""
+    bad: list[BadRecord]
+    """Sorted by id."""
+
+
+async def fetch_snapshot(
     url: str, namespace: str = DEFAULT_NAMESPACE, *, connect_timeout: float = CONNECT_TIMEOUT_SEC
-) -> list[SharedRecord]:
-    """Every live shared record, sorted by group and id (for ``status``)."""
+) -> Snapshot:
+    """Every live shared record, and the unreadable ones (for ``status``)."""
     keys = SharedKeys(namespace)
     client = connect(url, timeout=connect_timeout)
     try:
         raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
     finally:
         await client.aclose()
-    records = [r for r in map(parse_record, raw) if r is not None]
+    records: list[SharedRecord] = []
+    bad: list[BadRecord] = []
+    for item in map(read_record, raw):
+        if isinstance(item, SharedRecord):
+            records.append(item)
+        else:
+            bad.append(item)
     records.sort(key=lambda r: (r.model_group or "", r.deployment))
-    return records
+    bad.sort(key=lambda r: r.deployment)
+    return Snapshot(records, bad)
+
+
+async def fetch_records(
+    url: str, namespace: str = DEFAULT_NAMESPACE, *, connect_timeout: float = CONNECT_TIMEOUT_SEC
+) -> list[SharedRecord]:
+    """Every live shared record, sorted by group and id; unreadable ones are left out."""
+    return (await fetch_snapshot(url, namespace, connect_timeout=connect_timeout)).records
 
 
 @dataclass(slots=True)
@@ -363,7 +392,7 @@ class RedisShare:
             record = self._parse(message.get("data"))
             if record is not None:
                 async with run.io:
-                    self._take(record)
+                    self._take_one(record)
 
     async def _write(self, client: Redis, run: _Run) -> None:
         while True:
@@ -381,17 +410,25 @@ class RedisShare:
     # -- Redis operations (one at a time: the caller holds the run's io lock) --
 
     def _parse(self, raw: object) -> SharedRecord | None:
-        record = parse_record(raw)
-        if record is None:
-            self.counters.bad_records += 1
-            if not self._bad_logged:
-                self._bad_logged = True
-                logger.warning(
-                    "circuit breaker: skipped a record in Redis namespace %s that is not ours "
-                    "to read (another version?); counted in bad_records, logged once",
-                    self.keys.namespace,
-                )
+        record = read_record(raw)
+        if isinstance(record, BadRecord):
+            self._count_bad(record.deployment, problem=record.problem)
+            return None
         return record
+
+    def _count_bad(self, deployment: str, *, problem: str = "", exc_info: bool = False) -> None:
+        self.counters.bad_records += 1
+        if self._bad_logged:
+            return
+        self._bad_logged = True
+        logger.warning(
+            "circuit breaker: skipped a record in Redis namespace %s that is not ours "
+            "to read (another version?): %s %s; counted in bad_records, logged once",
+            self.keys.namespace,
+            deployment,
+            self._redact(problem),
+            exc_info=exc_info,  # our own failure to take it: show where
+        )
 
     async def _push_dirty(self, client: Redis) -> None:
         with self._lock:
@@ -465,7 +502,7 @@ class RedisShare:
         raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
         records = [r for r in map(self._parse, raw) if r is not None]
         for record in records:
-            self._take(record)
+            self._take_one(record)
         # Openings made here that Redis does not hold (it restarted empty, a
         # hold outlived its TTL, we opened while it was down) are shared again.
         shared = {r.deployment for r in records}
@@ -500,6 +537,13 @@ class RedisShare:
                     entry = self._entries.get(deployment)
                     if entry is not None and not entry.dirty:  # dirty: made again meanwhile
                         del self._entries[deployment]
+
+    def _take_one(self, record: SharedRecord) -> None:
+        """:meth:`_take`, where one record's failure is that record's alone."""
+        try:
+            self._take(record)
+        except Exception:  # noqa: BLE001 - one record must never stop sharing for the rest
+            self._count_bad(record.deployment, exc_info=True)
 
     def _take(self, record: SharedRecord) -> None:
         """Adopt a record from Redis if it is news to this replica."""
