@@ -847,3 +847,28 @@ async def test_malformed_records_are_skipped_one_by_one_and_sharing_goes_on(
         assert not b.cache.is_healthy("wrong-type")
     assert "unreachable" not in caplog.text
     assert caplog.text.count("not ours to read") == 2  # once per replica
+
+
+@pytest.mark.asyncio
+async def test_a_redis_restarted_empty_is_refilled_with_openings_already_shared(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """A's opening was in Redis before it restarted empty: A writes it again, so a replica
+    started afterwards refuses the deployment too (not only openings made during the outage)."""
+    url = own_redis.url
+    a = replica("A", url, namespace, redis_reconcile_sec=0.05)
+    async with a:
+        share = a.shared
+        assert share is not None
+        trip(a, "d1")
+        a.cache.force_open("held", reason="maintenance")
+        await eventually(lambda: share.pushed == 2, "both shared")
+        own_redis.stop()
+        await eventually(lambda: not share.connected, "A notices")
+        own_redis.start()  # empty: no persistence
+        await eventually(lambda: share.connected and share.pushed == 4, "A refills Redis")
+        late = replica("late", url, namespace)
+        async with late:
+            assert not late.cache.is_healthy("d1")
+            assert 55.0 < late.cache.retry_in("d1") <= 60.0
+            assert late.cache.is_held("held")

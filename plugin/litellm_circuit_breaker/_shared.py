@@ -516,7 +516,9 @@ class RedisShare:
         if missing:
             with self._lock:
                 for deployment in missing:
-                    self._mark_dirty(deployment)
+                    # Redis no longer holds the window we remember sharing: the
+                    # re-arm de-duplication must not drop this write.
+                    self._mark_dirty(deployment).shared_until = None
             await self._push_dirty(client)
         self._prune(shared)
 
