@@ -100,3 +100,12 @@ def test_from_env_overrides_win_and_are_blamed_by_their_own_name() -> None:
     with pytest.raises(ConfigurationError) as info:
         BreakerConfig.from_env({}, probe_timeout=-1)
     assert info.value.field == "probe_timeout"
+
+
+def test_a_backoff_past_a_year_is_refused_by_its_variable() -> None:
+    """CIRCUIT_BREAKER_BACKOFF_SEC=1e12 stops the proxy naming the variable and the value."""
+    with pytest.raises(ConfigurationError) as info:
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_BACKOFF_SEC": "1e12"})
+    assert info.value.field == "CIRCUIT_BREAKER_BACKOFF_SEC"
+    assert "1e12" in str(info.value)
+    assert "31536000" in str(info.value)

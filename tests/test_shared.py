@@ -872,3 +872,55 @@ async def test_a_redis_restarted_empty_is_refilled_with_openings_already_shared(
             assert not late.cache.is_healthy("d1")
             assert 55.0 < late.cache.retry_in("d1") <= 60.0
             assert late.cache.is_held("held")
+
+
+@pytest.mark.asyncio
+async def test_a_growing_backoff_without_a_cap_stops_at_one_hour_and_sharing_goes_on(
+    redis_url: str, namespace: str, clock: FakeClock
+) -> None:
+    """1,100 re-openings at multiplier 2 and no max: no OverflowError into the caller, the
+    window stops at an hour, every push still fits Redis and later openings still travel."""
+    a = replica("A", redis_url, namespace, clock=clock, backoff_multiplier=2.0)
+    b = replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        for n in range(1100):
+            clock.advance(a.cache.retry_in("d1") + 1.0)  # half-open: the trial fails
+            a.cache.mark_unhealthy("d1", "trial failed: HTTP 503")
+            if n % 50 == 0:
+                await asyncio.sleep(0.005)  # let the writer push some of them
+        assert a.cache.retry_in("d1") == 3600.0
+        await eventually(lambda: 3500.0 < b.cache.retry_in("d1") <= 3600.0, "B has the hour")
+        trip(a, "d2")
+        await eventually(lambda: not b.cache.is_healthy("d2"), "a later opening still travels")
+        assert a.shared is not None
+        assert a.shared.errors == 0
+
+
+@pytest.mark.asyncio
+async def test_absurd_windows_are_refused_with_the_field_and_value(
+    redis_url: str, namespace: str
+) -> None:
+    """force_open(seconds=1e12) and backoff settings past a year are refused by name; a window
+    that was refused is never written, so sharing goes on for every breaker."""
+    for setting, value in (
+        ("unhealthy_backoff_sec", 1e12),
+        ("max_backoff_sec", 1e12),
+        ("backoff_multiplier", 1e6),
+        ("redis_state_ttl_sec", 1e12),
+    ):
+        with pytest.raises(ConfigurationError) as bad:
+            replica("A", redis_url, namespace, **{setting: value})
+        assert bad.value.field == setting
+        assert repr(value) in str(bad.value)
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        with pytest.raises(ConfigurationError) as bad:
+            a.cache.force_open("d1", seconds=1e12)
+        assert (bad.value.field, bad.value.value) == ("seconds", 1e12)
+        a.cache.force_open("d2", seconds=365 * 86_400.0)  # a year is allowed
+        trip(a, "d3")
+        await eventually(lambda: not b.cache.is_healthy("d3"), "sharing goes on")
+        await eventually(lambda: b.cache.retry_in("d2") > 364 * 86_400.0, "the year's hold")
+        assert a.shared is not None
+        assert a.shared.errors == 0

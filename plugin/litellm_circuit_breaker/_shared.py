@@ -41,6 +41,7 @@ from ._config import (
     DEFAULT_RECONCILE_SEC,
     DEFAULT_STATE_TTL_SEC,
     INSTALL_REDIS_HINT,
+    MAX_WINDOW_SEC,
     check_namespace,
     check_url,
 )
@@ -209,7 +210,7 @@ class RedisShare:
         self.token = secrets.token_hex(8)
         """Who wrote a record, for echoes and probe leases: unique per instance."""
         self.keys = SharedKeys(namespace)
-        self._ttl_ms = int(state_ttl_sec * 1000)
+        self._ttl_ms = int(min(state_ttl_sec, MAX_WINDOW_SEC) * 1000)
         self._reconcile_sec = reconcile_sec
         self._group_of = group_of
         self._redact = redact
@@ -454,7 +455,8 @@ class RedisShare:
         window = 0
         if state is BreakerState.OPEN:
             left = view.retry_in
-            window = -1 if view.held or math.isinf(left) else int(left * 1000)
+            # Bounded whatever the cache holds: a window past this would not fit PEXPIRE.
+            window = -1 if view.held or math.isinf(left) else int(min(left, MAX_WINDOW_SEC) * 1000)
         ends = time.monotonic() + window / 1000 if window > 0 else None
         with self._lock:
             entry = self._entry(deployment)
