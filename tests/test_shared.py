@@ -924,3 +924,81 @@ async def test_absurd_windows_are_refused_with_the_field_and_value(
         await eventually(lambda: b.cache.retry_in("d2") > 364 * 86_400.0, "the year's hold")
         assert a.shared is not None
         assert a.shared.errors == 0
+
+
+async def _redis_refuses(
+    url: str, a: CircuitBreaker, b: CircuitBreaker, refuse: list[str], allow: list[str]
+) -> None:
+    """Run the ``refuse`` command, trip a breaker on A, check it stays local while A
+    retries, run ``allow`` and wait for the opening to reach B."""
+    share_a = a.shared
+    assert share_a is not None
+    admin = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        await admin.execute_command(*refuse)
+        trip(a, "during")
+        for _ in range(50):  # traffic meanwhile: decided locally, nothing raises
+            assert not a.cache.try_acquire("during")
+        await eventually(lambda: share_a.errors >= 3, "A retried several times")
+        assert b.cache.is_healthy("during")  # nothing could be shared
+        await admin.execute_command(*allow)
+    finally:
+        await admin.aclose()
+    await eventually(lambda: not b.cache.is_healthy("during"), "shared once Redis takes writes")
+
+
+@pytest.mark.asyncio
+async def test_a_full_redis_is_an_outage_one_warning_then_a_reconcile(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """maxmemory reached under noeviction: Redis refuses every write (checked), the replica
+    decides locally, warns once naming the refusal, and shares once writes work again."""
+    url = own_redis.url
+    a = replica("A", url, namespace)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)  # reads all along
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    admin = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        async with replicas(a, b):
+            trip(a, "before")
+            await eventually(lambda: not b.cache.is_healthy("before"), "shared before")
+            assert await admin.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+            await admin.config_set("maxmemory", 1)  # far below what Redis already uses
+            with pytest.raises(aioredis.ResponseError, match="maxmemory"):
+                await admin.set(f"{namespace}:probe-write", "x")  # writes really are refused
+            await _redis_refuses(url, a, b, ["CONFIG", "SET", "maxmemory", "1"],
+                                 ["CONFIG", "SET", "maxmemory", "0"])  # fmt: skip
+    finally:
+        await admin.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    refused = [w for w in warnings if "Redis at" in w]
+    assert len(refused) == 1, refused  # A's, once; B had nothing to write
+    assert "refused" in refused[0]
+    assert "OutOfMemoryError" in refused[0]
+    assert "maxmemory" in refused[0]
+    assert "unreachable" not in refused[0]
+    assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
+    assert a.internal_errors == {}
+
+
+@pytest.mark.asyncio
+async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that forbids EVAL (as some managed Redis plans do): one warning per replica
+    naming the refusal, local decisions, and a reconcile once scripts are allowed again."""
+    url = own_redis.url
+    a = replica("A", url, namespace)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)  # its reads are refused too
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    async with replicas(a, b):
+        trip(a, "before")
+        await eventually(lambda: not b.cache.is_healthy("before"), "shared before")
+        await _redis_refuses(url, a, b, ["ACL", "SETUSER", "default", "-@scripting"],
+                             ["ACL", "SETUSER", "default", "+@scripting"])  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    refused = [w for w in warnings if "Redis at" in w]
+    assert len(refused) == 2, refused  # one per replica: B cannot even read
+    assert all("refused" in w and "NoPermissionError" in w for w in refused)
+    assert not any("unreachable" in w for w in refused)
+    assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)

@@ -97,6 +97,18 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (RedisError, OSError, TimeoutError)
 
 
+def _refusals() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - optional extra
+
+    return (ResponseError,)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """An error's message, one line and bounded, for a log line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else ""
+
+
 def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
     """An async client that fails fast: no hidden retries, short timeouts."""
     module = _load_redis()
@@ -349,7 +361,7 @@ class RedisShare:
             if self._down:
                 self._down = False
                 logger.info(
-                    "circuit breaker: Redis at %s answers again; state reconciled",
+                    "circuit breaker: Redis at %s answers again and takes writes; state reconciled",
                     self.display_url,
                 )
             run.synced.set()
@@ -376,6 +388,19 @@ class RedisShare:
         if self._down:
             return
         self._down = True
+        if isinstance(exc, _refusals()):
+            # Redis answers but will not take our scripts or writes (maxmemory under
+            # noeviction, an ACL without EVAL, a busy script): the same as an outage
+            # for this replica, but said as it is, so nobody hunts a network fault.
+            logger.warning(
+                "circuit breaker: Redis at %s refused a command (%s: %s); deciding on "
+                "local state, retrying with back-off until it takes writes again "
+                "(logged once per outage)",
+                self.display_url,
+                type(exc).__name__,
+                _first_line(exc),
+            )
+            return
         ours = not isinstance(exc, _redis_errors())
         logger.warning(
             "circuit breaker: Redis at %s unreachable (%s); deciding on local state, "
