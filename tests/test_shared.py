@@ -177,7 +177,7 @@ async def test_concurrent_openings_keep_the_latest_window_and_lose_no_update(
         )
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
-            record = await client.hgetall(f"{namespace}:breaker:d1")
+            record = await client.hgetall(f"{{{namespace}}}:breaker:d1")
         finally:
             await client.aclose()
         assert record["state"] == "open"
@@ -207,13 +207,13 @@ async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
             await eventually_async(
-                lambda: client.hget(f"{namespace}:breaker:d1", "reason"), "trial failed"
+                lambda: client.hget(f"{{{namespace}}}:breaker:d1", "reason"), "trial failed"
             )
             assert b.cache.breaker_state("d1") is BreakerState.CLOSED  # not sent yet
             share._run = held_back
             share._poke()  # now B's close goes out, based on the half-open it saw
             await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.OPEN, "adopt")
-            assert await client.hget(f"{namespace}:breaker:d1", "state") == "open"
+            assert await client.hget(f"{{{namespace}}}:breaker:d1", "state") == "open"
         finally:
             await client.aclose()
         assert a.cache.breaker_state("d1") is BreakerState.OPEN
@@ -224,7 +224,7 @@ def _arbiter(
 ) -> Any:
     """Call the transition script as a replica named W would."""
     return client.eval(
-        _TRANSITION_LUA, 2, f"{namespace}:breaker:d", f"{namespace}:breakers",
+        _TRANSITION_LUA, 2, f"{{{namespace}}}:breaker:d", f"{{{namespace}}}:breakers",
         "d", state, window_ms, 2, "why", "W", base, 60_000, f"{namespace}:transitions", "g", "tok",
     )  # fmt: skip
 
@@ -261,7 +261,7 @@ async def test_the_transition_script_keeps_the_rules(redis_url: str, namespace: 
         assert (await _arbiter(client, namespace, "half_open", base=closed.version))[0] == 0
         assert (await _arbiter(client, namespace, "closed", base=closed.version))[0] == 0
         # versions only grow, even when Redis lost everything
-        await client.delete(f"{namespace}:breaker:d")
+        await client.delete(f"{{{namespace}}}:breaker:d")
         await asyncio.sleep(0.002)  # Redis's clock moves on by a millisecond
         written, raw = await _arbiter(client, namespace, "open", window_ms=1_000)
         assert SharedRecord.from_json(raw).version > closed.version
@@ -367,18 +367,18 @@ async def test_records_carry_ttls_and_expire(redis_url: str, namespace: str) -> 
         async with a:
             a.cache.force_open("d1", seconds=100.0)
             await eventually(lambda: a.shared.pushed == 1, "pushed")  # type: ignore[union-attr]
-            ttl = await client.pttl(f"{namespace}:breaker:d1")
+            ttl = await client.pttl(f"{{{namespace}}}:breaker:d1")
             assert 100_000 < ttl <= 101_000
-            assert 0 < await client.pttl(f"{namespace}:breakers") <= 101_000
+            assert 0 < await client.pttl(f"{{{namespace}}}:breakers") <= 101_000
             trip(a, "short")  # window 0: lives the state TTL only
             await eventually(lambda: a.shared.pushed == 2, "pushed")  # type: ignore[union-attr]
-            assert 0 < await client.pttl(f"{namespace}:breaker:short") <= 1000
+            assert 0 < await client.pttl(f"{{{namespace}}}:breaker:short") <= 1000
             # Redis's own expiry, not a window of ours: poll for it.
             started = time.monotonic()
-            while await client.exists(f"{namespace}:breaker:short"):
+            while await client.exists(f"{{{namespace}}}:breaker:short"):
                 assert time.monotonic() - started < WAIT_SEC
                 await asyncio.sleep(0.05)
-        for key in await client.keys(f"{namespace}:*"):
+        for key in await client.keys(f"{{{namespace}}}:*"):
             assert await client.pttl(key) > 0, key
     finally:
         await client.aclose()
@@ -513,9 +513,9 @@ async def write_behind_the_channel(url: str, namespace: str, **fields: str | int
                   "version": now, "group": "chat", **fields}  # fmt: skip
         if "open_in" in record:  # milliseconds from Redis's now; negative: already ended
             record["open_until"] = now + int(record.pop("open_in"))
-        await client.hset(f"{namespace}:breaker:{record['id']}", mapping=record)
-        await client.expire(f"{namespace}:breaker:{record['id']}", 600)
-        await client.zadd(f"{namespace}:breakers", {str(record["id"]): now + 600_000})
+        await client.hset(f"{{{namespace}}}:breaker:{record['id']}", mapping=record)
+        await client.expire(f"{{{namespace}}}:breaker:{record['id']}", 600)
+        await client.zadd(f"{{{namespace}}}:breakers", {str(record["id"]): now + 600_000})
     finally:
         await client.aclose()
 
@@ -632,8 +632,8 @@ async def test_records_that_are_not_ours_are_skipped(redis_url: str, namespace: 
     b = replica("B", redis_url, namespace)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        await client.hset(f"{namespace}:breaker:junk", mapping={"state": "exploded", "id": "j"})
-        await client.zadd(f"{namespace}:breakers", {"junk": 2**52})
+        await client.hset(f"{{{namespace}}}:breaker:junk", mapping={"state": "exploded", "id": "j"})
+        await client.zadd(f"{{{namespace}}}:breakers", {"junk": 2**52})
         async with replicas(a, b):
             await client.publish(f"{namespace}:transitions", "not json")
             trip(b, "d1")
@@ -650,7 +650,7 @@ async def test_a_hold_outliving_its_record_is_shared_again(redis_url: str, names
     """The record of a hold expires after the state TTL: the holder writes it again."""
     a = replica("A", redis_url, namespace, redis_state_ttl_sec=1.0, redis_reconcile_sec=0.1)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    key = f"{namespace}:breaker:d1"
+    key = f"{{{namespace}}}:breaker:d1"
     try:
         async with a:
             a.cache.force_open("d1", reason="maintenance")
@@ -681,7 +681,7 @@ async def test_what_reaches_redis_has_no_secret(redis_url: str, namespace: str) 
         async with a:
             trip(a, "d1", "401 for key sk-live-never-in-redis-123 at api_key=abcd1234efgh")
             await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
-            dump = json.dumps(await client.hgetall(f"{namespace}:breaker:d1"))
+            dump = json.dumps(await client.hgetall(f"{{{namespace}}}:breaker:d1"))
         assert "sk-live-never-in-redis-123" not in dump
         assert "abcd1234efgh" not in dump
         assert '"group": "chat"' in dump
@@ -789,8 +789,8 @@ async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
             await write_behind_the_channel(redis_url, namespace, id="mark-2", state="closed")
             await eventually(lambda: "mark-2" in a.cache, "and another")
             assert "d1" not in a.cache
-            await client.delete(f"{namespace}:breaker:d1")
-            await client.zrem(f"{namespace}:breakers", "d1")
+            await client.delete(f"{{{namespace}}}:breaker:d1")
+            await client.zrem(f"{{{namespace}}}:breakers", "d1")
             await eventually(lambda: "d1" not in share.tracked, "d1's entry dropped")
             assert share.tracked == {"d2", "mark-1", "mark-2"}
             assert "d1" not in a.cache
@@ -806,8 +806,8 @@ async def plant_bad_records(url: str, namespace: str) -> None:
     await write_behind_the_channel(url, namespace, id="latin-1", state="closed", reason=b"caf\xe9")
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
-        await client.set(f"{namespace}:breaker:wrong-type", "a string, not a hash", ex=600)
-        await client.zadd(f"{namespace}:breakers", {"wrong-type": 2**52})
+        await client.set(f"{{{namespace}}}:breaker:wrong-type", "a string, not a hash", ex=600)
+        await client.zadd(f"{{{namespace}}}:breakers", {"wrong-type": 2**52})
     finally:
         await client.aclose()
 

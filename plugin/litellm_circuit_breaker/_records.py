@@ -1,7 +1,8 @@
 """The shared record format: Redis key names and one deployment's breaker as Redis holds it.
 
 Pure: no Redis client, no breaker, so ``status`` reads records with this module
-alone. Records are ``{namespace}:breaker:{id}`` hashes, listed in an index sorted
+alone. Records are ``{namespace}:breaker:ID`` hashes (the braces are Redis Cluster's
+hash tag: one slot per namespace), listed in an index sorted
 set scored by expiry; the scripts in :mod:`._redis_scripts` hand them out as JSON.
 A record this version cannot read is a :class:`BadRecord`: skipped and counted by the
 adapter, shown as a row by ``status``, never an error for the others.
@@ -22,14 +23,25 @@ __all__ = ["BadRecord", "SharedKeys", "SharedRecord", "parse_record", "read_reco
 
 @dataclass(frozen=True, slots=True)
 class SharedKeys:
-    """Every Redis name the adapter uses, under one namespace."""
+    """Every Redis name the adapter uses, under one namespace.
+
+    Every key starts with the namespace as a hash tag (``{namespace}:...``), so on
+    Redis Cluster (and managed clusters, Valkey) they all live in one hash slot and
+    each script may touch the index and the records together. The pub/sub channel is
+    no key (cluster pub/sub reaches every node) and keeps its plain name.
+    """
 
     namespace: str = DEFAULT_NAMESPACE
 
     @property
+    def tag(self) -> str:
+        """The hash tag every key starts with."""
+        return "{" + self.namespace + "}"
+
+    @property
     def index(self) -> str:
         """Sorted set of live record ids, scored by expiry."""
-        return f"{self.namespace}:breakers"
+        return f"{self.tag}:breakers"
 
     @property
     def channel(self) -> str:
@@ -38,7 +50,7 @@ class SharedKeys:
 
     @property
     def record_prefix(self) -> str:
-        return f"{self.namespace}:breaker:"
+        return f"{self.tag}:breaker:"
 
     def record(self, deployment: str) -> str:
         """The hash holding one deployment's shared breaker."""
@@ -46,7 +58,7 @@ class SharedKeys:
 
     def probe_lease(self, probe_key: str) -> str:
         """The lease naming the replica that probes one endpoint (hashed: no URL in Redis)."""
-        return f"{self.namespace}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
+        return f"{self.tag}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,9 @@ from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
 from ._state import BreakerState, StateChange
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
+
+    Client = Redis | RedisCluster
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -127,6 +129,99 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
     return client
 
 
+def connect_cluster(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> RedisCluster:
+    """A Redis Cluster client with the same habits: no hidden retries, short timeouts.
+
+    After a failover its first command may meet the old topology and fail; the
+    sharing task then starts over with a new client, which reads the new one.
+    """
+    module = _load_redis()
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - optional extra
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    client: RedisCluster = module.RedisCluster.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        encoding_errors="replace",
+    )
+    return client
+
+
+def connect_node(url: str, host: str, port: int, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
+    """A plain client to one node of the cluster ``url`` names, with its credentials."""
+    module = _load_redis()
+    from redis.asyncio.connection import parse_url  # noqa: PLC0415 - optional extra
+    from redis.asyncio.retry import Retry  # noqa: PLC0415
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    settings = {**parse_url(url), "host": host, "port": port}
+    pool = module.ConnectionPool(
+        **settings,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        encoding_errors="replace",
+    )
+    client: Redis = module.Redis.from_pool(pool)  # the client owns (and closes) the pool
+    return client
+
+
+async def open_client(url: str, *, connect_timeout: float = CONNECT_TIMEOUT_SEC) -> Client:
+    """A client for ``url``: a cluster client when the server is a Redis Cluster node.
+
+    Nothing to configure: the node says so itself (``INFO cluster``). Every key of a
+    namespace shares one hash slot (see :class:`SharedKeys`), so the scripts run
+    unchanged on a cluster.
+    """
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - optional extra
+
+    client = connect(url, timeout=connect_timeout)
+    try:
+        info = await client.info("cluster")
+    except ResponseError:  # INFO refused (an ACL): a single server, as far as we can tell
+        info = {}
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        raise
+    if not info.get("cluster_enabled"):
+        return client
+    with contextlib.suppress(Exception):
+        await client.aclose()
+    cluster = connect_cluster(url, timeout=connect_timeout)
+    try:
+        await cluster.initialize()
+    except BaseException:
+        await close_client(cluster, cluster_nodes(cluster))
+        raise
+    return cluster
+
+
+async def close_client(client: Client, nodes: Iterable[Any] = ()) -> None:
+    """Close a client; for a cluster, also every node it knew when opened.
+
+    redis-py drops a failed node from the topology without closing its
+    connections; ``nodes`` (from :func:`cluster_nodes`) closes those too.
+    """
+    for node in [*nodes, *cluster_nodes(client)]:
+        with contextlib.suppress(Exception):
+            await node.disconnect()
+    with contextlib.suppress(Exception):
+        await client.aclose()
+
+
+def cluster_nodes(client: Client) -> list[Any]:
+    """The nodes a cluster client knows now, its startup nodes too (none for a single server)."""
+    if not isinstance(client, _load_redis().RedisCluster):
+        return []
+    startup = getattr(client.nodes_manager, "startup_nodes", {})
+    return [*client.get_nodes(), *startup.values()]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every live shared record at one instant, and what could not be read beside them."""
@@ -142,11 +237,12 @@ async def fetch_snapshot(
 ) -> Snapshot:
     """Every live shared record, and the unreadable ones (for ``status``)."""
     keys = SharedKeys(namespace)
-    client = connect(url, timeout=connect_timeout)
+    client = await open_client(url, connect_timeout=connect_timeout)
+    nodes = cluster_nodes(client)
     try:
         raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
     finally:
-        await client.aclose()
+        await close_client(client, nodes)
     records: list[SharedRecord] = []
     bad: list[BadRecord] = []
     for item in map(read_record, raw):
@@ -235,7 +331,7 @@ class RedisShare:
         """The ids whose entry is dirty, in the order they became so: the writer takes
         them without walking every entry."""
         self._run: _Run | None = None
-        self._client: Redis | None = None
+        self._client: Client | None = None
         self._down = False
         self._bad_logged = False
         self.counters = ShareCounters()
@@ -326,8 +422,11 @@ class RedisShare:
         delay = MIN_RECONNECT_SEC
         try:
             while True:
-                client = connect(self._url)
+                client: Client | None = None
+                nodes: list[Any] = []
                 try:
+                    client = await open_client(self._url)
+                    nodes = cluster_nodes(client)
                     await self._session(client, run)
                 except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
                     self._went_down(exc)
@@ -335,8 +434,8 @@ class RedisShare:
                     if self._client is not None:
                         delay = MIN_RECONNECT_SEC  # it was up: start the back-off over
                     self._client = None
-                    with contextlib.suppress(Exception):
-                        await client.aclose()
+                    if client is not None:
+                        await close_client(client, nodes)
                 run.synced.set()  # whoever waits for the first sync stops waiting
                 await self._sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_SEC)
@@ -350,8 +449,17 @@ class RedisShare:
         if run is not None:
             await run.synced.wait()
 
-    async def _session(self, client: Redis, run: _Run) -> None:
-        pubsub = client.pubsub()
+    async def _session(self, client: Client, run: _Run) -> None:
+        listener: Redis | None = None
+        if isinstance(client, _load_redis().RedisCluster):
+            # A client of our own on the primary serving the namespace's slot (cluster
+            # pub/sub reaches every node): when it fails over, the subscription breaks
+            # and the session starts over on the new topology.
+            node = client.get_node_from_key(self.keys.index)
+            listener = connect_node(self._url, node.host, node.port)
+            pubsub: Any = listener.pubsub()
+        else:
+            pubsub = client.pubsub()
         tasks: list[asyncio.Task[None]] = []
         try:
             await pubsub.subscribe(self.keys.channel)
@@ -381,7 +489,9 @@ class RedisShare:
             # Wait for every one, even when we are being cancelled ourselves.
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                await pubsub.aclose()
+            if listener is not None:
+                await close_client(listener)
 
     def _went_down(self, exc: BaseException) -> None:
         self.counters.errors += 1
@@ -420,14 +530,14 @@ class RedisShare:
                 async with run.io:
                     self._take_one(record)
 
-    async def _write(self, client: Redis, run: _Run) -> None:
+    async def _write(self, client: Client, run: _Run) -> None:
         while True:
             await run.wake.wait()
             run.wake.clear()
             async with run.io:
                 await self._push_dirty(client)
 
-    async def _every_while(self, client: Redis, run: _Run) -> None:
+    async def _every_while(self, client: Client, run: _Run) -> None:
         while True:
             await self._sleep(self._reconcile_sec)
             async with run.io:
@@ -456,7 +566,7 @@ class RedisShare:
             exc_info=exc_info,  # our own failure to take it: show where
         )
 
-    async def _push_dirty(self, client: Redis) -> None:
+    async def _push_dirty(self, client: Client) -> None:
         with self._lock:
             pending, self._pending = sorted(self._pending), []
             for deployment in pending:
@@ -471,7 +581,7 @@ class RedisShare:
                     for deployment in pending:
                         self._mark_dirty(deployment)
 
-    async def _push(self, client: Redis, deployment: str) -> None:
+    async def _push(self, client: Client, deployment: str) -> None:
         # One locked reading: a later change bumps the generation and re-dirties it.
         view = self._cache.view(deployment)
         if view is None:
@@ -523,7 +633,7 @@ class RedisShare:
         entry.synced_generation = generation
         _remember_window(entry, record)
 
-    async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
+    async def _reconcile(self, client: Client, *, after_connect: bool = False) -> None:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
         await self._push_dirty(client)
         raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
