@@ -126,3 +126,12 @@ def test_max_sdk_breakers_is_read_from_its_variable() -> None:
     with pytest.raises(ConfigurationError) as info:
         BreakerConfig.from_env({"CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "0"})
     assert (info.value.field, info.value.value) == ("CIRCUIT_BREAKER_MAX_SDK_BREAKERS", "0")
+
+
+def test_a_backoff_past_a_year_is_refused_by_its_variable() -> None:
+    """CIRCUIT_BREAKER_BACKOFF_SEC=1e12 stops the proxy naming the variable and the value."""
+    with pytest.raises(ConfigurationError) as info:
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_BACKOFF_SEC": "1e12"})
+    assert info.value.field == "CIRCUIT_BREAKER_BACKOFF_SEC"
+    assert "1e12" in str(info.value)
+    assert "31536000" in str(info.value)

@@ -177,7 +177,7 @@ async def test_concurrent_openings_keep_the_latest_window_and_lose_no_update(
         )
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
-            record = await client.hgetall(f"{namespace}:breaker:d1")
+            record = await client.hgetall(f"{{{namespace}}}:breaker:d1")
         finally:
             await client.aclose()
         assert record["state"] == "open"
@@ -207,13 +207,13 @@ async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         try:
             await eventually_async(
-                lambda: client.hget(f"{namespace}:breaker:d1", "reason"), "trial failed"
+                lambda: client.hget(f"{{{namespace}}}:breaker:d1", "reason"), "trial failed"
             )
             assert b.cache.breaker_state("d1") is BreakerState.CLOSED  # not sent yet
             share._run = held_back
             share._poke()  # now B's close goes out, based on the half-open it saw
             await eventually(lambda: b.cache.breaker_state("d1") is BreakerState.OPEN, "adopt")
-            assert await client.hget(f"{namespace}:breaker:d1", "state") == "open"
+            assert await client.hget(f"{{{namespace}}}:breaker:d1", "state") == "open"
         finally:
             await client.aclose()
         assert a.cache.breaker_state("d1") is BreakerState.OPEN
@@ -224,7 +224,7 @@ def _arbiter(
 ) -> Any:
     """Call the transition script as a replica named W would."""
     return client.eval(
-        _TRANSITION_LUA, 2, f"{namespace}:breaker:d", f"{namespace}:breakers",
+        _TRANSITION_LUA, 2, f"{{{namespace}}}:breaker:d", f"{{{namespace}}}:breakers",
         "d", state, window_ms, 2, "why", "W", base, 60_000, f"{namespace}:transitions", "g", "tok",
     )  # fmt: skip
 
@@ -261,7 +261,7 @@ async def test_the_transition_script_keeps_the_rules(redis_url: str, namespace: 
         assert (await _arbiter(client, namespace, "half_open", base=closed.version))[0] == 0
         assert (await _arbiter(client, namespace, "closed", base=closed.version))[0] == 0
         # versions only grow, even when Redis lost everything
-        await client.delete(f"{namespace}:breaker:d")
+        await client.delete(f"{{{namespace}}}:breaker:d")
         await asyncio.sleep(0.002)  # Redis's clock moves on by a millisecond
         written, raw = await _arbiter(client, namespace, "open", window_ms=1_000)
         assert SharedRecord.from_json(raw).version > closed.version
@@ -367,18 +367,18 @@ async def test_records_carry_ttls_and_expire(redis_url: str, namespace: str) -> 
         async with a:
             a.cache.force_open("d1", seconds=100.0)
             await eventually(lambda: a.shared.pushed == 1, "pushed")  # type: ignore[union-attr]
-            ttl = await client.pttl(f"{namespace}:breaker:d1")
+            ttl = await client.pttl(f"{{{namespace}}}:breaker:d1")
             assert 100_000 < ttl <= 101_000
-            assert 0 < await client.pttl(f"{namespace}:breakers") <= 101_000
+            assert 0 < await client.pttl(f"{{{namespace}}}:breakers") <= 101_000
             trip(a, "short")  # window 0: lives the state TTL only
             await eventually(lambda: a.shared.pushed == 2, "pushed")  # type: ignore[union-attr]
-            assert 0 < await client.pttl(f"{namespace}:breaker:short") <= 1000
+            assert 0 < await client.pttl(f"{{{namespace}}}:breaker:short") <= 1000
             # Redis's own expiry, not a window of ours: poll for it.
             started = time.monotonic()
-            while await client.exists(f"{namespace}:breaker:short"):
+            while await client.exists(f"{{{namespace}}}:breaker:short"):
                 assert time.monotonic() - started < WAIT_SEC
                 await asyncio.sleep(0.05)
-        for key in await client.keys(f"{namespace}:*"):
+        for key in await client.keys(f"{{{namespace}}}:*"):
             assert await client.pttl(key) > 0, key
     finally:
         await client.aclose()
@@ -503,7 +503,7 @@ async def test_each_endpoint_is_probed_by_one_process_and_both_learn_the_verdict
         provider.stop()
 
 
-async def _write_behind_the_channel(url: str, namespace: str, **fields: str | int) -> None:
+async def write_behind_the_channel(url: str, namespace: str, **fields: str | int | bytes) -> None:
     """Write a record the way the script does, without publishing it: a lost message."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
@@ -513,9 +513,9 @@ async def _write_behind_the_channel(url: str, namespace: str, **fields: str | in
                   "version": now, "group": "chat", **fields}  # fmt: skip
         if "open_in" in record:  # milliseconds from Redis's now; negative: already ended
             record["open_until"] = now + int(record.pop("open_in"))
-        await client.hset(f"{namespace}:breaker:{record['id']}", mapping=record)
-        await client.expire(f"{namespace}:breaker:{record['id']}", 600)
-        await client.zadd(f"{namespace}:breakers", {str(record["id"]): now + 600_000})
+        await client.hset(f"{{{namespace}}}:breaker:{record['id']}", mapping=record)
+        await client.expire(f"{{{namespace}}}:breaker:{record['id']}", 600)
+        await client.zadd(f"{{{namespace}}}:breakers", {str(record["id"]): now + 600_000})
     finally:
         await client.aclose()
 
@@ -525,11 +525,11 @@ async def test_the_reconcile_catches_what_the_channel_lost(redis_url: str, names
     """Records written without a message reach a replica at its next reconcile."""
     a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
     async with a:
-        await _write_behind_the_channel(
+        await write_behind_the_channel(
             redis_url, namespace, id="lost-open", state="open", open_in=30_000
         )
         # an opening whose window already ended is half-open for everyone
-        await _write_behind_the_channel(
+        await write_behind_the_channel(
             redis_url, namespace, id="lost-expired", state="open", open_in=-1_000
         )
         await eventually(lambda: not a.cache.is_healthy("lost-open"), "reconciled")
@@ -632,8 +632,8 @@ async def test_records_that_are_not_ours_are_skipped(redis_url: str, namespace: 
     b = replica("B", redis_url, namespace)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        await client.hset(f"{namespace}:breaker:junk", mapping={"state": "exploded", "id": "j"})
-        await client.zadd(f"{namespace}:breakers", {"junk": 2**52})
+        await client.hset(f"{{{namespace}}}:breaker:junk", mapping={"state": "exploded", "id": "j"})
+        await client.zadd(f"{{{namespace}}}:breakers", {"junk": 2**52})
         async with replicas(a, b):
             await client.publish(f"{namespace}:transitions", "not json")
             trip(b, "d1")
@@ -650,7 +650,7 @@ async def test_a_hold_outliving_its_record_is_shared_again(redis_url: str, names
     """The record of a hold expires after the state TTL: the holder writes it again."""
     a = replica("A", redis_url, namespace, redis_state_ttl_sec=1.0, redis_reconcile_sec=0.1)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    key = f"{namespace}:breaker:d1"
+    key = f"{{{namespace}}}:breaker:d1"
     try:
         async with a:
             a.cache.force_open("d1", reason="maintenance")
@@ -681,7 +681,7 @@ async def test_what_reaches_redis_has_no_secret(redis_url: str, namespace: str) 
         async with a:
             trip(a, "d1", "401 for key sk-live-never-in-redis-123 at api_key=abcd1234efgh")
             await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
-            dump = json.dumps(await client.hgetall(f"{namespace}:breaker:d1"))
+            dump = json.dumps(await client.hgetall(f"{{{namespace}}}:breaker:d1"))
         assert "sk-live-never-in-redis-123" not in dump
         assert "abcd1234efgh" not in dump
         assert '"group": "chat"' in dump
@@ -774,7 +774,7 @@ async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
         async with a:
             share = a.shared
             assert share is not None
-            await _write_behind_the_channel(
+            await write_behind_the_channel(
                 redis_url, namespace, id="d1", state="open", open_in=60_000
             )
             await eventually(lambda: not a.cache.is_healthy("d1"), "d1 adopted")
@@ -784,15 +784,221 @@ async def test_a_forgotten_deployment_leaves_no_entry_once_redis_lets_it_go(
             assert a.remove_deployment("d1")
             # Records written after the forget mark two reconciles that saw d1's record
             # (the second would adopt it back had the first dropped what it knew of d1).
-            await _write_behind_the_channel(redis_url, namespace, id="mark-1", state="closed")
+            await write_behind_the_channel(redis_url, namespace, id="mark-1", state="closed")
             await eventually(lambda: "mark-1" in a.cache, "a reconcile after the forget")
-            await _write_behind_the_channel(redis_url, namespace, id="mark-2", state="closed")
+            await write_behind_the_channel(redis_url, namespace, id="mark-2", state="closed")
             await eventually(lambda: "mark-2" in a.cache, "and another")
             assert "d1" not in a.cache
-            await client.delete(f"{namespace}:breaker:d1")
-            await client.zrem(f"{namespace}:breakers", "d1")
+            await client.delete(f"{{{namespace}}}:breaker:d1")
+            await client.zrem(f"{{{namespace}}}:breakers", "d1")
             await eventually(lambda: "d1" not in share.tracked, "d1's entry dropped")
             assert share.tracked == {"d2", "mark-1", "mark-2"}
             assert "d1" not in a.cache
     finally:
         await client.aclose()
+
+
+async def plant_bad_records(url: str, namespace: str) -> None:
+    """Records one Redis client could leave behind: non-finite numbers, a key of the wrong type."""
+    await write_behind_the_channel(url, namespace, id="nan-window", state="open", open_until="nan")
+    await write_behind_the_channel(url, namespace, id="inf-version", state="closed", version="inf")
+    # readable, though no UTF-8: must not make the whole reply undecodable
+    await write_behind_the_channel(url, namespace, id="latin-1", state="closed", reason=b"caf\xe9")
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        await client.set(f"{{{namespace}}}:breaker:wrong-type", "a string, not a hash", ex=600)
+        await client.zadd(f"{{{namespace}}}:breakers", {"wrong-type": 2**52})
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_malformed_records_are_skipped_one_by_one_and_sharing_goes_on(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NaN and inf fields, a key of the wrong type, a message with an infinite version:
+    each is skipped and counted, Redis is not called unreachable, openings still travel."""
+    await plant_bad_records(redis_url, namespace)
+    a = replica("A", redis_url, namespace, redis_reconcile_sec=0.05)
+    b = replica("B", redis_url, namespace)
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    async with replicas(a, b):
+        share_a, share_b = a.shared, b.shared
+        assert share_a is not None
+        assert share_b is not None
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            await client.publish(
+                f"{namespace}:transitions",
+                '{"id": "x", "state": "open", "open_until": 1, "failures": 1, "reason": "",'
+                ' "replica": "r", "version": Infinity, "changed": 0, "group": "", "now": 0}',
+            )
+        finally:
+            await client.aclose()
+        trip(b, "wrong-type")  # its key cannot hold a record: B keeps it local
+        trip(b, "d1")
+        await eventually(lambda: not a.cache.is_healthy("d1"), "an opening reaches A")
+        await eventually(lambda: share_a.bad_records >= 4, "A counted every bad one")
+        assert share_a.connected
+        assert share_b.connected
+        assert share_a.errors == share_b.errors == 0
+        assert a.cache.is_healthy("nan-window")
+        assert "latin-1" in a.cache
+        assert not b.cache.is_healthy("wrong-type")
+    assert "unreachable" not in caplog.text
+    assert caplog.text.count("not ours to read") == 2  # once per replica
+
+
+@pytest.mark.asyncio
+async def test_a_redis_restarted_empty_is_refilled_with_openings_already_shared(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """A's opening was in Redis before it restarted empty: A writes it again, so a replica
+    started afterwards refuses the deployment too (not only openings made during the outage)."""
+    url = own_redis.url
+    a = replica("A", url, namespace, redis_reconcile_sec=0.05)
+    async with a:
+        share = a.shared
+        assert share is not None
+        trip(a, "d1")
+        a.cache.force_open("held", reason="maintenance")
+        await eventually(lambda: share.pushed == 2, "both shared")
+        own_redis.stop()
+        await eventually(lambda: not share.connected, "A notices")
+        own_redis.start()  # empty: no persistence
+        await eventually(lambda: share.connected and share.pushed == 4, "A refills Redis")
+        late = replica("late", url, namespace)
+        async with late:
+            assert not late.cache.is_healthy("d1")
+            assert 55.0 < late.cache.retry_in("d1") <= 60.0
+            assert late.cache.is_held("held")
+
+
+@pytest.mark.asyncio
+async def test_a_growing_backoff_without_a_cap_stops_at_one_hour_and_sharing_goes_on(
+    redis_url: str, namespace: str, clock: FakeClock
+) -> None:
+    """1,100 re-openings at multiplier 2 and no max: no OverflowError into the caller, the
+    window stops at an hour, every push still fits Redis and later openings still travel."""
+    a = replica("A", redis_url, namespace, clock=clock, backoff_multiplier=2.0)
+    b = replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        trip(a, "d1")
+        for n in range(1100):
+            clock.advance(a.cache.retry_in("d1") + 1.0)  # half-open: the trial fails
+            a.cache.mark_unhealthy("d1", "trial failed: HTTP 503")
+            if n % 50 == 0:
+                await asyncio.sleep(0.005)  # let the writer push some of them
+        assert a.cache.retry_in("d1") == 3600.0
+        await eventually(lambda: 3500.0 < b.cache.retry_in("d1") <= 3600.0, "B has the hour")
+        trip(a, "d2")
+        await eventually(lambda: not b.cache.is_healthy("d2"), "a later opening still travels")
+        assert a.shared is not None
+        assert a.shared.errors == 0
+
+
+@pytest.mark.asyncio
+async def test_absurd_windows_are_refused_with_the_field_and_value(
+    redis_url: str, namespace: str
+) -> None:
+    """force_open(seconds=1e12) and backoff settings past a year are refused by name; a window
+    that was refused is never written, so sharing goes on for every breaker."""
+    for setting, value in (
+        ("unhealthy_backoff_sec", 1e12),
+        ("max_backoff_sec", 1e12),
+        ("backoff_multiplier", 1e6),
+        ("redis_state_ttl_sec", 1e12),
+    ):
+        with pytest.raises(ConfigurationError) as bad:
+            replica("A", redis_url, namespace, **{setting: value})
+        assert bad.value.field == setting
+        assert repr(value) in str(bad.value)
+    a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        with pytest.raises(ConfigurationError) as bad:
+            a.cache.force_open("d1", seconds=1e12)
+        assert (bad.value.field, bad.value.value) == ("seconds", 1e12)
+        a.cache.force_open("d2", seconds=365 * 86_400.0)  # a year is allowed
+        trip(a, "d3")
+        await eventually(lambda: not b.cache.is_healthy("d3"), "sharing goes on")
+        await eventually(lambda: b.cache.retry_in("d2") > 364 * 86_400.0, "the year's hold")
+        assert a.shared is not None
+        assert a.shared.errors == 0
+
+
+async def _redis_refuses(
+    url: str, a: CircuitBreaker, b: CircuitBreaker, refuse: list[str], allow: list[str]
+) -> None:
+    """Run the ``refuse`` command, trip a breaker on A, check it stays local while A
+    retries, run ``allow`` and wait for the opening to reach B."""
+    share_a = a.shared
+    assert share_a is not None
+    admin = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        await admin.execute_command(*refuse)
+        trip(a, "during")
+        for _ in range(50):  # traffic meanwhile: decided locally, nothing raises
+            assert not a.cache.try_acquire("during")
+        await eventually(lambda: share_a.errors >= 3, "A retried several times")
+        assert b.cache.is_healthy("during")  # nothing could be shared
+        await admin.execute_command(*allow)
+    finally:
+        await admin.aclose()
+    await eventually(lambda: not b.cache.is_healthy("during"), "shared once Redis takes writes")
+
+
+@pytest.mark.asyncio
+async def test_a_full_redis_is_an_outage_one_warning_then_a_reconcile(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """maxmemory reached under noeviction: Redis refuses every write (checked), the replica
+    decides locally, warns once naming the refusal, and shares once writes work again."""
+    url = own_redis.url
+    a = replica("A", url, namespace)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)  # reads all along
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    admin = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        async with replicas(a, b):
+            trip(a, "before")
+            await eventually(lambda: not b.cache.is_healthy("before"), "shared before")
+            assert await admin.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+            await admin.config_set("maxmemory", 1)  # far below what Redis already uses
+            with pytest.raises(aioredis.ResponseError, match="maxmemory"):
+                await admin.set(f"{namespace}:probe-write", "x")  # writes really are refused
+            await _redis_refuses(url, a, b, ["CONFIG", "SET", "maxmemory", "1"],
+                                 ["CONFIG", "SET", "maxmemory", "0"])  # fmt: skip
+    finally:
+        await admin.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    refused = [w for w in warnings if "Redis at" in w]
+    assert len(refused) == 1, refused  # A's, once; B had nothing to write
+    assert "refused" in refused[0]
+    assert "OutOfMemoryError" in refused[0]
+    assert "maxmemory" in refused[0]
+    assert "unreachable" not in refused[0]
+    assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
+    assert a.internal_errors == {}
+
+
+@pytest.mark.asyncio
+async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that forbids EVAL (as some managed Redis plans do): one warning per replica
+    naming the refusal, local decisions, and a reconcile once scripts are allowed again."""
+    url = own_redis.url
+    a = replica("A", url, namespace)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)  # its reads are refused too
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    async with replicas(a, b):
+        trip(a, "before")
+        await eventually(lambda: not b.cache.is_healthy("before"), "shared before")
+        await _redis_refuses(url, a, b, ["ACL", "SETUSER", "default", "-@scripting"],
+                             ["ACL", "SETUSER", "default", "+@scripting"])  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    refused = [w for w in warnings if "Redis at" in w]
+    assert len(refused) == 2, refused  # one per replica: B cannot even read
+    assert all("refused" in w and "NoPermissionError" in w for w in refused)
+    assert not any("unreachable" in w for w in refused)
+    assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)

@@ -14,7 +14,14 @@ from litellm_circuit_breaker import CircuitBreaker
 from litellm_circuit_breaker._cli import main
 from litellm_circuit_breaker._shared import fetch_records
 from tests.redis_harness import RedisServer
-from tests.test_shared import eventually, replica, replicas, trip
+from tests.test_shared import (
+    eventually,
+    plant_bad_records,
+    replica,
+    replicas,
+    trip,
+    write_behind_the_channel,
+)
 
 MODEL_LIST = [
     {
@@ -162,3 +169,29 @@ def test_the_status_formatter_needs_only_the_record_format() -> None:
     assert "litellm_circuit_breaker._records" in loaded
     assert "litellm_circuit_breaker._shared" not in loaded
     assert "'redis" not in loaded
+
+
+def test_status_shows_unreadable_records_as_rows(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad records are rows naming the problem; the readable ones are listed beside them."""
+    asyncio.run(plant_bad_records(redis_url, namespace))
+    asyncio.run(
+        write_behind_the_channel(redis_url, namespace, id="good", state="open", open_in=30_000)
+    )
+    code = main(["status", "--redis-url", redis_url, "--namespace", namespace])
+    out = capsys.readouterr().out
+    assert code == 1  # "good" is open; Redis answered
+    rows = {line.split()[0]: line for line in out.splitlines() if line and line[0].islower()}
+    assert rows["good"].split()[2] == "open"
+    assert rows["latin-1"].split()[2] == "closed"
+    for bad in ("nan-window", "inf-version", "wrong-type"):
+        assert rows[bad].split()[2] == "unreadable", rows[bad]
+    assert "open_until" in rows["nan-window"]
+    assert "WRONGTYPE" in rows["wrong-type"]
+    assert "3 unreadable" in out
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace, "--json"]) == 1
+    by_id = {row["deployment"]: row for row in json.loads(capsys.readouterr().out)}
+    assert by_id["wrong-type"]["state"] == "unreadable"
+    assert "WRONGTYPE" in by_id["wrong-type"]["problem"]
+    assert by_id["good"]["problem"] is None

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 
 from ._config import (
     DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_MAX_BACKOFF_SEC,
     DEFAULT_TRIAL_LEASE_SEC,
     DEFAULT_UNHEALTHY_BACKOFF_SEC,
+    MAX_BACKOFF_MULTIPLIER,
+    MAX_WINDOW_SEC,
 )
 from ._config import check_number as _check_number
 from ._errors import ConfigurationError
@@ -133,12 +136,21 @@ class ProviderHealthCache:
         ):
             raise ConfigurationError("failure_threshold", failure_threshold, "an integer >= 1")
         self._threshold = failure_threshold
-        self._backoff = _check_number("unhealthy_backoff_sec", unhealthy_backoff_sec, minimum=0.0)
-        self._multiplier = _check_number("backoff_multiplier", backoff_multiplier, minimum=1.0)
+        self._backoff = _check_number(
+            "unhealthy_backoff_sec", unhealthy_backoff_sec, minimum=0.0, maximum=MAX_WINDOW_SEC
+        )
+        self._multiplier = _check_number(
+            "backoff_multiplier",
+            backoff_multiplier,
+            minimum=1.0,
+            maximum=MAX_BACKOFF_MULTIPLIER,
+        )
         self._max_backoff = (
-            None
+            max(DEFAULT_MAX_BACKOFF_SEC, self._backoff)
             if max_backoff_sec is None
-            else _check_number("max_backoff_sec", max_backoff_sec, minimum=self._backoff)
+            else _check_number(
+                "max_backoff_sec", max_backoff_sec, minimum=self._backoff, maximum=MAX_WINDOW_SEC
+            )
         )
         self._lease = _check_number(
             "trial_lease_sec", trial_lease_sec, minimum=0.0, inclusive=False
@@ -417,7 +429,7 @@ class ProviderHealthCache:
     ) -> None:
         """Open the breaker by hand; ``seconds=None`` holds it open until :meth:`force_close`."""
         if seconds is not None:
-            _check_number("seconds", seconds, minimum=0.0)
+            _check_number("seconds", seconds, minimum=0.0, maximum=MAX_WINDOW_SEC)
         now = self._clock()
         with self._lock:
             b = self._breakers.setdefault(provider_id, _Breaker())
@@ -625,9 +637,12 @@ class ProviderHealthCache:
     # -- internals -----------------------------------------------------------
 
     def _window(self, openings: int, retry_after: float | None) -> float:
-        window = self._backoff * self._multiplier ** max(0, openings - 1)
-        if self._max_backoff is not None:
-            window = min(window, self._max_backoff)
+        window = self._backoff
+        if self._multiplier > 1.0 and openings > 1:
+            try:
+                window = min(window * self._multiplier ** (openings - 1), self._max_backoff)
+            except OverflowError:  # grown far past any cap
+                window = self._max_backoff
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             window = max(window, min(retry_after, MAX_RETRY_AFTER_SEC))
         return window

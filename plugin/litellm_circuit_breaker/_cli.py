@@ -419,7 +419,7 @@ def _run_status(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        records = read_status(url, args.namespace)
+        records, bad = read_status(url, args.namespace)
     except Exception as exc:  # noqa: BLE001 - any failure to read is "Redis unusable"
         print(
             f"{PROG}: error: Redis at {public_url(url)} did not answer: {type(exc).__name__}",
@@ -427,9 +427,9 @@ def _run_status(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.json:
-        print(format_status_json(records))
+        print(format_status_json(records, bad))
     else:
-        print(format_status_table(records, url, args.namespace))
+        print(format_status_table(records, url, args.namespace, bad))
     return EXIT_DOWN if any(r.state is not BreakerState.CLOSED for r in records) else EXIT_OK
 
 

@@ -22,6 +22,7 @@ from ._redact import public_url
 
 __all__ = [
     "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_MAX_BACKOFF_SEC",
     "DEFAULT_MAX_SDK_BREAKERS",
     "DEFAULT_NAMESPACE",
     "DEFAULT_PROBE_CONCURRENCY",
@@ -35,6 +36,8 @@ __all__ = [
     "DEFAULT_UNHEALTHY_BACKOFF_SEC",
     "ENV_VARS",
     "INSTALL_REDIS_HINT",
+    "MAX_BACKOFF_MULTIPLIER",
+    "MAX_WINDOW_SEC",
     "REUSE_LITELLM_REDIS",
     "BreakerConfig",
     "WhenAllOpen",
@@ -49,6 +52,14 @@ WhenAllOpen = Literal["fail_open", "fail_fast"]
 DEFAULT_FAILURE_THRESHOLD = 2
 DEFAULT_UNHEALTHY_BACKOFF_SEC = 60.0
 DEFAULT_TRIAL_LEASE_SEC = 30.0
+DEFAULT_MAX_BACKOFF_SEC = 3600.0
+"""Where a growing window stops when no ``max_backoff_sec`` is given (or at the base
+window, if that is longer)."""
+MAX_WINDOW_SEC = 365 * 86_400.0
+"""The longest window, TTL or timed hold any setting or ``force_open`` may ask for: a
+year. Past it a value is a mistake, and in milliseconds it would soon no longer fit
+what Redis's ``PEXPIRE`` takes from a script."""
+MAX_BACKOFF_MULTIPLIER = 100.0
 DEFAULT_PROBE_INTERVAL_SEC = 30.0
 DEFAULT_PROBE_TIMEOUT_SEC = 3.0
 # Measured (bench/probe_scale.py): at 64 in flight one event loop fell behind on
@@ -67,14 +78,25 @@ DEFAULT_MAX_SDK_BREAKERS = 1000
 INSTALL_REDIS_HINT = "pip install 'litellm-circuit-breaker[redis]'"
 
 
-def check_number(field: str, value: object, *, minimum: float, inclusive: bool = True) -> float:
-    """``value`` as a float if it is a finite number past ``minimum``, else a named error."""
+def check_number(
+    field: str,
+    value: object,
+    *,
+    minimum: float,
+    inclusive: bool = True,
+    maximum: float | None = None,
+) -> float:
+    """``value`` as a float if it is a finite number past ``minimum`` (and at most
+    ``maximum``), else a named error."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         number = float(value)  # type: ignore[arg-type]  # checked just above
         ok = number >= minimum if inclusive else number > minimum
+        ok = ok and (maximum is None or number <= maximum)
     if not ok:
         bound = f">= {minimum}" if inclusive else f"> {minimum}"
+        if maximum is not None:
+            bound += f" and <= {maximum:.15g}"
         raise ConfigurationError(field, value, f"a finite number {bound}")
     return float(value)  # type: ignore[arg-type]  # checked above
 
@@ -155,7 +177,12 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         _check_count("failure_threshold", self.failure_threshold)
-        backoff = check_number("unhealthy_backoff_sec", self.unhealthy_backoff_sec, minimum=0.0)
+        backoff = check_number(
+            "unhealthy_backoff_sec",
+            self.unhealthy_backoff_sec,
+            minimum=0.0,
+            maximum=MAX_WINDOW_SEC,
+        )
         if self.probe_interval is not None:
             check_number("probe_interval", self.probe_interval, minimum=0.0, inclusive=False)
         check_number("probe_timeout", self.probe_timeout, minimum=0.0, inclusive=False)
@@ -165,9 +192,16 @@ class BreakerConfig:
             )
         _check_count("probe_concurrency", self.probe_concurrency)
         check_number("probe_jitter", self.probe_jitter, minimum=0.0)
-        check_number("backoff_multiplier", self.backoff_multiplier, minimum=1.0)
+        check_number(
+            "backoff_multiplier",
+            self.backoff_multiplier,
+            minimum=1.0,
+            maximum=MAX_BACKOFF_MULTIPLIER,
+        )
         if self.max_backoff_sec is not None:
-            check_number("max_backoff_sec", self.max_backoff_sec, minimum=backoff)
+            check_number(
+                "max_backoff_sec", self.max_backoff_sec, minimum=backoff, maximum=MAX_WINDOW_SEC
+            )
         check_number("trial_lease_sec", self.trial_lease_sec, minimum=0.0, inclusive=False)
         if not isinstance(self.learn_from_traffic, bool):
             raise ConfigurationError("learn_from_traffic", self.learn_from_traffic, "True or False")
@@ -182,7 +216,9 @@ class BreakerConfig:
         check_namespace(self.redis_namespace)
         if self.replica_name is not None:
             _check_name("replica_name", self.replica_name, spaces=True)
-        check_number("redis_state_ttl_sec", self.redis_state_ttl_sec, minimum=1.0)
+        check_number(
+            "redis_state_ttl_sec", self.redis_state_ttl_sec, minimum=1.0, maximum=MAX_WINDOW_SEC
+        )
         check_number("redis_reconcile_sec", self.redis_reconcile_sec, minimum=0.0, inclusive=False)
         _check_count("max_sdk_breakers", self.max_sdk_breakers)
 
@@ -290,13 +326,21 @@ def _flag(raw: str) -> bool:
 # variable -> (setting, parser, what the documentation promises)
 ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_FAILURE_THRESHOLD": ("failure_threshold", _integer, "an integer >= 1"),
-    "CIRCUIT_BREAKER_BACKOFF_SEC": ("unhealthy_backoff_sec", _number, "seconds >= 0"),
+    "CIRCUIT_BREAKER_BACKOFF_SEC": ("unhealthy_backoff_sec", _number, "seconds from 0 to 31536000"),
     "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": ("probe_interval", _number_or_off, "seconds > 0, or off"),
     "CIRCUIT_BREAKER_PROBE_TIMEOUT_SEC": ("probe_timeout", _number, "seconds > 0"),
     "CIRCUIT_BREAKER_WHEN_ALL_OPEN": ("when_all_open", _choice, "fail_open or fail_fast"),
     "CIRCUIT_BREAKER_TRIAL_LEASE_SEC": ("trial_lease_sec", _number, "seconds > 0"),
-    "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": ("backoff_multiplier", _number, "a number >= 1"),
-    "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": ("max_backoff_sec", _number, "seconds >= the backoff"),
+    "CIRCUIT_BREAKER_BACKOFF_MULTIPLIER": (
+        "backoff_multiplier",
+        _number,
+        "a number from 1 to 100",
+    ),
+    "CIRCUIT_BREAKER_MAX_BACKOFF_SEC": (
+        "max_backoff_sec",
+        _number,
+        "seconds from the backoff to 31536000",
+    ),
     "CIRCUIT_BREAKER_PROBE_CONCURRENCY": ("probe_concurrency", _integer, "an integer >= 1"),
     "CIRCUIT_BREAKER_STALL_AFTER_SEC": ("stall_after_sec", _number_or_off, "seconds > 0, or off"),
     "CIRCUIT_BREAKER_TRIAL_PROBE_INTERVAL_SEC": (
@@ -307,7 +351,11 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
     "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
     "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),
-    "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": ("redis_state_ttl_sec", _number, "seconds >= 1"),
+    "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": (
+        "redis_state_ttl_sec",
+        _number,
+        "seconds from 1 to 31536000",
+    ),
     "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": ("redis_reconcile_sec", _number, "seconds > 0"),
     "CIRCUIT_BREAKER_MAX_SDK_BREAKERS": ("max_sdk_breakers", _integer, "an integer >= 1"),
 }

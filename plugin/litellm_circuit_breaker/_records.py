@@ -1,8 +1,11 @@
 """The shared record format: Redis key names and one deployment's breaker as Redis holds it.
 
 Pure: no Redis client, no breaker, so ``status`` reads records with this module
-alone. Records are ``{namespace}:breaker:{id}`` hashes, listed in an index sorted
+alone. Records are ``{namespace}:breaker:ID`` hashes (the braces are Redis Cluster's
+hash tag: one slot per namespace), listed in an index sorted
 set scored by expiry; the scripts in :mod:`._redis_scripts` hand them out as JSON.
+A record this version cannot read is a :class:`BadRecord`: skipped and counted by the
+adapter, shown as a row by ``status``, never an error for the others.
 """
 
 from __future__ import annotations
@@ -15,19 +18,30 @@ from dataclasses import dataclass
 from ._config import DEFAULT_NAMESPACE
 from ._state import BreakerState
 
-__all__ = ["SharedKeys", "SharedRecord", "parse_record"]
+__all__ = ["BadRecord", "SharedKeys", "SharedRecord", "parse_record", "read_record"]
 
 
 @dataclass(frozen=True, slots=True)
 class SharedKeys:
-    """Every Redis name the adapter uses, under one namespace."""
+    """Every Redis name the adapter uses, under one namespace.
+
+    Every key starts with the namespace as a hash tag (``{namespace}:...``), so on
+    Redis Cluster (and managed clusters, Valkey) they all live in one hash slot and
+    each script may touch the index and the records together. The pub/sub channel is
+    no key (cluster pub/sub reaches every node) and keeps its plain name.
+    """
 
     namespace: str = DEFAULT_NAMESPACE
 
     @property
+    def tag(self) -> str:
+        """The hash tag every key starts with."""
+        return "{" + self.namespace + "}"
+
+    @property
     def index(self) -> str:
         """Sorted set of live record ids, scored by expiry."""
-        return f"{self.namespace}:breakers"
+        return f"{self.tag}:breakers"
 
     @property
     def channel(self) -> str:
@@ -36,7 +50,7 @@ class SharedKeys:
 
     @property
     def record_prefix(self) -> str:
-        return f"{self.namespace}:breaker:"
+        return f"{self.tag}:breaker:"
 
     def record(self, deployment: str) -> str:
         """The hash holding one deployment's shared breaker."""
@@ -44,7 +58,7 @@ class SharedKeys:
 
     def probe_lease(self, probe_key: str) -> str:
         """The lease naming the replica that probes one endpoint (hashed: no URL in Redis)."""
-        return f"{self.namespace}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
+        return f"{self.tag}:probe:{hashlib.sha256(probe_key.encode()).hexdigest()[:20]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +82,9 @@ class SharedRecord:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> SharedRecord:
-        """Parse a record written by the transition script."""
-        data = json.loads(raw)
-        now, until = float(data["now"]), float(data["open_until"])
+        """Parse a record written by the transition script (ValueError if it is not one)."""
+        data = json.loads(raw, parse_constant=_no_constant)
+        now, until = _finite(data["now"]), _finite(data["open_until"])
         state = BreakerState(data["state"])
         if state is not BreakerState.OPEN:
             retry_in = 0.0
@@ -85,20 +99,61 @@ class SharedRecord:
             model_group=str(data["group"]) or None,
             state=state,
             retry_in=retry_in,
-            consecutive_failures=int(data["failures"]),
+            consecutive_failures=int(_finite(data["failures"])),
             last_error=str(data["reason"]) or None,
             replica=str(data["replica"]),
             owner=str(data.get("owner", "")),
-            version=int(data["version"]),
-            changed_ago=max(0.0, (now - float(data["changed"])) / 1000),
+            version=int(_finite(data["version"])),
+            changed_ago=max(0.0, (now - _finite(data["changed"])) / 1000),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """Something under the namespace this version cannot read, and why; safe to print."""
+
+    deployment: str
+    """The id it is filed under (the key name when even that is unknown)."""
+    problem: str
+
+
+PROBLEM_CHARS = 200
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a record may hold")
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"{value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def read_record(raw: object) -> SharedRecord | BadRecord:
+    """A record, or what is wrong with it (another version, a stray message, a damaged key)."""
+    if not isinstance(raw, str | bytes):
+        return BadRecord("?", f"not a string: {type(raw).__name__}")
+    try:
+        return SharedRecord.from_json(raw)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        deployment = "?"
+        try:
+            data = json.loads(raw, parse_constant=_no_constant)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            deployment = str(data.get("id") or "?")
+            if data.get("bad"):  # the scripts' own verdict: "WRONGTYPE ...", "field ..."
+                problem = str(data.get("problem") or "unreadable")
+        return BadRecord(deployment, problem[:PROBLEM_CHARS])
 
 
 def parse_record(raw: object) -> SharedRecord | None:
     """A record, or None when it is not one of ours (another version, a stray message)."""
-    if not isinstance(raw, str | bytes):
-        return None
-    try:
-        return SharedRecord.from_json(raw)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+    record = read_record(raw)
+    return record if isinstance(record, SharedRecord) else None

@@ -15,14 +15,31 @@ from __future__ import annotations
 __all__ = ["CLAIM_LUA", "RECORD_LUA", "SNAPSHOT_LUA", "TRANSITION_LUA"]
 
 RECORD_LUA = """
-local function record(key, now)
-  local r = redis.call('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
-                       'replica', 'version', 'changed', 'group', 'owner')
+local NUMBERS = {{3, 'open_until'}, {4, 'failures'}, {7, 'version'}, {8, 'changed'}}
+local function finite(v)
+  local n = tonumber(v)
+  if n and n == n and n > -math.huge and n < math.huge then return n end
+  return nil
+end
+local function bad(id, problem)
+  return cjson.encode({bad = true, id = id, problem = problem})
+end
+local function record(key, id, now)
+  local r = redis.pcall('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
+                        'replica', 'version', 'changed', 'group', 'owner')
+  if r.err then return bad(id, r.err) end
   if not r[2] then return false end
-  return cjson.encode({id = r[1], state = r[2], open_until = tonumber(r[3]) or 0,
-                       failures = tonumber(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
-                       version = tonumber(r[7]) or 0, changed = tonumber(r[8]) or 0,
-                       group = r[9] or '', owner = r[10] or '', now = now})
+  for _, f in ipairs(NUMBERS) do
+    if r[f[1]] and not finite(r[f[1]]) then
+      return bad(id, 'field ' .. f[2] .. ' is not a finite number: ' .. string.sub(r[f[1]], 1, 40))
+    end
+  end
+  local ok, out = pcall(cjson.encode, {
+    id = r[1], state = r[2], open_until = finite(r[3]) or 0, failures = finite(r[4]) or 0,
+    reason = r[5] or '', replica = r[6] or '', version = finite(r[7]) or 0,
+    changed = finite(r[8]) or 0, group = r[9] or '', owner = r[10] or '', now = now})
+  if not ok then return bad(id, 'not encodable: ' .. tostring(out)) end
+  return out
 end
 local function redis_now()
   local t = redis.call('TIME')
@@ -31,16 +48,22 @@ end
 """
 """Helpers prefixed to the other scripts: one record as JSON, built the same way by each
 (``now`` is Redis's time, so a reader turns ``open_until`` into seconds left), and Redis's
-clock in milliseconds."""
+clock in milliseconds.
+
+A record that cannot be read (a key of another type, a number field that is no finite
+number, anything ``cjson`` refuses) comes out as ``{"bad": true, "id": ..., "problem": ...}``
+instead of failing the script: one bad record never hides the others."""
 
 TRANSITION_LUA = (
     RECORD_LUA
     + """
 local now = redis_now()
 local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local cur = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'version')
-local cur_until = tonumber(cur[2]) or 0
-local version = tonumber(cur[3]) or 0
+local cur = redis.pcall('HMGET', KEYS[1], 'state', 'open_until', 'version')
+if cur.err then return {0, bad(ARGV[1], cur.err)} end
+-- A field that is no finite number counts as absent: the write below replaces it.
+local cur_until = finite(cur[2]) or 0
+local version = finite(cur[3]) or 0
 local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
 local new_until = 0
 if state == 'open' then
@@ -66,11 +89,13 @@ if accept then
              'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
              'changed', now, 'group', ARGV[10], 'owner', ARGV[11])
   redis.call('PEXPIRE', KEYS[1], life)
-  redis.call('ZADD', KEYS[2], now + life, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('PTTL', KEYS[2]) < life then redis.call('PEXPIRE', KEYS[2], life) end
+  -- An index of the wrong type must not stop the record from being written and sent.
+  redis.pcall('ZADD', KEYS[2], now + life, ARGV[1])
+  redis.pcall('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  local index_ttl = redis.pcall('PTTL', KEYS[2])
+  if type(index_ttl) == 'number' and index_ttl < life then redis.pcall('PEXPIRE', KEYS[2], life) end
 end
-local out = record(KEYS[1], now)
+local out = record(KEYS[1], ARGV[1], now)
 if accept then redis.call('PUBLISH', ARGV[9], out) end
 return {accept and 1 or 0, out}
 """
@@ -86,16 +111,19 @@ half-open (a passed probe) or a close is kept only if it saw the version it repl
 (``base_version``), so it never undoes a newer opening; versions only grow, even after
 Redis lost its data. A kept record gets a TTL (``ttl_ms``, plus the window while open),
 its index entry is re-scored (expired ones dropped), and it is published on the
-channel. Returns ``{1 if kept else 0, the record now in Redis as JSON}``.
+channel. Returns ``{1 if kept else 0, the record now in Redis as JSON}``. A record key
+holding another type is left alone (nothing written): the answer is then a bad record.
 """
 
 SNAPSHOT_LUA = (
     RECORD_LUA
     + """
 local now = redis_now()
+local ids = redis.pcall('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+if ids.err then return {bad(KEYS[1], ids.err)} end
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  local r = record(ARGV[1] .. id, now)
+for _, id in ipairs(ids) do
+  local r = record(ARGV[1] .. id, id, now)
   if r then table.insert(out, r) end
 end
 return out
@@ -104,7 +132,8 @@ return out
 """Read every live record at one instant of Redis's clock.
 
 KEYS: the index. ARGV: the record key prefix. Returns a list of records as JSON: those
-the index scores as unexpired and whose hash still exists.
+the index scores as unexpired and whose hash still exists, each unreadable one as a bad
+record (an unreadable index: one bad record named after it).
 """
 
 CLAIM_LUA = """

@@ -41,10 +41,11 @@ from ._config import (
     DEFAULT_RECONCILE_SEC,
     DEFAULT_STATE_TTL_SEC,
     INSTALL_REDIS_HINT,
+    MAX_WINDOW_SEC,
     check_namespace,
     check_url,
 )
-from ._records import SharedKeys, SharedRecord, parse_record
+from ._records import BadRecord, SharedKeys, SharedRecord, parse_record, read_record
 from ._redact import public_url
 from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
 from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
@@ -52,19 +53,24 @@ from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
 from ._state import BreakerState, StateChange
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
+
+    Client = Redis | RedisCluster
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_RECONCILE_SEC",
     "DEFAULT_STATE_TTL_SEC",
+    "BadRecord",
     "RedisShare",
     "ShareCounters",
     "SharedKeys",
     "SharedRecord",
+    "Snapshot",
     "check_namespace",
     "check_url",
     "fetch_records",
+    "fetch_snapshot",
     "parse_record",
 ]
 
@@ -93,6 +99,18 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (RedisError, OSError, TimeoutError)
 
 
+def _refusals() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - optional extra
+
+    return (ResponseError,)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """An error's message, one line and bounded, for a log line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else ""
+
+
 def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
     """An async client that fails fast: no hidden retries, short timeouts."""
     module = _load_redis()
@@ -105,23 +123,143 @@ def connect(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
+        # A record holding bytes that are no UTF-8 must not make the whole reply unreadable.
+        encoding_errors="replace",
     )
     return client
+
+
+def connect_cluster(url: str, *, timeout: float = CONNECT_TIMEOUT_SEC) -> RedisCluster:
+    """A Redis Cluster client with the same habits: no hidden retries, short timeouts.
+
+    After a failover its first command may meet the old topology and fail; the
+    sharing task then starts over with a new client, which reads the new one.
+    """
+    module = _load_redis()
+    from redis.asyncio.retry import Retry  # noqa: PLC0415 - optional extra
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    client: RedisCluster = module.RedisCluster.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        encoding_errors="replace",
+    )
+    return client
+
+
+def connect_node(url: str, host: str, port: int, *, timeout: float = CONNECT_TIMEOUT_SEC) -> Redis:
+    """A plain client to one node of the cluster ``url`` names, with its credentials."""
+    module = _load_redis()
+    from redis.asyncio.connection import parse_url  # noqa: PLC0415 - optional extra
+    from redis.asyncio.retry import Retry  # noqa: PLC0415
+    from redis.backoff import NoBackoff  # noqa: PLC0415
+
+    settings = {**parse_url(url), "host": host, "port": port}
+    pool = module.ConnectionPool(
+        **settings,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        encoding_errors="replace",
+    )
+    client: Redis = module.Redis.from_pool(pool)  # the client owns (and closes) the pool
+    return client
+
+
+async def open_client(url: str, *, connect_timeout: float = CONNECT_TIMEOUT_SEC) -> Client:
+    """A client for ``url``: a cluster client when the server is a Redis Cluster node.
+
+    Nothing to configure: the node says so itself (``INFO cluster``). Every key of a
+    namespace shares one hash slot (see :class:`SharedKeys`), so the scripts run
+    unchanged on a cluster.
+    """
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - optional extra
+
+    client = connect(url, timeout=connect_timeout)
+    try:
+        info = await client.info("cluster")
+    except ResponseError:  # INFO refused (an ACL): a single server, as far as we can tell
+        info = {}
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+        raise
+    if not info.get("cluster_enabled"):
+        return client
+    with contextlib.suppress(Exception):
+        await client.aclose()
+    cluster = connect_cluster(url, timeout=connect_timeout)
+    try:
+        await cluster.initialize()
+    except BaseException:
+        await close_client(cluster, cluster_nodes(cluster))
+        raise
+    return cluster
+
+
+async def close_client(client: Client, nodes: Iterable[Any] = ()) -> None:
+    """Close a client; for a cluster, also every node it knew when opened.
+
+    redis-py drops a failed node from the topology without closing its
+    connections; ``nodes`` (from :func:`cluster_nodes`) closes those too.
+    """
+    for node in [*nodes, *cluster_nodes(client)]:
+        with contextlib.suppress(Exception):
+            await node.disconnect()
+    with contextlib.suppress(Exception):
+        await client.aclose()
+
+
+def cluster_nodes(client: Client) -> list[Any]:
+    """The nodes a cluster client knows now, its startup nodes too (none for a single server)."""
+    if not isinstance(client, _load_redis().RedisCluster):
+        return []
+    startup = getattr(client.nodes_manager, "startup_nodes", {})
+    return [*client.get_nodes(), *startup.values()]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every live shared record at one instant, and what could not be read beside them."""
+
+    records: list[SharedRecord]
+    """Sorted by group and id."""
+    bad: list[BadRecord]
+    """Sorted by id."""
+
+
+async def fetch_snapshot(
+    url: str, namespace: str = DEFAULT_NAMESPACE, *, connect_timeout: float = CONNECT_TIMEOUT_SEC
+) -> Snapshot:
+    """Every live shared record, and the unreadable ones (for ``status``)."""
+    keys = SharedKeys(namespace)
+    client = await open_client(url, connect_timeout=connect_timeout)
+    nodes = cluster_nodes(client)
+    try:
+        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
+    finally:
+        await close_client(client, nodes)
+    records: list[SharedRecord] = []
+    bad: list[BadRecord] = []
+    for item in map(read_record, raw):
+        if isinstance(item, SharedRecord):
+            records.append(item)
+        else:
+            bad.append(item)
+    records.sort(key=lambda r: (r.model_group or "", r.deployment))
+    bad.sort(key=lambda r: r.deployment)
+    return Snapshot(records, bad)
 
 
 async def fetch_records(
     url: str, namespace: str = DEFAULT_NAMESPACE, *, connect_timeout: float = CONNECT_TIMEOUT_SEC
 ) -> list[SharedRecord]:
-    """Every live shared record, sorted by group and id (for ``status``)."""
-    keys = SharedKeys(namespace)
-    client = connect(url, timeout=connect_timeout)
-    try:
-        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
-    finally:
-        await client.aclose()
-    records = [r for r in map(parse_record, raw) if r is not None]
-    records.sort(key=lambda r: (r.model_group or "", r.deployment))
-    return records
+    """Every live shared record, sorted by group and id; unreadable ones are left out."""
+    return (await fetch_snapshot(url, namespace, connect_timeout=connect_timeout)).records
 
 
 @dataclass(slots=True)
@@ -180,7 +318,7 @@ class RedisShare:
         self.token = secrets.token_hex(8)
         """Who wrote a record, for echoes and probe leases: unique per instance."""
         self.keys = SharedKeys(namespace)
-        self._ttl_ms = int(state_ttl_sec * 1000)
+        self._ttl_ms = int(min(state_ttl_sec, MAX_WINDOW_SEC) * 1000)
         self._reconcile_sec = reconcile_sec
         self._group_of = group_of
         self._redact = redact
@@ -193,7 +331,7 @@ class RedisShare:
         """The ids whose entry is dirty, in the order they became so: the writer takes
         them without walking every entry."""
         self._run: _Run | None = None
-        self._client: Redis | None = None
+        self._client: Client | None = None
         self._down = False
         self._bad_logged = False
         self.counters = ShareCounters()
@@ -284,8 +422,11 @@ class RedisShare:
         delay = MIN_RECONNECT_SEC
         try:
             while True:
-                client = connect(self._url)
+                client: Client | None = None
+                nodes: list[Any] = []
                 try:
+                    client = await open_client(self._url)
+                    nodes = cluster_nodes(client)
                     await self._session(client, run)
                 except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
                     self._went_down(exc)
@@ -293,8 +434,8 @@ class RedisShare:
                     if self._client is not None:
                         delay = MIN_RECONNECT_SEC  # it was up: start the back-off over
                     self._client = None
-                    with contextlib.suppress(Exception):
-                        await client.aclose()
+                    if client is not None:
+                        await close_client(client, nodes)
                 run.synced.set()  # whoever waits for the first sync stops waiting
                 await self._sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_SEC)
@@ -308,8 +449,17 @@ class RedisShare:
         if run is not None:
             await run.synced.wait()
 
-    async def _session(self, client: Redis, run: _Run) -> None:
-        pubsub = client.pubsub()
+    async def _session(self, client: Client, run: _Run) -> None:
+        listener: Redis | None = None
+        if isinstance(client, _load_redis().RedisCluster):
+            # A client of our own on the primary serving the namespace's slot (cluster
+            # pub/sub reaches every node): when it fails over, the subscription breaks
+            # and the session starts over on the new topology.
+            node = client.get_node_from_key(self.keys.index)
+            listener = connect_node(self._url, node.host, node.port)
+            pubsub: Any = listener.pubsub()
+        else:
+            pubsub = client.pubsub()
         tasks: list[asyncio.Task[None]] = []
         try:
             await pubsub.subscribe(self.keys.channel)
@@ -319,7 +469,7 @@ class RedisShare:
             if self._down:
                 self._down = False
                 logger.info(
-                    "circuit breaker: Redis at %s answers again; state reconciled",
+                    "circuit breaker: Redis at %s answers again and takes writes; state reconciled",
                     self.display_url,
                 )
             run.synced.set()
@@ -339,13 +489,28 @@ class RedisShare:
             # Wait for every one, even when we are being cancelled ourselves.
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                await pubsub.aclose()
+            if listener is not None:
+                await close_client(listener)
 
     def _went_down(self, exc: BaseException) -> None:
         self.counters.errors += 1
         if self._down:
             return
         self._down = True
+        if isinstance(exc, _refusals()):
+            # Redis answers but will not take our scripts or writes (maxmemory under
+            # noeviction, an ACL without EVAL, a busy script): the same as an outage
+            # for this replica, but said as it is, so nobody hunts a network fault.
+            logger.warning(
+                "circuit breaker: Redis at %s refused a command (%s: %s); deciding on "
+                "local state, retrying with back-off until it takes writes again "
+                "(logged once per outage)",
+                self.display_url,
+                type(exc).__name__,
+                _first_line(exc),
+            )
+            return
         ours = not isinstance(exc, _redis_errors())
         logger.warning(
             "circuit breaker: Redis at %s unreachable (%s); deciding on local state, "
@@ -363,16 +528,16 @@ class RedisShare:
             record = self._parse(message.get("data"))
             if record is not None:
                 async with run.io:
-                    self._take(record)
+                    self._take_one(record)
 
-    async def _write(self, client: Redis, run: _Run) -> None:
+    async def _write(self, client: Client, run: _Run) -> None:
         while True:
             await run.wake.wait()
             run.wake.clear()
             async with run.io:
                 await self._push_dirty(client)
 
-    async def _every_while(self, client: Redis, run: _Run) -> None:
+    async def _every_while(self, client: Client, run: _Run) -> None:
         while True:
             await self._sleep(self._reconcile_sec)
             async with run.io:
@@ -381,19 +546,27 @@ class RedisShare:
     # -- Redis operations (one at a time: the caller holds the run's io lock) --
 
     def _parse(self, raw: object) -> SharedRecord | None:
-        record = parse_record(raw)
-        if record is None:
-            self.counters.bad_records += 1
-            if not self._bad_logged:
-                self._bad_logged = True
-                logger.warning(
-                    "circuit breaker: skipped a record in Redis namespace %s that is not ours "
-                    "to read (another version?); counted in bad_records, logged once",
-                    self.keys.namespace,
-                )
+        record = read_record(raw)
+        if isinstance(record, BadRecord):
+            self._count_bad(record.deployment, problem=record.problem)
+            return None
         return record
 
-    async def _push_dirty(self, client: Redis) -> None:
+    def _count_bad(self, deployment: str, *, problem: str = "", exc_info: bool = False) -> None:
+        self.counters.bad_records += 1
+        if self._bad_logged:
+            return
+        self._bad_logged = True
+        logger.warning(
+            "circuit breaker: skipped a record in Redis namespace %s that is not ours "
+            "to read (another version?): %s %s; counted in bad_records, logged once",
+            self.keys.namespace,
+            deployment,
+            self._redact(problem),
+            exc_info=exc_info,  # our own failure to take it: show where
+        )
+
+    async def _push_dirty(self, client: Client) -> None:
         with self._lock:
             pending, self._pending = sorted(self._pending), []
             for deployment in pending:
@@ -408,7 +581,7 @@ class RedisShare:
                     for deployment in pending:
                         self._mark_dirty(deployment)
 
-    async def _push(self, client: Redis, deployment: str) -> None:
+    async def _push(self, client: Client, deployment: str) -> None:
         # One locked reading: a later change bumps the generation and re-dirties it.
         view = self._cache.view(deployment)
         if view is None:
@@ -417,7 +590,8 @@ class RedisShare:
         window = 0
         if state is BreakerState.OPEN:
             left = view.retry_in
-            window = -1 if view.held or math.isinf(left) else int(left * 1000)
+            # Bounded whatever the cache holds: a window past this would not fit PEXPIRE.
+            window = -1 if view.held or math.isinf(left) else int(min(left, MAX_WINDOW_SEC) * 1000)
         ends = time.monotonic() + window / 1000 if window > 0 else None
         with self._lock:
             entry = self._entry(deployment)
@@ -459,13 +633,13 @@ class RedisShare:
         entry.synced_generation = generation
         _remember_window(entry, record)
 
-    async def _reconcile(self, client: Redis, *, after_connect: bool = False) -> None:
+    async def _reconcile(self, client: Client, *, after_connect: bool = False) -> None:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
         await self._push_dirty(client)
         raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
         records = [r for r in map(self._parse, raw) if r is not None]
         for record in records:
-            self._take(record)
+            self._take_one(record)
         # Openings made here that Redis does not hold (it restarted empty, a
         # hold outlived its TTL, we opened while it was down) are shared again.
         shared = {r.deployment for r in records}
@@ -479,7 +653,9 @@ class RedisShare:
         if missing:
             with self._lock:
                 for deployment in missing:
-                    self._mark_dirty(deployment)
+                    # Redis no longer holds the window we remember sharing: the
+                    # re-arm de-duplication must not drop this write.
+                    self._mark_dirty(deployment).shared_until = None
             await self._push_dirty(client)
         self._prune(shared)
 
@@ -500,6 +676,13 @@ class RedisShare:
                     entry = self._entries.get(deployment)
                     if entry is not None and not entry.dirty:  # dirty: made again meanwhile
                         del self._entries[deployment]
+
+    def _take_one(self, record: SharedRecord) -> None:
+        """:meth:`_take`, where one record's failure is that record's alone."""
+        try:
+            self._take(record)
+        except Exception:  # noqa: BLE001 - one record must never stop sharing for the rest
+            self._count_bad(record.deployment, exc_info=True)
 
     def _take(self, record: SharedRecord) -> None:
         """Adopt a record from Redis if it is news to this replica."""

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Sequence
 
-from ._records import SharedRecord
+from ._records import BadRecord, SharedRecord
 from ._redact import public_url
 from ._state import BreakerState
 from ._table import columns
@@ -28,11 +28,17 @@ _HEADERS = (
 _RIGHT_ALIGNED = frozenset({3, 4, 6})
 
 
-def read_status(url: str, namespace: str) -> list[SharedRecord]:
-    """Every live record; raises the Redis client's error when Redis does not answer."""
-    from ._shared import fetch_records  # noqa: PLC0415 - the Redis adapter, only when reading
+UNREADABLE = "unreadable"
+"""The state column of a record this version cannot read."""
 
-    return asyncio.run(fetch_records(url, namespace))
+
+def read_status(url: str, namespace: str) -> tuple[list[SharedRecord], list[BadRecord]]:
+    """Every live record and every unreadable one; raises the Redis client's error when
+    Redis does not answer."""
+    from ._shared import fetch_snapshot  # noqa: PLC0415 - the Redis adapter, only when reading
+
+    snapshot = asyncio.run(fetch_snapshot(url, namespace))
+    return snapshot.records, snapshot.bad
 
 
 def _trial_in(record: SharedRecord) -> str:
@@ -56,10 +62,18 @@ def _short(text: str | None) -> str:
     return line if len(line) <= ERROR_CHARS else line[: ERROR_CHARS - 1] + "…"
 
 
-def format_status_table(records: Sequence[SharedRecord], url: str, namespace: str) -> str:
-    """Aligned columns and a one-line summary; the URL is shown without its password."""
+def format_status_table(
+    records: Sequence[SharedRecord],
+    url: str,
+    namespace: str,
+    bad: Sequence[BadRecord] = (),
+) -> str:
+    """Aligned columns and a one-line summary; the URL is shown without its password.
+
+    Records this version cannot read are rows of their own, their problem in the
+    error column."""
     where = f"{public_url(url)}, namespace {namespace}"
-    if not records:
+    if not records and not bad:
         return f"no shared breakers at {where}"
     cells = [
         (
@@ -74,15 +88,35 @@ def format_status_table(records: Sequence[SharedRecord], url: str, namespace: st
         )
         for r in records
     ]
+    cells += [(b.deployment, "-", UNREADABLE, "-", "-", "-", "-", _short(b.problem)) for b in bad]
     lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
     counts = {s: sum(r.state is s for r in records) for s in BreakerState}
-    tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+    tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "none readable"
+    if bad:
+        tally += f"; {len(bad)} {UNREADABLE} (skipped by every replica)"
     lines.extend(("", f"{len(records)} shared breakers at {where}: {tally}"))
     return "\n".join(lines)
 
 
-def format_status_json(records: Sequence[SharedRecord]) -> str:
-    """One object per deployment; ``retry_in`` is null while an operator holds it open."""
+def format_status_json(records: Sequence[SharedRecord], bad: Sequence[BadRecord] = ()) -> str:
+    """One object per deployment; ``retry_in`` is null while an operator holds it open.
+
+    An unreadable record has state ``"unreadable"``, its ``problem`` said, the rest null."""
+    unreadable = [
+        {
+            "deployment": b.deployment,
+            "model_group": None,
+            "state": UNREADABLE,
+            "consecutive_failures": None,
+            "retry_in": None,
+            "held": None,
+            "last_error": None,
+            "changed_by": None,
+            "changed_ago": None,
+            "problem": b.problem,
+        }
+        for b in bad
+    ]
     return json.dumps(
         [
             {
@@ -95,8 +129,10 @@ def format_status_json(records: Sequence[SharedRecord]) -> str:
                 "last_error": r.last_error,
                 "changed_by": r.replica,
                 "changed_ago": round(r.changed_ago, 3),
+                "problem": None,
             }
             for r in records
-        ],
+        ]
+        + unreadable,
         indent=2,
     )
