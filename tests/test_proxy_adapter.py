@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from litellm_circuit_breaker._proxy import (
     ProxySettings,
     proxy_breaker,
     settings_from_env,
+    startup_line,
 )
 from tests.llm_helpers import add_to_router, delete_from_router
 
@@ -244,3 +247,74 @@ def test_reading_the_settings_builds_no_breaker() -> None:
     assert after == before + 1
     assert settings.failure_threshold == 3
     assert settings == BreakerConfig(failure_threshold=3)
+
+
+def proxy_with_router(monkeypatch: pytest.MonkeyPatch, model_list: list[dict[str, Any]]) -> None:
+    """Stand in for the running proxy: its module, holding a real Router."""
+    import litellm  # noqa: PLC0415
+
+    proxy_server = type(sys)("litellm.proxy.proxy_server")
+    proxy_server.llm_router = litellm.Router(model_list=model_list)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "litellm.proxy.proxy_server", proxy_server)
+
+
+OPENAI_A = {
+    "model_name": "chat",
+    "litellm_params": {"model": "openai/m", "api_base": "http://a.test/v1", "api_key": "sk-a"},
+    "model_info": {"id": "a"},
+}
+BEDROCK = {
+    "model_name": "claude",
+    "litellm_params": {"model": "bedrock/anthropic.claude-v2", "aws_region_name": "us-east-1"},
+    "model_info": {"id": "bedrock"},
+}
+
+
+@pytest.mark.asyncio
+async def test_the_startup_line_follows_the_router_once_it_is_there(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logged once the proxy's router is read, counting only deployments with a probe."""
+    proxy_with_router(monkeypatch, [OPENAI_A, BEDROCK])
+    breaker = ProxyCircuitBreaker(ProxySettings(failure_threshold=3))
+    with caplog.at_level(logging.INFO, logger="litellm_circuit_breaker"):
+        assert breaker.refresh_from_router()
+        assert breaker.refresh_from_router()
+        await asyncio.sleep(0)  # the line waits for the breaker to take the router in
+        await asyncio.sleep(0)
+    lines = [r for r in caplog.records if r.getMessage().startswith("circuit breaker enabled")]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (
+            logging.INFO,
+            "circuit breaker enabled: probing 1 of 2 deployments every 30s, sharing off; "
+            "settings changed from the defaults: failure_threshold=3",
+        )
+    ]
+
+
+def test_the_startup_line_says_one_deployment_and_default_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Grammar for one deployment, and no settings list when nothing was changed."""
+    proxy_with_router(monkeypatch, [OPENAI_A])
+    breaker = ProxyCircuitBreaker(ProxySettings())
+    breaker.refresh_from_router()
+    assert startup_line(breaker) == (
+        "circuit breaker enabled: probing 1 of 1 deployment every 30s, sharing off; "
+        "default settings"
+    )
+
+
+def test_the_startup_line_shows_sharing_without_the_redis_password() -> None:
+    """Sharing on names the Redis it uses, never its password."""
+    settings = ProxySettings(
+        probe_interval=None,
+        redis_url="redis://:hunter2-secret@cache:6379/0",
+        replica_name="eu-1",
+    )
+    line = startup_line(ProxyCircuitBreaker(settings))
+    assert line == (
+        "circuit breaker enabled: probes off, sharing on through redis://cache:6379/0; "
+        "settings changed from the defaults: probe_interval=off, replica_name=eu-1"
+    )
+    assert "hunter2" not in line

@@ -131,6 +131,22 @@ def test_proxy_keeps_traffic_off_a_dead_provider_and_returns_after_heal(fleet: F
     wait_for(lambda: "deployment a recovered" in fleet.proxy.output(), 30, "no recovery line")
 
 
+STARTUP_LINE = "circuit breaker enabled:"
+
+
+def test_one_info_line_at_startup_says_the_breaker_is_on_and_how(fleet: Fleet) -> None:
+    """Enabled, the deployments probed, sharing off, the settings changed: once, at INFO."""
+    wait_for(lambda: STARTUP_LINE in fleet.proxy.output(), 60, "no startup line")
+    lines = [line for line in fleet.proxy.output().splitlines() if STARTUP_LINE in line]
+    assert len(lines) == 1, lines
+    assert "INFO" in lines[0]
+    assert lines[0].endswith(
+        "circuit breaker enabled: probing 6 of 6 deployments every 0.5s, sharing off; "
+        "settings changed from the defaults: probe_interval=0.5, probe_timeout=10, "
+        "when_all_open=fail_fast"
+    )
+
+
 def test_breaker_metrics_are_on_the_proxys_metrics_endpoint(fleet: Fleet) -> None:
     """With LiteLLM's Prometheus on, /metrics carries every deployment's breaker, no secrets."""
     assert fleet.proxy.chat("chat").status_code == 200
@@ -274,3 +290,11 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
             assert statuses == [200] * 30
             assert dead.calls("chat") <= 2 * 2
             assert proxy.output().count("deployment a circuit opened") <= 2
+            # one startup line per worker: each has its own breaker
+            assert (
+                proxy.output().count(
+                    "circuit breaker enabled: probes off, sharing off; "
+                    "settings changed from the defaults: probe_interval=off"
+                )
+                == 2
+            )

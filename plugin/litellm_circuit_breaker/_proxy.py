@@ -81,7 +81,8 @@ class ProxyCircuitBreaker(CircuitBreaker):
     """
 
     def __init__(self, settings: ProxySettings) -> None:
-        super().__init__(**_kwargs(settings), deployment_source=_proxy_router_entries)
+        self._announce_due = True
+        super().__init__(**_kwargs(settings), deployment_source=self._router_entries)
         self.settings = settings
         self.metrics: BreakerMetrics | None = None
         """The Prometheus collector on the default registry, once exported."""
@@ -89,6 +90,23 @@ class ProxyCircuitBreaker(CircuitBreaker):
     def refresh_from_router(self) -> bool:
         """Make the probed set the proxy router's deployments now; False if it has none yet."""
         return self.refresh_deployments()
+
+    def _router_entries(self) -> list[Any] | None:
+        """The deployment source; the first time it has the router, the startup line follows."""
+        entries = _proxy_router_entries()
+        if entries is not None and self._announce_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # read from sync code: the next read in the loop announces
+                return entries
+            self._announce_due = False
+            loop.call_soon(self.announce)  # once the breaker has taken these deployments in
+        return entries
+
+    def announce(self) -> None:
+        """Log the one INFO line that says the breaker is on, and how it is set up."""
+        self._announce_due = False
+        logger.info("%s", startup_line(self))
 
     async def async_post_call_failure_hook(
         self,
@@ -114,6 +132,44 @@ class ProxyCircuitBreaker(CircuitBreaker):
             },
             headers={"Retry-After": str(retry_after)},
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _shown_setting(value: object) -> str:
+    if value is None:
+        return "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def startup_line(breaker: ProxyCircuitBreaker) -> str:
+    """Enabled; how many deployments are probed; sharing on or off; the non-default settings.
+
+    Never a secret: the Redis URL is shown without its password, and nothing
+    of a deployment but the count.
+    """
+    settings = breaker.settings
+    if settings.probe_interval is None:
+        probing = "probes off"
+    else:
+        rows = breaker.status()
+        probed = sum(row.probe != "passive" for row in rows)
+        probing = (
+            f"probing {probed} of {_count(len(rows), 'deployment')} "
+            f"every {_shown_setting(settings.probe_interval)}s"
+        )
+    changed = settings.differences()
+    url = changed.pop("redis_url", None)
+    sharing = f"sharing on through {url}" if url is not None else "sharing off"
+    settings_text = (
+        "settings changed from the defaults: "
+        + ", ".join(f"{name}={_shown_setting(value)}" for name, value in changed.items())
+        if changed
+        else "default settings"
+    )
+    return f"circuit breaker enabled: {probing}, {sharing}; {settings_text}"
 
 
 def _show_transitions() -> None:
@@ -179,6 +235,8 @@ def proxy_breaker() -> ProxyCircuitBreaker:
             _breaker = ProxyCircuitBreaker(settings_from_env())
             _show_transitions()
             _export_metrics(_breaker)
+            if _breaker.settings.probe_interval is None and _breaker.settings.redis_url is None:
+                _breaker.announce()  # no background task will read the router: say so now
         breaker = _breaker
     try:
         asyncio.get_running_loop()
