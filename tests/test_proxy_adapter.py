@@ -318,3 +318,83 @@ def test_the_startup_line_shows_sharing_without_the_redis_password() -> None:
         "settings changed from the defaults: probe_interval=off, replica_name=eu-1"
     )
     assert "hunter2" not in line
+
+
+class Captured(logging.Handler):
+    """Keeps what it is handed, formatted by its own marker format."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(f"{marker} %(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def clean_logging(monkeypatch: pytest.MonkeyPatch) -> logging.Logger:
+    """Our logger as a fresh proxy process has it."""
+    ours = logging.getLogger("litellm_circuit_breaker")
+    monkeypatch.setattr(ours, "handlers", [])
+    monkeypatch.setattr(ours, "level", logging.NOTSET)
+    monkeypatch.setattr(ours, "propagate", True)
+    return ours
+
+
+def no_root_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a fresh proxy; called in the test body, after pytest put its capture there."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
+def test_lines_go_through_litellms_handlers_even_after_it_swaps_them(
+    clean_logging: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No format of our own: LiteLLM's proxy-logger handlers write our lines, as they change."""
+    from litellm_circuit_breaker._proxy import LITELLM_PROXY_LOGGER, _show_transitions  # noqa: PLC0415
+
+    no_root_handlers(monkeypatch)
+    litellm_proxy = logging.getLogger(LITELLM_PROXY_LOGGER)
+    first = Captured("FIRST")
+    monkeypatch.setattr(litellm_proxy, "handlers", [first])
+    _show_transitions()
+    clean_logging.info("deployment a recovered: circuit closed")
+    later = Captured("LATER")  # what LiteLLM's turn_on_json does: new handlers
+    monkeypatch.setattr(litellm_proxy, "handlers", [later])
+    clean_logging.warning("deployment a circuit opened")
+    assert first.lines == [
+        "FIRST litellm_circuit_breaker INFO deployment a recovered: circuit closed"
+    ]
+    assert later.lines == ["LATER litellm_circuit_breaker WARNING deployment a circuit opened"]
+
+
+def test_a_host_handler_on_the_root_gets_each_line_once_and_we_add_none(
+    clean_logging: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logging configured by the host (a root handler): no handler of ours, no duplicate."""
+    from litellm_circuit_breaker._proxy import LITELLM_PROXY_LOGGER, _show_transitions  # noqa: PLC0415
+
+    litellm_side = Captured("LITELLM")
+    monkeypatch.setattr(logging.getLogger(LITELLM_PROXY_LOGGER), "handlers", [litellm_side])
+    host = Captured("HOST")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [host])
+    _show_transitions()
+    assert clean_logging.handlers == []
+    clean_logging.warning("deployment a circuit opened")
+    assert host.lines == ["HOST litellm_circuit_breaker WARNING deployment a circuit opened"]
+    assert litellm_side.lines == []
+
+
+def test_a_root_handler_added_later_is_not_handed_the_line_twice(
+    clean_logging: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """turn_on_json puts one handler on the root and LiteLLM's loggers: each line once."""
+    from litellm_circuit_breaker._proxy import LITELLM_PROXY_LOGGER, _show_transitions  # noqa: PLC0415
+
+    no_root_handlers(monkeypatch)
+    _show_transitions()
+    shared = Captured("JSON")
+    monkeypatch.setattr(logging.getLogger(LITELLM_PROXY_LOGGER), "handlers", [shared])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [shared])
+    clean_logging.warning("deployment a circuit opened")
+    assert shared.lines == ["JSON litellm_circuit_breaker WARNING deployment a circuit opened"]

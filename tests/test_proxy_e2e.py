@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -298,3 +299,43 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
                 )
                 == 2
             )
+
+
+@pytest.mark.parametrize("switch", ["JSON_LOGS=True", "litellm_settings.json_logs"])
+def test_with_json_logs_the_breakers_lines_are_json_like_litellms(
+    tmp_path: Path, switch: str
+) -> None:
+    """Parsed line by line: ours are LiteLLM's JSON records, however JSON logs are turned on."""
+    with FakeProvider().start_in_thread() as provider:
+        json_setting = "\n  json_logs: true" if switch == "litellm_settings.json_logs" else ""
+        config = (
+            "model_list:"
+            + deployment("chat", "a", provider)
+            + f"""
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]{json_setting}
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+        )
+        env = {"CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "0.5"}
+        if switch == "JSON_LOGS=True":
+            env["JSON_LOGS"] = "True"
+        with running_proxy(config, tmp_path, env) as proxy:
+            assert proxy.chat("chat").status_code == 200
+            provider.error(503)
+            wait_for(lambda: "circuit opened" in proxy.output(), 30, "the breaker never opened")
+            output = proxy.output()
+    records, plain = [], []
+    for line in output.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            plain.append(line)
+    # LiteLLM 1.108 prints its banner as plain text even so: none of those lines is ours.
+    assert not [line for line in plain if "circuit" in line or "deployment a" in line], plain
+    ours = [r for r in records if r.get("component") == "litellm_circuit_breaker"]
+    assert [r["level"] for r in ours] == ["INFO", "WARNING"], ours
+    assert ours[0]["message"].startswith("circuit breaker enabled: probing 1 of 1 deployment")
+    assert ours[1]["message"].startswith("deployment a circuit opened")
+    assert KEYS["a"] not in output

@@ -172,23 +172,42 @@ def startup_line(breaker: ProxyCircuitBreaker) -> str:
     return f"circuit breaker enabled: {probing}, {sharing}; {settings_text}"
 
 
+LITELLM_PROXY_LOGGER = "LiteLLM Proxy"
+
+
+class _LiteLLMHandlers(logging.Handler):
+    """Hands each record to the handlers LiteLLM's proxy logger has when it is written.
+
+    So the format is LiteLLM's (JSON lines with ``JSON_LOGS=True`` or
+    ``litellm_settings: {json_logs: true}``, its plain format otherwise), and so
+    are the stream, the ``LITELLM_LOG`` level and its secret-redaction filters,
+    even after LiteLLM swaps its handlers at startup (``turn_on_json``). Once the
+    root logger has handlers of its own (``turn_on_json`` or a host's logging
+    config put them there), the record reaches them by propagation and is not
+    handed on twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        for handler in logging.getLogger(LITELLM_PROXY_LOGGER).handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
 def _show_transitions() -> None:
-    """Let operators see every transition in the proxy's output, not only openings.
+    """Let operators see every transition in the proxy's output, in LiteLLM's log format.
 
     We log transitions, never traffic, so INFO is a few lines per outage. The
     proxy configures no root handler, and Python's last-resort handler prints
-    WARNING and up only; so, unless logging was configured (a handler on our
-    logger or the root, e.g. ``--log_config``), we add one of our own.
+    WARNING and up only, in its own format; so, unless logging was configured
+    (a handler on our logger or the root, e.g. ``--log_config``), our records
+    go through LiteLLM's own handlers (:class:`_LiteLLMHandlers`).
     """
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
     if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s - litellm_circuit_breaker:%(levelname)s - %(message)s")
-        )
-        logger.addHandler(handler)
-        logger.propagate = False
+        logger.addHandler(_LiteLLMHandlers())
 
 
 def _export_metrics(breaker: ProxyCircuitBreaker) -> None:
