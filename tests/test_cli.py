@@ -108,7 +108,7 @@ def test_erroring_endpoint_is_down_with_its_message(
     provider.error(503)
     code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url)])
     assert code == 1
-    assert rows["a"]["result"] == "DOWN"
+    assert rows["a"]["result"] == "down"
     assert rows["a"]["error"] == "HTTP 503: fake provider error: 503 Service Unavailable"
 
 
@@ -119,7 +119,7 @@ def test_refusing_endpoint_is_down(
     provider.refuse()
     code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url)])
     assert code == 1
-    assert rows["a"]["result"] == "DOWN"
+    assert rows["a"]["result"] == "down"
     assert rows["a"]["error"].startswith("ConnectError")
 
 
@@ -130,7 +130,7 @@ def test_hanging_endpoint_is_down_after_the_timeout(
     provider.hang()
     code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url)], "--timeout", "0.3")
     assert code == 1
-    assert rows["a"]["result"] == "DOWN"
+    assert rows["a"]["result"] == "down"
     assert rows["a"]["error"] == "no answer within 0.3s"
     assert rows["a"]["latency_ms"] >= 250
 
@@ -217,7 +217,7 @@ def test_one_down_deployment_among_healthy_ones_exits_one(
         model_list = [entry("good", provider.base_url), entry("bad", broken.base_url), BEDROCK]
         code, rows = check_json(tmp_path, capsys, model_list)
     assert code == 1
-    assert [rows[d]["result"] for d in ("good", "bad", "bedrock")] == ["up", "DOWN", "passive"]
+    assert [rows[d]["result"] for d in ("good", "bad", "bedrock")] == ["up", "down", "passive"]
 
 
 def test_a_malformed_api_base_is_a_configuration_error_row_and_exits_two(
@@ -406,7 +406,7 @@ def test_installed_console_script_checks_a_config(tmp_path: Path, provider: Fake
     assert done.returncode == 1, done.stderr
     rows = json.loads(done.stdout)
     assert [(row["deployment"], row["result"]) for row in rows] == [
-        ("a", "DOWN"),
+        ("a", "down"),
         ("bedrock", "passive"),
     ]
     assert KEY not in done.stdout + done.stderr
@@ -612,3 +612,37 @@ def test_check_agrees_with_where_the_real_proxy_sends_requests(
         assert keyed.calls("chat") == 1
         assert late.calls("chat") == 0, "the proxy did read the block before model_list"
         assert default_host.calls("chat") == 1
+
+
+def test_the_summary_says_one_deployment_not_one_deployments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """Grammar of the tally line for a single deployment."""
+    assert main(["check", str(write_config(tmp_path, [entry("a", provider.base_url)]))]) == 0
+    assert "1 deployment: 1 up" in capsys.readouterr().out.splitlines()
+
+
+def test_json_results_are_lower_case_and_the_table_shows_down_in_capitals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """One case in JSON (``down`` like ``up``); the table still makes DOWN stand out."""
+    provider.error(503)
+    path = write_config(tmp_path, [entry("a", provider.base_url), BEDROCK])
+    code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url), BEDROCK])
+    assert code == 1
+    assert all(row["result"] == row["result"].lower() for row in rows.values())
+    assert rows["a"]["result"] == "down"
+    assert main(["check", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[4] == "DOWN"
+    assert "2 deployments: 1 DOWN, 1 passive" in lines
+
+
+def test_check_json_on_an_unusable_config_prints_a_json_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``check --json`` with a broken config: exit 2 and a JSON error on stdout."""
+    missing = tmp_path / "missing.yaml"
+    assert main(["check", str(missing), "--json"]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error == f"cannot read {missing}: No such file or directory"

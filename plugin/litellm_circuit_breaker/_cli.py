@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
-import importlib.metadata
 import json
 import math
 import os
@@ -32,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from . import __version__
 from ._config import DEFAULT_NAMESPACE, check_url
 from ._config_file import (
     ConfigFile,
@@ -61,7 +61,8 @@ class Result(enum.StrEnum):
     """What one check says about one deployment."""
 
     UP = "up"
-    DOWN = "DOWN"
+    DOWN = "down"
+    """Shown as DOWN in the table, to stand out; ``--json`` keeps every result lower case."""
     UNPROBED = "unprobed"
     """The endpoint answered 404/405 to its list call: it has no cheap probe."""
     NO_VERDICT = "no verdict"
@@ -292,6 +293,15 @@ _HEADERS = ("DEPLOYMENT", "MODEL GROUP", "ENDPOINT", "PROBE", "RESULT", "LATENCY
 _RIGHT_ALIGNED = frozenset({5})
 
 
+def _shown(result: Result) -> str:
+    return result.value.upper() if result is Result.DOWN else result.value
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 deployment``, ``2 deployments``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_table(rows: Sequence[CheckRow]) -> str:
     """Aligned plain-text columns, a summary line, and notes on the results that need one."""
     cells = [
@@ -300,7 +310,7 @@ def format_table(rows: Sequence[CheckRow]) -> str:
             row.model_group,
             row.endpoint or "-",
             row.probe or "-",
-            row.result.value,
+            _shown(row.result),
             "-" if row.latency_ms is None else f"{row.latency_ms:.1f}",
             row.error or "",
         )
@@ -308,8 +318,8 @@ def format_table(rows: Sequence[CheckRow]) -> str:
     ]
     lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
     counts = {result: sum(row.result is result for row in rows) for result in Result}
-    tally = ", ".join(f"{n} {result.value}" for result, n in counts.items() if n)
-    lines.extend(("", f"{len(rows)} deployments: {tally}"))
+    tally = ", ".join(f"{n} {_shown(result)}" for result, n in counts.items() if n)
+    lines.extend(("", f"{_count(len(rows), 'deployment')}: {tally}"))
     lines.extend(note for result, note in _NOTES.items() if counts[result])
     return "\n".join(lines)
 
@@ -333,19 +343,12 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("litellm-circuit-breaker")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each subcommand sets ``run``, so ``status`` can slot in beside ``check``."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Per-deployment circuit breakers and token-free health probes."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check_parser = commands.add_parser(
         "check",
@@ -391,23 +394,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Report an unusable command line, config or Redis; with --json, as JSON on stdout too."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    if args.json:  # a script reading stdout gets a JSON document either way
+        print(json.dumps({"error": message}, indent=2))
+    return EXIT_USAGE
+
+
 def _run_status(args: argparse.Namespace) -> int:
     if not args.redis_url:
-        print(f"{PROG}: error: give --redis-url or set CIRCUIT_BREAKER_REDIS_URL", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, "give --redis-url or set CIRCUIT_BREAKER_REDIS_URL")
     try:
         url = check_url(args.redis_url)
     except ConfigurationError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(exc))
     try:
         records = read_status(url, args.namespace)
     except Exception as exc:  # noqa: BLE001 - any failure to read is "Redis unusable"
-        print(
-            f"{PROG}: error: Redis at {public_url(url)} did not answer: {type(exc).__name__}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return _fail(args, f"Redis at {public_url(url)} did not answer: {type(exc).__name__}")
     if args.json:
         print(format_status_json(records))
     else:
@@ -426,8 +431,7 @@ def _run_check(args: argparse.Namespace) -> int:
             deployments = deployments_of(path, entries)
             rows = check(deployments, args.timeout)
     except ConfigFileError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(exc))
     print(format_json(rows) if args.json else format_table(rows))
     if any(row.result is Result.CONFIG_ERROR for row in rows):
         return EXIT_USAGE
