@@ -189,6 +189,50 @@ def test_proxy_fail_fast_answers_503_with_retry_after_naming_the_group(fleet: Fl
     assert solo.calls("chat") == calls
 
 
+def test_what_litellm_still_reports_for_a_fail_fast_refusal(fleet: Fleet) -> None:
+    """Per refusal: LiteLLM's two ERROR records, no traceback; its Prometheus says 424.
+
+    None of it is the breaker's to change (README, the fail_fast bullet): the proxy
+    logs every failed request at ERROR before any callback may replace the error; the
+    Router logs one more, of three lines, whenever a fallbacks list is configured (this
+    proxy has one, for another group); LiteLLM's Prometheus reads the Router's error,
+    not the 503 the client gets.
+    """
+    solo = fleet.providers["solo"]
+    solo.error(503)
+    for _ in range(10):
+        if "circuit" in fleet.proxy.chat("solo").text:
+            break
+    before = len(fleet.proxy.output().splitlines())
+    assert [fleet.proxy.chat("solo").status_code for _ in range(3)] == [503] * 3
+
+    def logged() -> bool:
+        lines = fleet.proxy.output().splitlines()[before:]
+        return sum('/v1/chat/completions HTTP/1.1" 503' in line for line in lines) >= 3
+
+    wait_for(logged, 30, "the proxy never logged the three requests")
+    new = fleet.proxy.output().splitlines()[before:]
+    proxy_errors = [line for line in new if "LiteLLM Proxy:ERROR" in line]
+    router_errors = [line for line in new if "LiteLLM Router:ERROR" in line]
+    assert len(proxy_errors) == len(router_errors) == 3, new
+    assert all("model group 'solo' are circuit-open" in line for line in proxy_errors)
+    assert all("Error occurred while trying to do fallbacks" in line for line in router_errors)
+    assert not [line for line in new if "Traceback" in line]
+    metrics = httpx.get(
+        f"{fleet.proxy.url}/metrics/", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30
+    ).text
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("litellm_proxy_failed_requests_metric_total")
+        and 'exception_class="AllDeploymentsOpenError"' in line
+    ]
+    assert counted
+    assert all('exception_status="424"' in line for line in counted)
+    # the breaker's own series call it what it is
+    assert 'litellm_circuit_breaker_all_open_total{action="fail_fast"}' in metrics
+
+
 def test_a_clients_own_short_timeout_never_opens_a_healthy_deployment(fleet: Fleet) -> None:
     """A body "timeout" of 0.05 s on a 300 ms deployment: the client's timeout, not its fault."""
     slow = fleet.providers["t"]
