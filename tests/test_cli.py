@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import respx
 import yaml
 
 from litellm_circuit_breaker._cli import _message_of, main
 from litellm_circuit_breaker.testing import FakeProvider
+from tests.proxy_harness import running_proxy
 
 SCRIPT = Path(sys.executable).parent / "litellm-circuit-breaker"
 KEY = "sk-cli-test-key-0123456789"
@@ -106,7 +108,7 @@ def test_erroring_endpoint_is_down_with_its_message(
     provider.error(503)
     code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url)])
     assert code == 1
-    assert rows["a"]["result"] == "DOWN"
+    assert rows["a"]["result"] == "down"
     assert rows["a"]["error"] == "HTTP 503: fake provider error: 503 Service Unavailable"
 
 
@@ -117,7 +119,7 @@ def test_refusing_endpoint_is_down(
     provider.refuse()
     code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url)])
     assert code == 1
-    assert rows["a"]["result"] == "DOWN"
+    assert rows["a"]["result"] == "down"
     assert rows["a"]["error"].startswith("ConnectError")
 
 
@@ -128,7 +130,7 @@ def test_hanging_endpoint_is_down_after_the_timeout(
     provider.hang()
     code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url)], "--timeout", "0.3")
     assert code == 1
-    assert rows["a"]["result"] == "DOWN"
+    assert rows["a"]["result"] == "down"
     assert rows["a"]["error"] == "no answer within 0.3s"
     assert rows["a"]["latency_ms"] >= 250
 
@@ -215,7 +217,7 @@ def test_one_down_deployment_among_healthy_ones_exits_one(
         model_list = [entry("good", provider.base_url), entry("bad", broken.base_url), BEDROCK]
         code, rows = check_json(tmp_path, capsys, model_list)
     assert code == 1
-    assert [rows[d]["result"] for d in ("good", "bad", "bedrock")] == ["up", "DOWN", "passive"]
+    assert [rows[d]["result"] for d in ("good", "bad", "bedrock")] == ["up", "down", "passive"]
 
 
 def test_a_malformed_api_base_is_a_configuration_error_row_and_exits_two(
@@ -404,7 +406,243 @@ def test_installed_console_script_checks_a_config(tmp_path: Path, provider: Fake
     assert done.returncode == 1, done.stderr
     rows = json.loads(done.stdout)
     assert [(row["deployment"], row["result"]) for row in rows] == [
-        ("a", "DOWN"),
+        ("a", "down"),
         ("bedrock", "passive"),
     ]
     assert KEY not in done.stdout + done.stderr
+
+
+# -- configs read as the proxy reads them ------------------------------------------
+
+
+def write_yaml(path: Path, document: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def run_json(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+    code = main(["check", str(path), "--json"])
+    return code, {row["deployment"]: row for row in json.loads(capsys.readouterr().out)}
+
+
+def test_deployments_in_included_files_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """``include:`` files are merged as LiteLLM merges them: lists extended, nested includes."""
+    write_yaml(tmp_path / "models" / "more.yaml", {"model_list": [entry("c", provider.base_url)]})
+    write_yaml(
+        tmp_path / "models" / "chat.yaml",
+        {"include": ["more.yaml"], "model_list": [entry("b", provider.base_url)]},
+    )
+    main_path = write_yaml(
+        tmp_path / "config.yaml",
+        {"include": ["models/chat.yaml"], "model_list": [entry("a", provider.base_url)]},
+    )
+    code, rows = run_json(main_path, capsys)
+    assert code == 0
+    assert list(rows) == ["a", "b", "c"]
+    assert {row["result"] for row in rows.values()} == {"up"}
+
+
+def test_a_config_of_includes_only_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """A root config whose model_list lives wholly in an included file is no usage error."""
+    write_yaml(tmp_path / "models.yaml", {"model_list": [entry("a", provider.base_url)]})
+    code, rows = run_json(
+        write_yaml(tmp_path / "config.yaml", {"include": ["models.yaml"]}), capsys
+    )
+    assert code == 0
+    assert rows["a"]["result"] == "up"
+
+
+@pytest.mark.parametrize(
+    ("included", "message"),
+    [
+        (None, "cannot read included file {models}: No such file or directory"),
+        ("- a\n- list\n", "included file {models} is a YAML list, expected a mapping"),
+        (f"model_list: [{{api_key: {KEY}\n", "included file {models} is not valid YAML"),
+    ],
+)
+def test_an_unusable_included_file_exits_two_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], included: str | None, message: str
+) -> None:
+    """A missing, broken or non-mapping include is a usage error naming that file, no key."""
+    models = tmp_path / "models.yaml"
+    if included is not None:
+        models.write_text(included, encoding="utf-8")
+    path = write_yaml(tmp_path / "config.yaml", {"include": ["models.yaml"]})
+    assert main(["check", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert message.format(models=models) in captured.err
+    assert KEY not in captured.err
+    assert captured.out == ""
+
+
+def test_include_that_is_no_list_exits_two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LiteLLM's own complaint about a malformed ``include:``, naming the file."""
+    path = write_yaml(tmp_path / "config.yaml", {"include": "models.yaml", "model_list": []})
+    assert main(["check", str(path)]) == 2
+    assert f"{path}: 'include' must be a list of file paths" in capsys.readouterr().err
+
+
+def test_environment_variables_block_gives_the_provider_default_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key set in ``environment_variables:`` is the one sent for a deployment without one."""
+    with FakeProvider(require_api_key=PLAIN_KEY) as p:
+        path = write_yaml(
+            tmp_path / "config.yaml",
+            {
+                "environment_variables": {"OPENAI_API_KEY": PLAIN_KEY},
+                "model_list": [entry("a", p.base_url, key=None)],
+            },
+        )
+        code, rows = run_json(path, capsys)
+    assert (code, rows["a"]["result"]) == (0, "up")
+    assert "OPENAI_API_KEY" not in os.environ, "the block must not outlive the check"
+
+
+def test_unset_variable_is_a_configuration_error_naming_it_and_nothing_is_probed(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    provider: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unset ``os.environ/`` value is a row naming it; the default host is never called."""
+    monkeypatch.delenv("CLI_UNSET_BASE", raising=False)
+    monkeypatch.setenv("CLI_EMPTY_KEY", "")
+    model_list = [
+        entry("good", provider.base_url),
+        entry("unset", "os.environ/CLI_UNSET_BASE"),
+        entry("empty", provider.base_url, key="os.environ/CLI_EMPTY_KEY"),
+    ]
+    with respx.mock(assert_all_called=False) as mock:
+        mock.route(host="127.0.0.1").pass_through()
+        elsewhere = mock.route().respond(200, json={"data": []})
+        code, rows = check_json(tmp_path, capsys, model_list)
+    assert code == 2
+    assert not elsewhere.called, "a host the config did not name was probed"
+    assert provider.calls("models") == 1
+    assert rows["good"]["result"] == "up"
+    assert rows["unset"] == {
+        **rows["unset"],
+        "result": "config error",
+        "endpoint": None,
+        "probe": None,
+        "error": "api_base: os.environ/CLI_UNSET_BASE is not set",
+    }
+    assert rows["empty"]["result"] == "config error"
+    assert rows["empty"]["error"] == "api_key: os.environ/CLI_EMPTY_KEY is empty"
+
+
+def test_variable_only_the_environment_variables_block_sets_is_an_error_saying_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """The proxy reads model_list's ``os.environ/`` values before it applies the block."""
+    path = write_yaml(
+        tmp_path / "config.yaml",
+        {
+            "environment_variables": {"CLI_LATE_BASE": provider.base_url},
+            "model_list": [entry("late", "os.environ/CLI_LATE_BASE")],
+        },
+    )
+    code, rows = run_json(path, capsys)
+    assert code == 2
+    assert provider.calls("models") == 0
+    assert rows["late"]["result"] == "config error"
+    assert rows["late"]["error"].startswith(
+        "api_base: os.environ/CLI_LATE_BASE is not set when the proxy reads model_list "
+        "(environment_variables: sets it only afterwards"
+    )
+
+
+def test_environment_variables_that_is_no_mapping_exits_two(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The block must map names to values; the error names it and its type."""
+    path = write_yaml(
+        tmp_path / "config.yaml",
+        {"environment_variables": ["OPENAI_API_KEY"], "model_list": [entry("a", None)]},
+    )
+    assert main(["check", str(path)]) == 2
+    assert (
+        f"{path}: environment_variables is a list, expected a mapping of names to values"
+        in capsys.readouterr().err
+    )
+
+
+def test_check_agrees_with_where_the_real_proxy_sends_requests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One config, includes and environment_variables: check and the proxy read it alike."""
+    with (
+        FakeProvider(require_api_key=PLAIN_KEY) as keyed,
+        FakeProvider() as late,
+        FakeProvider() as default_host,
+    ):
+        # Where the proxy sends a deployment whose api_base resolved to None.
+        monkeypatch.setenv("OPENAI_API_BASE", default_host.base_url)
+        included = {
+            "model_list": [
+                entry("keyed", keyed.base_url, key=None, group="keyed"),
+                entry("late", "os.environ/CLI_LATE_BASE", group="late"),
+            ]
+        }
+        write_yaml(tmp_path / "models.yaml", included)
+        config = {
+            "include": ["models.yaml"],
+            "environment_variables": {"OPENAI_API_KEY": PLAIN_KEY, "CLI_LATE_BASE": late.base_url},
+            "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        }
+        path = write_yaml(tmp_path / "config.yaml", config)
+        code, rows = run_json(path, capsys)
+        assert code == 2
+        assert rows["keyed"]["result"] == "up", "the block's OPENAI_API_KEY was not sent"
+        assert rows["late"]["result"] == "config error"
+        assert "os.environ/CLI_LATE_BASE" in rows["late"]["error"]
+        assert late.calls() == default_host.calls() == 0
+
+        with running_proxy(path.read_text(), tmp_path, {}) as proxy:
+            assert proxy.chat("keyed").status_code == 200
+            assert proxy.chat("late").status_code == 200
+        assert keyed.calls("chat") == 1
+        assert late.calls("chat") == 0, "the proxy did read the block before model_list"
+        assert default_host.calls("chat") == 1
+
+
+def test_the_summary_says_one_deployment_not_one_deployments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """Grammar of the tally line for a single deployment."""
+    assert main(["check", str(write_config(tmp_path, [entry("a", provider.base_url)]))]) == 0
+    assert "1 deployment: 1 up" in capsys.readouterr().out.splitlines()
+
+
+def test_json_results_are_lower_case_and_the_table_shows_down_in_capitals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], provider: FakeProvider
+) -> None:
+    """One case in JSON (``down`` like ``up``); the table still makes DOWN stand out."""
+    provider.error(503)
+    path = write_config(tmp_path, [entry("a", provider.base_url), BEDROCK])
+    code, rows = check_json(tmp_path, capsys, [entry("a", provider.base_url), BEDROCK])
+    assert code == 1
+    assert all(row["result"] == row["result"].lower() for row in rows.values())
+    assert rows["a"]["result"] == "down"
+    assert main(["check", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[4] == "DOWN"
+    assert "2 deployments: 1 DOWN, 1 passive" in lines
+
+
+def test_check_json_on_an_unusable_config_prints_a_json_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``check --json`` with a broken config: exit 2 and a JSON error on stdout."""
+    missing = tmp_path / "missing.yaml"
+    assert main(["check", str(missing), "--json"]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error == f"cannot read {missing}: No such file or directory"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from litellm_circuit_breaker._proxy import (
     ProxySettings,
     proxy_breaker,
     settings_from_env,
+    startup_line,
 )
 from tests.llm_helpers import add_to_router, delete_from_router
 
@@ -248,3 +251,154 @@ def test_reading_the_settings_builds_no_breaker() -> None:
     assert after == before + 1
     assert settings.failure_threshold == 3
     assert settings == BreakerConfig(failure_threshold=3)
+
+
+def proxy_with_router(monkeypatch: pytest.MonkeyPatch, model_list: list[dict[str, Any]]) -> None:
+    """Stand in for the running proxy: its module, holding a real Router."""
+    import litellm  # noqa: PLC0415
+
+    proxy_server = type(sys)("litellm.proxy.proxy_server")
+    proxy_server.llm_router = litellm.Router(model_list=model_list)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "litellm.proxy.proxy_server", proxy_server)
+
+
+OPENAI_A = {
+    "model_name": "chat",
+    "litellm_params": {"model": "openai/m", "api_base": "http://a.test/v1", "api_key": "sk-a"},
+    "model_info": {"id": "a"},
+}
+BEDROCK = {
+    "model_name": "claude",
+    "litellm_params": {"model": "bedrock/anthropic.claude-v2", "aws_region_name": "us-east-1"},
+    "model_info": {"id": "bedrock"},
+}
+
+
+@pytest.mark.asyncio
+async def test_the_startup_line_follows_the_router_once_it_is_there(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logged once the proxy's router is read, counting only deployments with a probe."""
+    proxy_with_router(monkeypatch, [OPENAI_A, BEDROCK])
+    breaker = ProxyCircuitBreaker(ProxySettings(failure_threshold=3))
+    with caplog.at_level(logging.INFO, logger="litellm_circuit_breaker"):
+        assert breaker.refresh_from_router()
+        assert breaker.refresh_from_router()
+        await asyncio.sleep(0)  # the line waits for the breaker to take the router in
+        await asyncio.sleep(0)
+    lines = [r for r in caplog.records if r.getMessage().startswith("circuit breaker enabled")]
+    assert [(r.levelno, r.getMessage()) for r in lines] == [
+        (
+            logging.INFO,
+            "circuit breaker enabled: probing 1 of 2 deployments every 30s, sharing off; "
+            "settings changed from the defaults: failure_threshold=3",
+        )
+    ]
+
+
+def test_the_startup_line_says_one_deployment_and_default_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Grammar for one deployment, and no settings list when nothing was changed."""
+    proxy_with_router(monkeypatch, [OPENAI_A])
+    breaker = ProxyCircuitBreaker(ProxySettings())
+    breaker.refresh_from_router()
+    assert startup_line(breaker) == (
+        "circuit breaker enabled: probing 1 of 1 deployment every 30s, sharing off; "
+        "default settings"
+    )
+
+
+def test_the_startup_line_shows_sharing_without_the_redis_password() -> None:
+    """Sharing on names the Redis it uses, never its password."""
+    settings = ProxySettings(
+        probe_interval=None,
+        redis_url="redis://:hunter2-secret@cache:6379/0",
+        replica_name="eu-1",
+    )
+    line = startup_line(ProxyCircuitBreaker(settings))
+    assert line == (
+        "circuit breaker enabled: probes off, sharing on through redis://cache:6379/0; "
+        "settings changed from the defaults: probe_interval=off, replica_name=eu-1"
+    )
+    assert "hunter2" not in line
+
+
+class Captured(logging.Handler):
+    """Keeps what it is handed, formatted by its own marker format."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(f"{marker} %(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def clean_logging(monkeypatch: pytest.MonkeyPatch) -> logging.Logger:
+    """Our logger as a fresh proxy process has it."""
+    ours = logging.getLogger("litellm_circuit_breaker")
+    monkeypatch.setattr(ours, "handlers", [])
+    monkeypatch.setattr(ours, "level", logging.NOTSET)
+    monkeypatch.setattr(ours, "propagate", True)
+    return ours
+
+
+def no_root_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a fresh proxy; called in the test body, after pytest put its capture there."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
+def test_lines_go_through_litellms_handlers_even_after_it_swaps_them(
+    clean_logging: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No format of our own: LiteLLM's proxy-logger handlers write our lines, as they change."""
+    from litellm_circuit_breaker._proxy import LITELLM_PROXY_LOGGER, _show_transitions  # noqa: PLC0415
+
+    no_root_handlers(monkeypatch)
+    litellm_proxy = logging.getLogger(LITELLM_PROXY_LOGGER)
+    first = Captured("FIRST")
+    monkeypatch.setattr(litellm_proxy, "handlers", [first])
+    _show_transitions()
+    clean_logging.info("deployment a recovered: circuit closed")
+    later = Captured("LATER")  # what LiteLLM's turn_on_json does: new handlers
+    monkeypatch.setattr(litellm_proxy, "handlers", [later])
+    clean_logging.warning("deployment a circuit opened")
+    assert first.lines == [
+        "FIRST litellm_circuit_breaker INFO deployment a recovered: circuit closed"
+    ]
+    assert later.lines == ["LATER litellm_circuit_breaker WARNING deployment a circuit opened"]
+
+
+def test_a_host_handler_on_the_root_gets_each_line_once_and_we_add_none(
+    clean_logging: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logging configured by the host (a root handler): no handler of ours, no duplicate."""
+    from litellm_circuit_breaker._proxy import LITELLM_PROXY_LOGGER, _show_transitions  # noqa: PLC0415
+
+    litellm_side = Captured("LITELLM")
+    monkeypatch.setattr(logging.getLogger(LITELLM_PROXY_LOGGER), "handlers", [litellm_side])
+    host = Captured("HOST")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [host])
+    _show_transitions()
+    assert clean_logging.handlers == []
+    clean_logging.warning("deployment a circuit opened")
+    assert host.lines == ["HOST litellm_circuit_breaker WARNING deployment a circuit opened"]
+    assert litellm_side.lines == []
+
+
+def test_a_root_handler_added_later_is_not_handed_the_line_twice(
+    clean_logging: logging.Logger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """turn_on_json puts one handler on the root and LiteLLM's loggers: each line once."""
+    from litellm_circuit_breaker._proxy import LITELLM_PROXY_LOGGER, _show_transitions  # noqa: PLC0415
+
+    no_root_handlers(monkeypatch)
+    _show_transitions()
+    shared = Captured("JSON")
+    monkeypatch.setattr(logging.getLogger(LITELLM_PROXY_LOGGER), "handlers", [shared])
+    monkeypatch.setattr(logging.getLogger(), "handlers", [shared])
+    clean_logging.warning("deployment a circuit opened")
+    assert shared.lines == ["JSON litellm_circuit_breaker WARNING deployment a circuit opened"]

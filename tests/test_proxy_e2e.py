@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,6 +132,22 @@ def test_proxy_keeps_traffic_off_a_dead_provider_and_returns_after_heal(fleet: F
     wait_for(lambda: "deployment a recovered" in fleet.proxy.output(), 30, "no recovery line")
 
 
+STARTUP_LINE = "circuit breaker enabled:"
+
+
+def test_one_info_line_at_startup_says_the_breaker_is_on_and_how(fleet: Fleet) -> None:
+    """Enabled, the deployments probed, sharing off, the settings changed: once, at INFO."""
+    wait_for(lambda: STARTUP_LINE in fleet.proxy.output(), 60, "no startup line")
+    lines = [line for line in fleet.proxy.output().splitlines() if STARTUP_LINE in line]
+    assert len(lines) == 1, lines
+    assert "INFO" in lines[0]
+    assert lines[0].endswith(
+        "circuit breaker enabled: probing 6 of 6 deployments every 0.5s, sharing off; "
+        "settings changed from the defaults: probe_interval=0.5, probe_timeout=10, "
+        "when_all_open=fail_fast"
+    )
+
+
 def test_breaker_metrics_are_on_the_proxys_metrics_endpoint(fleet: Fleet) -> None:
     """With LiteLLM's Prometheus on, /metrics carries every deployment's breaker, no secrets."""
     assert fleet.proxy.chat("chat").status_code == 200
@@ -170,6 +187,50 @@ def test_proxy_fail_fast_answers_503_with_retry_after_naming_the_group(fleet: Fl
     assert "solo" in response.text
     assert "circuit" in response.text
     assert solo.calls("chat") == calls
+
+
+def test_what_litellm_still_reports_for_a_fail_fast_refusal(fleet: Fleet) -> None:
+    """Per refusal: LiteLLM's two ERROR records, no traceback; its Prometheus says 424.
+
+    None of it is the breaker's to change (README, the fail_fast bullet): the proxy
+    logs every failed request at ERROR before any callback may replace the error; the
+    Router logs one more, of three lines, whenever a fallbacks list is configured (this
+    proxy has one, for another group); LiteLLM's Prometheus reads the Router's error,
+    not the 503 the client gets.
+    """
+    solo = fleet.providers["solo"]
+    solo.error(503)
+    for _ in range(10):
+        if "circuit" in fleet.proxy.chat("solo").text:
+            break
+    before = len(fleet.proxy.output().splitlines())
+    assert [fleet.proxy.chat("solo").status_code for _ in range(3)] == [503] * 3
+
+    def logged() -> bool:
+        lines = fleet.proxy.output().splitlines()[before:]
+        return sum('/v1/chat/completions HTTP/1.1" 503' in line for line in lines) >= 3
+
+    wait_for(logged, 30, "the proxy never logged the three requests")
+    new = fleet.proxy.output().splitlines()[before:]
+    proxy_errors = [line for line in new if "LiteLLM Proxy:ERROR" in line]
+    router_errors = [line for line in new if "LiteLLM Router:ERROR" in line]
+    assert len(proxy_errors) == len(router_errors) == 3, new
+    assert all("model group 'solo' are circuit-open" in line for line in proxy_errors)
+    assert all("Error occurred while trying to do fallbacks" in line for line in router_errors)
+    assert not [line for line in new if "Traceback" in line]
+    metrics = httpx.get(
+        f"{fleet.proxy.url}/metrics/", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30
+    ).text
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("litellm_proxy_failed_requests_metric_total")
+        and 'exception_class="AllDeploymentsOpenError"' in line
+    ]
+    assert counted
+    assert all('exception_status="424"' in line for line in counted)
+    # the breaker's own series call it what it is
+    assert 'litellm_circuit_breaker_all_open_total{action="fail_fast"}' in metrics
 
 
 def test_a_clients_own_short_timeout_never_opens_a_healthy_deployment(fleet: Fleet) -> None:
@@ -275,3 +336,51 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
             assert statuses == [200] * 30
             assert dead.calls("chat") <= 2 * 2
             assert proxy.output().count("deployment a circuit opened") <= 2
+            # one startup line per worker: each has its own breaker
+            assert (
+                proxy.output().count(
+                    "circuit breaker enabled: probes off, sharing off; "
+                    "settings changed from the defaults: probe_interval=off"
+                )
+                == 2
+            )
+
+
+@pytest.mark.parametrize("switch", ["JSON_LOGS=True", "litellm_settings.json_logs"])
+def test_with_json_logs_the_breakers_lines_are_json_like_litellms(
+    tmp_path: Path, switch: str
+) -> None:
+    """Parsed line by line: ours are LiteLLM's JSON records, however JSON logs are turned on."""
+    with FakeProvider().start_in_thread() as provider:
+        json_setting = "\n  json_logs: true" if switch == "litellm_settings.json_logs" else ""
+        config = (
+            "model_list:"
+            + deployment("chat", "a", provider)
+            + f"""
+litellm_settings:
+  callbacks: ["litellm_circuit_breaker.proxy.breaker"]{json_setting}
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+"""
+        )
+        env = {"CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "0.5"}
+        if switch == "JSON_LOGS=True":
+            env["JSON_LOGS"] = "True"
+        with running_proxy(config, tmp_path, env) as proxy:
+            assert proxy.chat("chat").status_code == 200
+            provider.error(503)
+            wait_for(lambda: "circuit opened" in proxy.output(), 30, "the breaker never opened")
+            output = proxy.output()
+    records, plain = [], []
+    for line in output.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            plain.append(line)
+    # LiteLLM 1.108 prints its banner as plain text even so: none of those lines is ours.
+    assert not [line for line in plain if "circuit" in line or "deployment a" in line], plain
+    ours = [r for r in records if r.get("component") == "litellm_circuit_breaker"]
+    assert [r["level"] for r in ours] == ["INFO", "WARNING"], ours
+    assert ours[0]["message"].startswith("circuit breaker enabled: probing 1 of 1 deployment")
+    assert ours[1]["message"].startswith("deployment a circuit opened")
+    assert KEYS["a"] not in output

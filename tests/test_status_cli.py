@@ -195,3 +195,22 @@ def test_status_shows_unreadable_records_as_rows(
     assert by_id["wrong-type"]["state"] == "unreadable"
     assert "WRONGTYPE" in by_id["wrong-type"]["problem"]
     assert by_id["good"]["problem"] is None
+
+
+def test_status_json_failures_print_a_json_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --json, a script reading stdout gets a JSON error, never the password, exit 2."""
+    silent = RedisServer(tmp_path)  # never started
+    url = f"redis://:pw-never-shown@127.0.0.1:{silent.port}/0"
+    monkeypatch.delenv("CIRCUIT_BREAKER_REDIS_URL", raising=False)
+    for argv, words in [
+        (["status", "--json", "--redis-url", url], "did not answer"),
+        (["status", "--json", "--redis-url", "http://:pw-never-shown@x"], "redis_url"),
+        (["status", "--json"], "--redis-url"),
+    ]:
+        assert main(argv) == 2
+        out = capsys.readouterr().out
+        error = json.loads(out)["error"]
+        assert words in error
+        assert "pw-never-shown" not in out

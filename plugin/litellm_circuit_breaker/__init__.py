@@ -30,6 +30,9 @@ from ._probe import (
 )
 from ._state import BreakerState, ProviderState, StateChange, StateListener
 
+__version__ = "0.1.0.dev0"
+"""This release; the one place it is written (the build reads it from here)."""
+
 __all__ = [
     "DEFAULT_FAILURE_THRESHOLD",
     "DEFAULT_PROBE_CONCURRENCY",

@@ -1,10 +1,12 @@
 """The ``litellm-circuit-breaker`` command: check endpoints, or see the fleet's breakers.
 
-``check CONFIG.yaml`` reads a proxy config's ``model_list`` and sends each
-endpoint the same token-free probe the plugin runs in the background, once,
-so an operator can see before deploying which endpoints answer. Exit status:
-0 when no deployment is down, 1 when one is, 2 when the command line or the
-config file is unusable.
+``check CONFIG.yaml`` reads a proxy config as the proxy does (``include:``
+files, ``os.environ/`` values, ``environment_variables:``; see
+:mod:`._config_file`) and sends each endpoint the same token-free probe the
+plugin runs in the background, once, so an operator can see before deploying
+which endpoints answer. Exit status: 0 when no deployment is down, 1 when one
+is, 2 when the command line, the config file or a deployment's configuration is
+unusable.
 
 ``status --redis-url URL`` prints the breakers every replica shares through
 Redis. Exit status: 0 when none is open or half-open, 1 when one is, 2 when
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
-import importlib.metadata
 import json
 import math
 import os
@@ -24,17 +25,21 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-# PyYAML ships no type hints and its stubs are not a dev dependency; the
-# "unused-ignore" code keeps mypy quiet once they are.
-import yaml  # type: ignore[import-untyped, unused-ignore]
-
+from . import __version__
 from ._config import DEFAULT_NAMESPACE, check_url
+from ._config_file import (
+    ConfigFile,
+    ConfigFileError,
+    environment_applied,
+    read_config_file,
+    unset_references,
+)
 from ._endpoints import ProbeAnswer, ProbeError, ProbeTarget, run_http_probe
 from ._errors import ConfigurationError
 from ._litellm_kwargs import Deployment, deployment_of, resolved_params
@@ -56,7 +61,8 @@ class Result(enum.StrEnum):
     """What one check says about one deployment."""
 
     UP = "up"
-    DOWN = "DOWN"
+    DOWN = "down"
+    """Shown as DOWN in the table, to stand out; ``--json`` keeps every result lower case."""
     UNPROBED = "unprobed"
     """The endpoint answered 404/405 to its list call: it has no cheap probe."""
     NO_VERDICT = "no verdict"
@@ -114,69 +120,46 @@ class _Outcome:
     error: str | None
 
 
-class _ConfigFileError(Exception):
-    """The config file cannot be read as a LiteLLM config; the message says why."""
-
-
 # -- reading the config --------------------------------------------------------
 
 
-def load_model_list(path: Path) -> list[Mapping[str, Any]]:
-    """The ``model_list`` entries of a proxy config file, or :class:`_ConfigFileError`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _ConfigFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise _ConfigFileError(f"cannot read {path}: not UTF-8 text") from None
-    config = _parse_yaml(path, text)
-    model_list = config.get("model_list") if isinstance(config, Mapping) else None
-    if model_list is None:
-        raise _ConfigFileError(f"{path} has no model_list: expected a LiteLLM proxy config")
-    if not isinstance(model_list, list):
-        # Named by its type only: the value may hold keys.
-        found = type(model_list).__name__
-        raise _ConfigFileError(f"{path}: model_list is a {found}, expected a list of deployments")
-    if not model_list:
-        raise _ConfigFileError(f"{path}: model_list is empty, so there is nothing to check")
-    for index, entry in enumerate(model_list):
-        if not isinstance(entry, Mapping):
-            raise _ConfigFileError(f"{path}: model_list[{index}] is not a mapping")
-    return model_list
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A model_list entry with its ``os.environ/`` values read, and what was unset."""
+
+    entry: Mapping[str, Any]
+    unset: str | None
 
 
-def _parse_yaml(path: Path, text: str) -> object:
-    """The YAML document in ``text``; errors name the line, never quote it (it may hold a key)."""
-    try:
-        return yaml.safe_load(text)  # type: ignore[no-any-return, unused-ignore]
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _ConfigFileError(f"{path} is not valid YAML: {exc.problem}{where}") from None
-    except yaml.reader.ReaderError as exc:  # a character YAML forbids, e.g. a control character
-        where = f"{exc.reason} at character {exc.position + 1}"
-        raise _ConfigFileError(f"{path} is not valid YAML: {where}") from None
-    except yaml.YAMLError as exc:  # pragma: no cover - safe_load raises only the two above
-        raise _ConfigFileError(f"{path} is not valid YAML: {type(exc).__name__}") from None
+def resolved_entries(config: ConfigFile) -> list[_Entry]:
+    """Read every ``os.environ/`` value now, as the proxy does before it applies the
+    config's ``environment_variables:`` (so call this before :func:`environment_applied`)."""
+    entries: list[_Entry] = []
+    for entry in config.model_list:
+        params = entry.get("litellm_params")
+        if not isinstance(params, Mapping):
+            entries.append(_Entry(entry, None))
+            continue
+        unset = unset_references(params, os.environ, config)
+        entries.append(_Entry({**entry, "litellm_params": resolved_params(params)}, unset))
+    return entries
 
 
-def _with_env_resolved(entry: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``entry`` with its litellm_params resolved as the proxy resolves them."""
-    params = entry.get("litellm_params")
-    if not isinstance(params, Mapping):
-        return entry
-    return {**entry, "litellm_params": resolved_params(params)}
+def deployments_of(path: Path, entries: Sequence[_Entry]) -> list[Deployment]:
+    """Typed deployments, in config order; an entry LiteLLM would reject is an error.
 
-
-def deployments_of(path: Path, model_list: Sequence[Mapping[str, Any]]) -> list[Deployment]:
-    """Typed deployments, in config order; an entry LiteLLM would reject is an error."""
+    One naming an unset variable gets a ``config_error`` and no probe: the proxy
+    would send it to the provider's default host, which the config did not name.
+    """
     deployments: list[Deployment] = []
-    for index, entry in enumerate(model_list):
-        deployment = deployment_of(_with_env_resolved(entry))
+    for index, item in enumerate(entries):
+        deployment = deployment_of(item.entry)
         if deployment is None:
-            raise _ConfigFileError(
+            raise ConfigFileError(
                 f"{path}: model_list[{index}] needs model_name and litellm_params.model"
             )
+        if item.unset is not None:
+            deployment = replace(deployment, config_error=item.unset, probe=None, display_base=None)
         deployments.append(deployment)
     return deployments
 
@@ -310,6 +293,15 @@ _HEADERS = ("DEPLOYMENT", "MODEL GROUP", "ENDPOINT", "PROBE", "RESULT", "LATENCY
 _RIGHT_ALIGNED = frozenset({5})
 
 
+def _shown(result: Result) -> str:
+    return result.value.upper() if result is Result.DOWN else result.value
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 deployment``, ``2 deployments``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def format_table(rows: Sequence[CheckRow]) -> str:
     """Aligned plain-text columns, a summary line, and notes on the results that need one."""
     cells = [
@@ -318,7 +310,7 @@ def format_table(rows: Sequence[CheckRow]) -> str:
             row.model_group,
             row.endpoint or "-",
             row.probe or "-",
-            row.result.value,
+            _shown(row.result),
             "-" if row.latency_ms is None else f"{row.latency_ms:.1f}",
             row.error or "",
         )
@@ -326,8 +318,8 @@ def format_table(rows: Sequence[CheckRow]) -> str:
     ]
     lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
     counts = {result: sum(row.result is result for row in rows) for result in Result}
-    tally = ", ".join(f"{n} {result.value}" for result, n in counts.items() if n)
-    lines.extend(("", f"{len(rows)} deployments: {tally}"))
+    tally = ", ".join(f"{n} {_shown(result)}" for result, n in counts.items() if n)
+    lines.extend(("", f"{_count(len(rows), 'deployment')}: {tally}"))
     lines.extend(note for result, note in _NOTES.items() if counts[result])
     return "\n".join(lines)
 
@@ -351,19 +343,12 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("litellm-circuit-breaker")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser; each subcommand sets ``run``, so ``status`` can slot in beside ``check``."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Per-deployment circuit breakers and token-free health probes."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check_parser = commands.add_parser(
         "check",
@@ -409,23 +394,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Report an unusable command line, config or Redis; with --json, as JSON on stdout too."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    if args.json:  # a script reading stdout gets a JSON document either way
+        print(json.dumps({"error": message}, indent=2))
+    return EXIT_USAGE
+
+
 def _run_status(args: argparse.Namespace) -> int:
     if not args.redis_url:
-        print(f"{PROG}: error: give --redis-url or set CIRCUIT_BREAKER_REDIS_URL", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, "give --redis-url or set CIRCUIT_BREAKER_REDIS_URL")
     try:
         url = check_url(args.redis_url)
     except ConfigurationError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(exc))
     try:
         records, bad = read_status(url, args.namespace)
     except Exception as exc:  # noqa: BLE001 - any failure to read is "Redis unusable"
-        print(
-            f"{PROG}: error: Redis at {public_url(url)} did not answer: {type(exc).__name__}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return _fail(args, f"Redis at {public_url(url)} did not answer: {type(exc).__name__}")
     if args.json:
         print(format_status_json(records, bad))
     else:
@@ -436,11 +423,15 @@ def _run_status(args: argparse.Namespace) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     path: Path = args.config
     try:
-        deployments = deployments_of(path, load_model_list(path))
-    except _ConfigFileError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    rows = check(deployments, args.timeout)
+        config = read_config_file(path)
+        entries = resolved_entries(config)
+        # The provider defaults LiteLLM reads at call time (OPENAI_API_KEY, a proxy)
+        # see the config's environment_variables, as in the proxy.
+        with environment_applied(config.environment):
+            deployments = deployments_of(path, entries)
+            rows = check(deployments, args.timeout)
+    except ConfigFileError as exc:
+        return _fail(args, str(exc))
     print(format_json(rows) if args.json else format_table(rows))
     if any(row.result is Result.CONFIG_ERROR for row in rows):
         return EXIT_USAGE

@@ -81,7 +81,8 @@ class ProxyCircuitBreaker(CircuitBreaker):
     """
 
     def __init__(self, settings: ProxySettings) -> None:
-        super().__init__(**_kwargs(settings), deployment_source=_proxy_router_entries)
+        self._announce_due = True
+        super().__init__(**_kwargs(settings), deployment_source=self._router_entries)
         self.settings = settings
         self.metrics: BreakerMetrics | None = None
         """The Prometheus collector on the default registry, once exported."""
@@ -89,6 +90,23 @@ class ProxyCircuitBreaker(CircuitBreaker):
     def refresh_from_router(self) -> bool:
         """Make the probed set the proxy router's deployments now; False if it has none yet."""
         return self.refresh_deployments()
+
+    def _router_entries(self) -> list[Any] | None:
+        """The deployment source; the first time it has the router, the startup line follows."""
+        entries = _proxy_router_entries()
+        if entries is not None and self._announce_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # read from sync code: the next read in the loop announces
+                return entries
+            self._announce_due = False
+            loop.call_soon(self.announce)  # once the breaker has taken these deployments in
+        return entries
+
+    def announce(self) -> None:
+        """Log the one INFO line that says the breaker is on, and how it is set up."""
+        self._announce_due = False
+        logger.info("%s", startup_line(self))
 
     async def async_post_call_failure_hook(
         self,
@@ -116,23 +134,80 @@ class ProxyCircuitBreaker(CircuitBreaker):
         )
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _shown_setting(value: object) -> str:
+    if value is None:
+        return "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def startup_line(breaker: ProxyCircuitBreaker) -> str:
+    """Enabled; how many deployments are probed; sharing on or off; the non-default settings.
+
+    Never a secret: the Redis URL is shown without its password, and nothing
+    of a deployment but the count.
+    """
+    settings = breaker.settings
+    if settings.probe_interval is None:
+        probing = "probes off"
+    else:
+        rows = breaker.status()
+        probed = sum(row.probe != "passive" for row in rows)
+        probing = (
+            f"probing {probed} of {_count(len(rows), 'deployment')} "
+            f"every {_shown_setting(settings.probe_interval)}s"
+        )
+    changed = settings.differences()
+    url = changed.pop("redis_url", None)
+    sharing = f"sharing on through {url}" if url is not None else "sharing off"
+    settings_text = (
+        "settings changed from the defaults: "
+        + ", ".join(f"{name}={_shown_setting(value)}" for name, value in changed.items())
+        if changed
+        else "default settings"
+    )
+    return f"circuit breaker enabled: {probing}, {sharing}; {settings_text}"
+
+
+LITELLM_PROXY_LOGGER = "LiteLLM Proxy"
+
+
+class _LiteLLMHandlers(logging.Handler):
+    """Hands each record to the handlers LiteLLM's proxy logger has when it is written.
+
+    So the format is LiteLLM's (JSON lines with ``JSON_LOGS=True`` or
+    ``litellm_settings: {json_logs: true}``, its plain format otherwise), and so
+    are the stream, the ``LITELLM_LOG`` level and its secret-redaction filters,
+    even after LiteLLM swaps its handlers at startup (``turn_on_json``). Once the
+    root logger has handlers of its own (``turn_on_json`` or a host's logging
+    config put them there), the record reaches them by propagation and is not
+    handed on twice.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        for handler in logging.getLogger(LITELLM_PROXY_LOGGER).handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
 def _show_transitions() -> None:
-    """Let operators see every transition in the proxy's output, not only openings.
+    """Let operators see every transition in the proxy's output, in LiteLLM's log format.
 
     We log transitions, never traffic, so INFO is a few lines per outage. The
     proxy configures no root handler, and Python's last-resort handler prints
-    WARNING and up only; so, unless logging was configured (a handler on our
-    logger or the root, e.g. ``--log_config``), we add one of our own.
+    WARNING and up only, in its own format; so, unless logging was configured
+    (a handler on our logger or the root, e.g. ``--log_config``), our records
+    go through LiteLLM's own handlers (:class:`_LiteLLMHandlers`).
     """
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
     if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s - litellm_circuit_breaker:%(levelname)s - %(message)s")
-        )
-        logger.addHandler(handler)
-        logger.propagate = False
+        logger.addHandler(_LiteLLMHandlers())
 
 
 def _export_metrics(breaker: ProxyCircuitBreaker) -> None:
@@ -179,6 +254,8 @@ def proxy_breaker() -> ProxyCircuitBreaker:
             _breaker = ProxyCircuitBreaker(settings_from_env())
             _show_transitions()
             _export_metrics(_breaker)
+            if _breaker.settings.probe_interval is None and _breaker.settings.redis_url is None:
+                _breaker.announce()  # no background task will read the router: say so now
         breaker = _breaker
     try:
         asyncio.get_running_loop()
