@@ -555,3 +555,49 @@ async def test_a_ping_is_sent_whatever_litellm_params_the_deployment_carries(
     assert pings[0]["max_tokens"] == 1
     assert cb.cache.breaker_state("a") is BreakerState.HALF_OPEN  # the next call is the trial
     assert cb.internal_errors == {}
+
+
+def test_pings_go_in_every_event_loop_a_process_makes() -> None:
+    """asyncio.run per call: the ping loop's primitives follow the loop it runs in."""
+    entry = deployment(GROUP, "a", "a.test")
+    target = deployment_of(entry)
+    sent: list[dict[str, Any]] = []
+
+    async def complete(**arguments: Any) -> None:
+        sent.append(arguments)
+
+    trials = TrialProber(
+        5.0,
+        3.0,
+        wanted=lambda: ["a"],
+        deployment_of=lambda _: target,
+        on_pass=lambda _: None,
+        on_fail=lambda _, __: None,
+        on_refused=lambda _: None,
+        count=lambda _: None,
+        on_error=lambda kind, exc: pytest.fail(f"{kind}: {exc}"),
+        redact=str,
+        complete=complete,
+    )
+
+    async def never(_seconds: float) -> None:
+        await asyncio.Event().wait()
+
+    trials.sleep = never
+
+    async def one_loop() -> None:
+        loop = asyncio.create_task(trials.run())
+        for _ in range(20):  # nothing wakes it: no ping, however often the loop yields
+            await asyncio.sleep(0)
+        assert len(sent) == turns * 1
+        trials.wake()  # a probe passed: one ping at once
+        while len(sent) == turns:
+            await asyncio.sleep(0)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+
+    for turns in range(3):
+        asyncio.run(one_loop())
+    assert len(sent) == 3
+    assert sent[0]["api_key"] == "sk-test-key-123456"
+    assert sent[0]["metadata"]["tags"] == ["litellm-internal-health-check"]

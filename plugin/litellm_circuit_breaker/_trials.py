@@ -79,8 +79,8 @@ class TrialProber:
 
     ``wanted()`` lists the breaker ids that want one now (open, not held, a
     probe passed or proved blind); ``deployment_of(id)`` gives the configured
-    deployment (None: not configured, never called); ``on_pass(id)`` closes the
-    breaker; ``on_fail(id, reason)`` records a failed ping; ``on_refused(id)``
+    deployment (None: not configured, never called); ``on_pass(id)`` half-opens
+    the breaker; ``on_fail(id, reason)`` records a failed ping; ``on_refused(id)``
     grants the real trial a refused ping stood in for;
     ``count(name)`` bumps a counter; ``on_error(kind, exc)`` reports an internal
     error; ``redact`` strips secrets from what is logged. ``complete`` defaults to
@@ -117,6 +117,8 @@ class TrialProber:
         self._on_error = on_error
         self._redact = redact
         self._complete = complete
+        self._concurrency = concurrency
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         """At most this many pings in flight, like the probes."""
@@ -134,7 +136,16 @@ class TrialProber:
 
     def wake(self) -> None:
         """A ping is wanted now: the loop's next turn starts at once (event loop only)."""
+        self._bind()
         self._wake.set()
+
+    def _bind(self) -> None:
+        """Fresh primitives for this event loop (``asyncio.run`` per call makes many)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._wake = asyncio.Event()
+            self._slots = asyncio.Semaphore(self._concurrency)
 
     def forget_refusal(self, breaker_id: str) -> None:
         """Its breaker closed: the next outage may try trial completions again."""
@@ -151,6 +162,7 @@ class TrialProber:
 
     async def _pause(self) -> None:
         """``sleep(interval)``, cut short by :meth:`wake`."""
+        self._bind()
         pause = asyncio.ensure_future(self.sleep(self.interval))
         woken = asyncio.ensure_future(self._wake.wait())
         try:
@@ -166,6 +178,7 @@ class TrialProber:
 
     async def tick(self) -> dict[str, bool]:
         """One trial completion for each breaker that wants one; passed or not, by id."""
+        self._bind()
         jobs: dict[str, Mapping[str, Any]] = {}
         for breaker_id in self._wanted():
             deployment = self._deployment_of(breaker_id)
