@@ -585,7 +585,7 @@ def test_pings_go_in_every_event_loop_a_process_makes() -> None:
 
     trials.sleep = never
 
-    async def one_loop() -> None:
+    async def one_loop(turns: int) -> None:
         loop = asyncio.create_task(trials.run())
         for _ in range(20):  # nothing wakes it: no ping, however often the loop yields
             await asyncio.sleep(0)
@@ -597,7 +597,7 @@ def test_pings_go_in_every_event_loop_a_process_makes() -> None:
         await asyncio.gather(loop, return_exceptions=True)
 
     for turns in range(3):
-        asyncio.run(one_loop())
+        asyncio.run(one_loop(turns))
     assert len(sent) == 3
     assert sent[0]["api_key"] == "sk-test-key-123456"
     assert sent[0]["metadata"]["tags"] == ["litellm-internal-health-check"]
