@@ -553,7 +553,7 @@ class ProviderHealthCache:
         """A probe passed while open: ask for a trial completion to confirm it.
 
         In place of :meth:`mark_probe_passed` (whose trial is a user's call):
-        the state stays as it is until the ping answers (:meth:`mark_healthy`)
+        the state stays as it is until the ping answers (:meth:`mark_ping_passed`)
         or fails (:meth:`mark_ping_failed`). False, and nothing asked, unless
         the breaker is open and not held.
         """
