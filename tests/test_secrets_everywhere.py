@@ -92,7 +92,8 @@ async def _redis_dump(url: str, namespace: str) -> str:
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         dump: dict[str, Any] = {}
-        async for key in client.scan_iter(match=f"{namespace}:*"):
+        # Every key of the namespace, hash tag or not ("{ns}:breaker:ID" since Cluster).
+        async for key in client.scan_iter(match=f"*{namespace}*"):
             kind = await client.type(key)
             if kind == "hash":
                 dump[key] = await client.hgetall(key)
