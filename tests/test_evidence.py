@@ -486,6 +486,21 @@ async def test_a_deployment_that_refuses_the_trial_completion_gets_no_more(
     await cb.aclose()
 
 
+def _trial_prober(**overrides: Any) -> TrialProber:
+    """A ping loop on its own: 5 s apart, 3 s each, callbacks that do nothing unless given."""
+    arguments: dict[str, Any] = {
+        "wanted": list,
+        "deployment_of": lambda _: None,
+        "on_pass": lambda _: None,
+        "on_fail": lambda _, __: None,
+        "on_refused": lambda _: None,
+        "count": lambda _: None,
+        "on_error": lambda kind, exc: None,
+        "redact": str,
+    }
+    return TrialProber(5.0, 3.0, **{**arguments, **overrides})
+
+
 @pytest.mark.asyncio
 async def test_the_trial_loop_outlives_its_own_errors() -> None:
     """An error in one turn is reported and the next turn still comes."""
@@ -504,17 +519,9 @@ async def test_the_trial_loop_outlives_its_own_errors() -> None:
             raise asyncio.CancelledError
         await asyncio.sleep(0)
 
-    trials = TrialProber(
-        5.0,
-        3.0,
+    trials = _trial_prober(
         wanted=wanted,
-        deployment_of=lambda _: None,
-        on_pass=lambda _: None,
-        on_fail=lambda _, __: None,
-        on_refused=lambda _: None,
-        count=lambda _: None,
         on_error=lambda kind, exc: errors.append(f"{kind}: {exc}"),
-        redact=str,
         sleep=sleep,
     )
     with pytest.raises(asyncio.CancelledError):
@@ -566,17 +573,10 @@ def test_pings_go_in_every_event_loop_a_process_makes() -> None:
     async def complete(**arguments: Any) -> None:
         sent.append(arguments)
 
-    trials = TrialProber(
-        5.0,
-        3.0,
+    trials = _trial_prober(
         wanted=lambda: ["a"],
         deployment_of=lambda _: target,
-        on_pass=lambda _: None,
-        on_fail=lambda _, __: None,
-        on_refused=lambda _: None,
-        count=lambda _: None,
         on_error=lambda kind, exc: pytest.fail(f"{kind}: {exc}"),
-        redact=str,
         complete=complete,
     )
 

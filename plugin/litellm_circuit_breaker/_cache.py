@@ -408,19 +408,7 @@ class ProviderHealthCache:
         probe passes move nothing and only the end of each window admits a
         trial, so an outage costs at most one trial per window.
         """
-        now = self._clock()
-        with self._lock:
-            b = self._breakers.get(provider_id)
-            if b is None:
-                return
-            b.last_check = now
-            events = self._observe(provider_id, b, now)
-            moved = not b.forced and not b.probe_blind and b.state(now) is BreakerState.OPEN
-            if moved:
-                b.unhealthy_until = now
-                b.probe_trial = True
-                events += self._move(provider_id, b, BreakerState.HALF_OPEN, PROBE_PASSED, now)
-        self._emit(events)
+        self._half_open_on_evidence(provider_id, by_ping=False)
 
     # -- operator control --------------------------------------------------
 
@@ -587,18 +575,32 @@ class ProviderHealthCache:
         Not a close: a ping can answer while real calls fail. If that trial
         fails, pings are proven blind too and none are wanted until it closes.
         """
+        self._half_open_on_evidence(provider_id, by_ping=True)
+
+    def _half_open_on_evidence(self, provider_id: str, *, by_ping: bool) -> None:
+        """An open breaker (not held) moves to half-open now; the trial remembers who asked.
+
+        A probe's pass moves nothing once the probe is known blind; a ping's
+        answer is no longer awaited once it came.
+        """
         now = self._clock()
         with self._lock:
             b = self._breakers.get(provider_id)
             if b is None:
                 return
             b.last_check = now
-            b.ping_wanted = False
+            if by_ping:
+                b.ping_wanted = False
             events = self._observe(provider_id, b, now)
-            if not b.forced and b.state(now) is BreakerState.OPEN:
+            blind = not by_ping and b.probe_blind
+            if not b.forced and not blind and b.state(now) is BreakerState.OPEN:
                 b.unhealthy_until = now
-                b.ping_trial = True
-                events += self._move(provider_id, b, BreakerState.HALF_OPEN, PING_PASSED, now)
+                if by_ping:
+                    b.ping_trial = True
+                else:
+                    b.probe_trial = True
+                reason = PING_PASSED if by_ping else PROBE_PASSED
+                events += self._move(provider_id, b, BreakerState.HALF_OPEN, reason, now)
         self._emit(events)
 
     def ping_ids(self) -> list[str]:
