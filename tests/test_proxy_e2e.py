@@ -329,7 +329,10 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
     with FakeProvider().start_in_thread() as dead, FakeProvider().start_in_thread() as live:
         config = two_deployment_config(dead, live)
         env = {"CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off"}
-        with running_proxy(config, tmp_path, env, args=("--num_workers", "2")) as proxy:
+        # a worker still importing LiteLLM on a loaded machine misses uvicorn's 5 s
+        # health check and is killed in a loop; give it the startup deadline instead
+        args = ("--num_workers", "2", "--timeout_worker_healthcheck", str(int(STARTUP_TIMEOUT_SEC)))
+        with running_proxy(config, tmp_path, env, args=args) as proxy:
             # liveliness answers once the first worker is up; wait for both
             wait_for(
                 lambda: proxy.output().count("Application startup complete") == 2,
