@@ -865,3 +865,62 @@ async def test_each_way_of_running_refuses_the_other_way_of_stopping() -> None:
         with pytest.raises(RuntimeError, match="already running"):
             provider.start_in_thread()
     FakeProvider().stop()  # never started: nothing to do
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("after_chunks", [0, 2])
+async def test_stall_stream_sends_headers_and_some_chunks_then_holds_the_rest(
+    after_chunks: int,
+) -> None:
+    """Headers (and ``after_chunks`` chunks) at once, then nothing until the mode changes."""
+    async with (
+        FakeProvider(reply="one two three") as provider,
+        openai.AsyncOpenAI(base_url=provider.base_url, api_key="sk-x", max_retries=0) as client,
+    ):
+        provider.stall_stream(after_chunks=after_chunks)
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )  # the headers came
+        chunks = aiter(stream)
+        got = [await anext(chunks) for _ in range(after_chunks)]
+        held = asyncio.ensure_future(anext(chunks))
+        await asyncio.sleep(0.2)
+        assert not held.done()  # the rest is held
+        provider.healthy()
+        rest = [await held, *[c async for c in chunks]]
+        text = "".join(c.choices[0].delta.content or "" for c in [*got, *rest] if c.choices)
+        assert text == "one two three"
+
+
+@pytest.mark.asyncio
+async def test_slow_first_token_delays_the_first_chunk_not_the_headers() -> None:
+    sleeps: list[float] = []
+    gate = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+        await gate.wait()
+
+    async with (
+        FakeProvider(reply="late", sleep=sleep) as provider,
+        openai.AsyncOpenAI(base_url=provider.base_url, api_key="sk-x", max_retries=0) as client,
+    ):
+        provider.slow_first_token(1.5)
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )  # headers before the delay is over
+        first = asyncio.ensure_future(anext(aiter(stream)))
+        await asyncio.sleep(0.1)
+        assert sleeps == [1.5]
+        assert not first.done()
+        gate.set()
+        chunks = [await first, *[c async for c in stream]]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "late"
+        gate.clear()
+        slow = asyncio.ensure_future(
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        )
+        await asyncio.sleep(0.1)
+        assert not slow.done()  # a call that is not streamed waits before any byte
+        gate.set()
+        assert (await slow).choices[0].message.content == "late"

@@ -59,6 +59,7 @@ def test_every_variable_is_read() -> None:
             "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": "600",
             "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": "2.5",
             "CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "250",
+            "CIRCUIT_BREAKER_FIRST_TOKEN_TIMEOUT_SEC": "8",
         }
     )
     assert settings == ProxySettings(
@@ -79,8 +80,9 @@ def test_every_variable_is_read() -> None:
         redis_state_ttl_sec=600.0,
         redis_reconcile_sec=2.5,
         max_sdk_breakers=250,
+        first_token_timeout=8.0,
     )
-    assert len(ENV_VARS) == 17
+    assert len(ENV_VARS) == 18
     assert "pw" not in repr(settings)
 
 

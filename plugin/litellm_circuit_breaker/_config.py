@@ -22,6 +22,7 @@ from ._redact import public_url
 
 __all__ = [
     "DEFAULT_FAILURE_THRESHOLD",
+    "DEFAULT_FIRST_TOKEN_TIMEOUT",
     "DEFAULT_MAX_BACKOFF_SEC",
     "DEFAULT_MAX_SDK_BREAKERS",
     "DEFAULT_NAMESPACE",
@@ -70,6 +71,9 @@ DEFAULT_STALL_AFTER_SEC = 0.5
 # A trial completion (one output token) at most this often per open deployment
 # whose free probe is blind: back within this long of a heal, ~10 tokens each.
 DEFAULT_TRIAL_PROBE_INTERVAL_SEC = 5.0
+# A stream's first chunk is awaited this long: learned per deployment (see _streams.py).
+DEFAULT_FIRST_TOKEN_TIMEOUT: float | Literal["auto"] | None = "auto"  # noqa: S105 - not a secret
+MAX_FIRST_TOKEN_TIMEOUT_SEC = 3600.0
 DEFAULT_NAMESPACE = "litellm_circuit_breaker"
 DEFAULT_STATE_TTL_SEC = 86_400.0
 DEFAULT_RECONCILE_SEC = 5.0
@@ -150,6 +154,7 @@ class BreakerConfig:
     ``probe_interval=None`` disables the probe loop (and with it hang
     detection and trial completions); ``stall_after_sec=None`` disables hang
     detection alone; ``trial_probe_interval=None`` trial completions alone;
+    ``first_token_timeout=None`` first-token deadlines (``"auto"``: learned);
     ``redis_url=None`` keeps state local to the process.
     """
 
@@ -166,6 +171,8 @@ class BreakerConfig:
     learn_from_traffic: bool = True
     stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC
     trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC
+    first_token_timeout: float | Literal["auto"] | None = DEFAULT_FIRST_TOKEN_TIMEOUT
+    """Seconds a stream may wait for its first chunk; ``"auto"`` learns it per deployment."""
     redis_url: str | None = field(default=None, repr=False)
     """May carry a password: kept out of repr."""
     redis_namespace: str = DEFAULT_NAMESPACE
@@ -210,6 +217,19 @@ class BreakerConfig:
         if self.trial_probe_interval is not None:
             check_number(
                 "trial_probe_interval", self.trial_probe_interval, minimum=0.0, inclusive=False
+            )
+        deadline: object = self.first_token_timeout  # any value may come in
+        if deadline is not None and deadline != "auto":
+            if isinstance(deadline, str):
+                raise ConfigurationError(
+                    "first_token_timeout", deadline, "'auto', seconds > 0, or None"
+                )
+            check_number(
+                "first_token_timeout",
+                deadline,
+                minimum=0.0,
+                inclusive=False,
+                maximum=MAX_FIRST_TOKEN_TIMEOUT_SEC,
             )
         if self.redis_url is not None:
             check_url(self.redis_url)
@@ -306,6 +326,11 @@ def _number_or_off(raw: str) -> float | None:
     return None if raw.strip().lower() in ("off", "none", "disabled") else float(raw.strip())
 
 
+def _auto_number_or_off(raw: str) -> float | str | None:
+    value = raw.strip().lower()
+    return "auto" if value == "auto" else _number_or_off(value)
+
+
 def _choice(raw: str) -> str:
     return raw.strip().lower()
 
@@ -347,6 +372,11 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
         "trial_probe_interval",
         _number_or_off,
         "seconds > 0, or off",
+    ),
+    "CIRCUIT_BREAKER_FIRST_TOKEN_TIMEOUT_SEC": (
+        "first_token_timeout",
+        _auto_number_or_off,
+        "auto, seconds from 0 to 3600, or off",
     ),
     "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
     "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),

@@ -25,6 +25,8 @@ CounterName = Literal[
     "stall_probes",
     "trial_probes",
     "trial_probes_passed",
+    "first_token_deadlines",
+    "first_token_timeouts",
     "litellm_surface_unknown",
 ]
 """The name of one counter, as bumped and as read."""
@@ -53,7 +55,11 @@ class DecisionCounters(Mapping[str, int]):
     trial_probes: int = 0
     """Trial completions sent to open deployments whose free probe is blind."""
     trial_probes_passed: int = 0
-    """Trial completions answered: each closed its breaker."""
+    """Trial completions answered: each half-opened its breaker (a real call decides)."""
+    first_token_deadlines: int = 0
+    """Streamed attempts sent with a first-token deadline as their timeout."""
+    first_token_timeouts: int = 0
+    """Streamed attempts that had no first chunk by their deadline (each counted as a failure)."""
     litellm_surface_unknown: int = 0
     """Times a LiteLLM Router member the breaker needs was missing (logged once)."""
 

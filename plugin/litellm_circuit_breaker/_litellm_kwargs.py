@@ -8,6 +8,7 @@ so the rest of the package never digs through nested ``.get()`` chains.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import math
@@ -31,13 +32,16 @@ __all__ = [
     "deployment_id_of",
     "deployment_of",
     "exception_of",
+    "first_token_after",
     "model_group_of",
+    "read_timeout_of",
     "resolved_params",
     "routing_of",
     "sdk_endpoint",
     "sdk_key",
     "seconds_of",
     "secrets_of",
+    "started_streaming",
     "str_or_none",
     "timeout_of",
     "trace_id_of",
@@ -242,6 +246,43 @@ def seconds_of(value: object) -> float | None:
 def timeout_of(kwargs: Mapping[str, Any]) -> float | None:
     """The timeout an attempt ran with (the caller's, else the deployment's or Router's)."""
     return seconds_of(kwargs.get("timeout"))
+
+
+def read_timeout_of(value: object) -> float | None:
+    """How long an attempt's ``timeout`` lets one read wait, in seconds (``inf``: none
+    given, or unbounded), or None for a value this cannot read."""
+    if value is None:
+        return math.inf
+    seconds = seconds_of(value)
+    if seconds is not None:
+        return seconds
+    if hasattr(value, "read"):  # httpx.Timeout
+        read = value.read
+        return math.inf if read is None else seconds_of(read)
+    return None
+
+
+def first_token_after(kwargs: Mapping[str, Any]) -> float | None:
+    """Seconds from a finished stream's provider call to its first chunk, or None.
+
+    LiteLLM's logging object stamps ``completion_start_time`` when the first
+    chunk arrives and ``api_call_start_time`` as the provider call goes out
+    (``start_time``, when the call began, on versions without it).
+    """
+    first = kwargs.get("completion_start_time")
+    began = kwargs.get("api_call_start_time") or kwargs.get("start_time")
+    if not isinstance(first, datetime.datetime) or not isinstance(began, datetime.datetime):
+        return None
+    try:
+        seconds = (first - began).total_seconds()
+    except TypeError:  # one naive, one aware
+        return None
+    return seconds if 0 <= seconds < math.inf else None
+
+
+def started_streaming(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a streamed attempt's first chunk arrived (a failure after it broke mid-way)."""
+    return isinstance(kwargs.get("completion_start_time"), datetime.datetime)
 
 
 # LiteLLM logs some providers' api_base with the route appended.

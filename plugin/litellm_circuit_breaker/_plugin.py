@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -40,6 +40,7 @@ from . import _routers
 from ._cache import Clock, ProviderHealthCache
 from ._config import (
     DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_FIRST_TOKEN_TIMEOUT,
     DEFAULT_MAX_SDK_BREAKERS,
     DEFAULT_NAMESPACE,
     DEFAULT_PROBE_CONCURRENCY,
@@ -73,10 +74,13 @@ from ._litellm_kwargs import (
     attempt_of,
     deployment_id_of,
     exception_of,
+    first_token_after,
     model_group_of,
+    read_timeout_of,
     routing_of,
     seconds_of,
     secrets_of,
+    started_streaming,
     timeout_of,
     trace_id_of,
 )
@@ -90,6 +94,7 @@ from ._sdk import SdkBreakers
 from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
 from ._stalls import StallWatch
 from ._state import BreakerState
+from ._streams import FirstTokenDeadlines, FirstTokenSetting
 from ._tasks import cancel_and_wait
 from ._trials import TrialProber
 
@@ -100,6 +105,7 @@ logger = logging.getLogger("litellm_circuit_breaker")
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _instance_numbers = itertools.count(1)
+MOVES_ON_MAX = 100_000
 
 
 class _SkipDeploymentError(CircuitOpenError):
@@ -221,6 +227,7 @@ class CircuitBreaker(CustomLogger):
         stall_after_sec: float | None = DEFAULT_STALL_AFTER_SEC,
         trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC,
         max_sdk_breakers: int = DEFAULT_MAX_SDK_BREAKERS,
+        first_token_timeout: FirstTokenSetting = DEFAULT_FIRST_TOKEN_TIMEOUT,
         routers: Sequence[Any] | None = None,
         deployment_source: DeploymentSource | None = None,
     ) -> None:
@@ -245,6 +252,7 @@ class CircuitBreaker(CustomLogger):
             redis_state_ttl_sec=redis_state_ttl_sec,
             redis_reconcile_sec=redis_reconcile_sec,
             max_sdk_breakers=max_sdk_breakers,
+            first_token_timeout=first_token_timeout,
         )
         _check_objects(failure_policy=failure_policy, model_list=model_list)
         if deployment_source is not None and not callable(deployment_source):
@@ -333,6 +341,14 @@ class CircuitBreaker(CustomLogger):
         self._sdk = SdkBreakers(
             self.cache, limit=config.max_sdk_breakers, on_evict=self.cache.forget
         )
+        self._first_token = (
+            None
+            if config.first_token_timeout is None
+            else FirstTokenDeadlines(config.first_token_timeout)
+        )
+        self._moves_on: dict[str, bool] = {}
+        """Deployment id -> whether its Router has somewhere else to send a cut stream
+        (a sibling or a fallback group); cleared before every probe round."""
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
         self._ledger = AttemptLedger()
@@ -426,6 +442,8 @@ class CircuitBreaker(CustomLogger):
         """Forget a deployment and its breaker (e.g. removed from the config)."""
         known = self._registry.remove(deployment_id)
         forgot = self.cache.forget(deployment_id)
+        if self._first_token is not None:
+            self._first_token.forget(deployment_id)
         self._sdk.forget(deployment_id)
         self._engage_filter()  # forgetting sends no state change
         return known or forgot
@@ -563,6 +581,7 @@ class CircuitBreaker(CustomLogger):
         A deployment that came from a bound Router and is in none of them any
         more is forgotten, with its breaker.
         """
+        self._moves_on.clear()  # Routers and their fallbacks may have changed
         if self._source is not None:
             self._guard("refresh", self._refresh_from_source, default=False)
         for deployment_id in self._registry.refresh_bound():
@@ -896,15 +915,67 @@ class CircuitBreaker(CustomLogger):
                     and deployment_id in self._deployments
                     and not self.cache.unhealthy_hint
                 ):
+                    stream = kwargs.get(STREAM)
                     stalls = self._stalls
                     if stalls is not None:
-                        stalls.track(kwargs.get(CALL_ID), deployment_id, kwargs.get(STREAM))
+                        stalls.track(kwargs.get(CALL_ID), deployment_id, stream)
+                    if stream is True and self._first_token is not None:
+                        return self._first_token_deadline(kwargs, deployment_id)
                     return None
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("pre_call_deployment", exc)
             return None
         self._guard("pre_call_deployment", self._sdk_check, kwargs, default=None)
+        if kwargs.get(STREAM) is True and self._first_token is not None:
+            attempt = attempt_of(kwargs)
+            if attempt.via_router and attempt.breaker_id and not attempt.is_health_check:
+                return self._first_token_deadline(kwargs, attempt.breaker_id)
         return None
+
+    def _first_token_deadline(
+        self, kwargs: dict[str, Any], deployment_id: str
+    ) -> dict[str, Any] | None:
+        """A streamed Router attempt under a first-token deadline: its kwargs with it, or None.
+
+        The deadline becomes the attempt's timeout, so a stream silent that long
+        fails inside the Router's attempt and is retried or falls back at once.
+        It never lengthens the caller's own timeout. A learned deadline applies
+        only where the Router has somewhere else to go (a sibling or a fallback
+        group): cutting the one deployment there is would fail a request that
+        waiting might have answered. A fixed one applies everywhere.
+        """
+        deadlines = self._first_token
+        if deadlines is None:
+            return None
+        try:
+            seconds = deadlines.deadline(deployment_id)
+            if seconds is None:
+                return None
+            current = read_timeout_of(kwargs.get("timeout"))
+            if current is None or current <= seconds:
+                return None  # the caller's own timeout is as short, or unreadable
+            if deadlines.setting == "auto" and not self._can_move_on(deployment_id):
+                return None
+            call_id = kwargs.get(CALL_ID)
+            if type(call_id) is str:
+                deadlines.applied(call_id, deployment_id, seconds)
+            self._bump("first_token_deadlines")
+            return {**kwargs, "timeout": seconds}
+        except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
+            self._internal_error("first_token", exc)
+            return None
+
+    def _can_move_on(self, deployment_id: str) -> bool:
+        """Whether a Router serving ``deployment_id`` has a sibling or a fallback for it."""
+        known = self._moves_on.get(deployment_id)
+        if known is None:
+            group = self._registry.group_of(deployment_id) or ""
+            known = bool(self._siblings(group, deployment_id)) or self._has_fallback(
+                group, deployment_id, {}
+            )
+            if len(self._moves_on) < MOVES_ON_MAX:
+                self._moves_on[deployment_id] = known
+        return known
 
     def _sdk_check(self, kwargs: Mapping[str, Any]) -> None:
         attempt = attempt_of(kwargs)
@@ -1038,6 +1109,13 @@ class CircuitBreaker(CustomLogger):
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
         self._ended(attempt, answered=True, inline=inline)
+        deadlines = self._first_token
+        if deadlines is not None and attempt.breaker_id is not None and kwargs.get(STREAM):
+            deadlines.ended(attempt.call_id, attempt.breaker_id)
+            if attempt.via_router and not attempt.is_health_check:
+                seconds = first_token_after(kwargs)
+                if seconds is not None:
+                    deadlines.observe(attempt.breaker_id, seconds)
         if self._should_count(attempt, inline=inline, success=True) and self._tracked(attempt):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._ledger.end_trial(attempt.breaker_id, any_trace=True)
@@ -1051,6 +1129,12 @@ class CircuitBreaker(CustomLogger):
         verdict = self._policy.classify(
             exception, self._redact, chosen=self._caller_choices(attempt, kwargs)
         )
+        deadlines = self._first_token
+        if deadlines is not None and attempt.breaker_id is not None and kwargs.get(STREAM):
+            seconds = deadlines.ended(attempt.call_id, attempt.breaker_id)
+            if seconds is not None and verdict.timed_out and not started_streaming(kwargs):
+                self._bump("first_token_timeouts")
+                verdict = replace(verdict, reason=f"no first token within {seconds:g}s")
         # A caller's 400 is still an answer; a timeout (even the caller's own) or a
         # dropped connection is not.
         answered = verdict.verdict is Verdict.CALLER and not verdict.timed_out

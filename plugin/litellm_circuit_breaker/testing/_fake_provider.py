@@ -84,6 +84,12 @@ class Mode(enum.StrEnum):
     """Answer normally, after a delay."""
     BREAK_STREAM = "break_stream"
     """Cut streamed answers after some chunks; other calls are answered normally."""
+    STALL_STREAM = "stall_stream"
+    """Send a streamed answer's headers and some chunks, then nothing until the mode
+    changes (the rest follows then); other calls are answered normally."""
+    SLOW_FIRST_TOKEN = "slow_first_token"  # noqa: S105 - a mode's name, not a secret
+    """Send a streamed answer's headers at once and its first chunk after a delay;
+    other calls are answered after the delay."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,8 @@ _OPTIONS: dict[Mode, frozenset[str]] = {
     Mode.RATE_LIMIT: frozenset({"retry_after", "message"}),
     Mode.SLOW: frozenset({"delay"}),
     Mode.BREAK_STREAM: frozenset({"after_chunks"}),
+    Mode.STALL_STREAM: frozenset({"after_chunks"}),
+    Mode.SLOW_FIRST_TOKEN: frozenset({"delay"}),
 }
 
 
@@ -244,7 +252,8 @@ class FakeProvider:
 
         Options apply to the mode named: ``status``/``message`` to error,
         ``retry_after``/``message`` to rate_limit, ``delay`` to slow and
-        ``after_chunks`` to break_stream.
+        ``after_chunks`` to break_stream and stall_stream, ``delay`` to
+        slow_first_token.
         """
         behaviour = _build_behaviour(
             Mode(mode),
@@ -283,6 +292,14 @@ class FakeProvider:
     def break_stream(self, after_chunks: int = 1) -> None:
         """Cut streamed chat answers after ``after_chunks`` SSE chunks, before ``[DONE]``."""
         self.set_mode(Mode.BREAK_STREAM, after_chunks=after_chunks)
+
+    def stall_stream(self, after_chunks: int = 0) -> None:
+        """Stream headers and ``after_chunks`` chunks, then hold the rest until the mode changes."""
+        self.set_mode(Mode.STALL_STREAM, after_chunks=after_chunks)
+
+    def slow_first_token(self, delay: float) -> None:
+        """Stream headers at once, the first chunk ``delay`` seconds later (other calls: slow)."""
+        self.set_mode(Mode.SLOW_FIRST_TOKEN, delay=delay)
 
     def fail_next(self, n: int, status: int = 503) -> None:
         """Make the next ``n`` chat calls fail with ``status``, then follow the mode again."""
@@ -604,7 +621,9 @@ class FakeProvider:
         if behaviour.mode is Mode.REFUSE:
             _drop(writer)
             return None, False
-        if behaviour.mode is Mode.SLOW:
+        if behaviour.mode is Mode.SLOW or (
+            behaviour.mode is Mode.SLOW_FIRST_TOKEN and not _streamed(request)
+        ):
             await self._sleep(behaviour.delay)
 
         # Faults come before the key check: a provider that is down checks no keys.
@@ -675,8 +694,14 @@ class FakeProvider:
             events = _stream_events(
                 completion_id, created, model, pieces, usage if include_usage else None
             )
-            cut = behaviour.after_chunks if behaviour.mode is Mode.BREAK_STREAM else None
-            return await _send_stream(writer, events, keep, cut)
+            mode = behaviour.mode
+            cut = behaviour.after_chunks if mode is Mode.BREAK_STREAM else None
+            hold: tuple[int, Callable[[], Awaitable[object]]] | None = None
+            if mode is Mode.STALL_STREAM:
+                hold = behaviour.after_chunks, self._changed.wait
+            elif mode is Mode.SLOW_FIRST_TOKEN:
+                hold = 0, lambda: self._sleep(behaviour.delay)
+            return await _send_stream(writer, events, keep, cut, hold)
         completion = {
             "id": completion_id,
             "object": "chat.completion",
@@ -929,10 +954,26 @@ def _stream_events(
     return [b"data: " + _json(c) + b"\n\n" for c in chunks]
 
 
+def _streamed(request: _Request) -> bool:
+    """Whether a chat request asks for a streamed answer."""
+    try:
+        payload = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(payload, dict) and payload.get("stream") is True
+
+
 async def _send_stream(
-    writer: asyncio.StreamWriter, events: Sequence[bytes], keep_alive: bool, cut_after: int | None
+    writer: asyncio.StreamWriter,
+    events: Sequence[bytes],
+    keep_alive: bool,
+    cut_after: int | None,
+    hold: tuple[int, Callable[[], Awaitable[object]]] | None = None,
 ) -> tuple[int, bool]:
-    """Send ``events`` and ``[DONE]`` as chunked SSE, or cut the connection after ``cut_after``."""
+    """Send ``events`` and ``[DONE]`` as chunked SSE, or cut the connection after ``cut_after``.
+
+    ``hold``: after that many events, flush and await the callable before the rest.
+    """
     headers = [
         ("Content-Type", "text/event-stream"),
         ("Cache-Control", "no-cache"),
@@ -940,6 +981,9 @@ async def _send_stream(
     ]
     writer.write(_head(200, headers, keep_alive))
     for sent, event in enumerate(events):
+        if hold is not None and sent == hold[0]:
+            await writer.drain()
+            await hold[1]()
         if cut_after is not None and sent >= cut_after:
             break
         writer.write(b"%x\r\n%s\r\n" % (len(event), event))
