@@ -372,13 +372,29 @@ async def operate(
             (before.model_group if before is not None else None) or "",
             secrets.token_hex(8),
         )
-        followers = sum(int(n) for _, n in await client.pubsub_numsub(keys.channel))
+        followers = await _subscribers(client, url, keys)
     finally:
         await close_client(client, nodes)
     record = read_record(out)
     if isinstance(record, BadRecord):
         raise UnreadableRecordError(f"the record of {deployment!r} is unreadable: {record.problem}")
     return Operation(record, bool(written), not listed, followers)
+
+
+async def _subscribers(client: Client, url: str, keys: SharedKeys) -> int:
+    """Processes subscribed to the namespace's channel. On a cluster, counted on the
+    primary serving the namespace's slot, where every replica subscribes (see
+    ``RedisShare._session``): redis-py would ask one node of its choosing."""
+    if not isinstance(client, _load_redis().RedisCluster):
+        counts = await client.pubsub_numsub(keys.channel)
+    else:
+        node = client.get_node_from_key(keys.index)
+        listener = connect_node(url, node.host, node.port)
+        try:
+            counts = await listener.pubsub_numsub(keys.channel)
+        finally:
+            await close_client(listener)
+    return sum(int(n) for _, n in counts)
 
 
 @dataclass(slots=True)
