@@ -16,15 +16,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import litellm
 import pytest
 import redis.asyncio as aioredis
+import respx
 
-from litellm_circuit_breaker import BreakerState, CircuitBreaker
+from litellm_circuit_breaker import AllDeploymentsOpenError, BreakerState, CircuitBreaker
 from litellm_circuit_breaker import _shared as shared
 from litellm_circuit_breaker._cli import main
 from litellm_circuit_breaker._records import SharedKeys
 from litellm_circuit_breaker._shared import _TRANSITION_LUA, SharedRecord, fetch_records
 from litellm_circuit_breaker.testing import FakeClock
+from tests.llm_helpers import MESSAGES, deployment, ok, router
 from tests.redis_harness import RedisCluster, RedisServer
 from tests.test_shared import eventually, replica, replicas, trip
 
@@ -106,6 +109,41 @@ async def test_open_holds_a_deployment_open_on_every_replica_until_close(
             assert not cb.cache.is_held("dep-a")
             assert cb.cache.try_acquire("dep-a")
             assert cb.cache.get_state("dep-a").consecutive_failures == 0  # type: ignore[union-attr]
+
+
+async def ask(r: litellm.Router, group: str) -> str:
+    response = await r.acompletion(model=group, messages=MESSAGES)
+    return str(response.choices[0].message.content)
+
+
+@pytest.mark.asyncio
+async def test_a_router_sends_nothing_to_a_deployment_held_open_from_the_shell(
+    redis_url: str,
+    namespace: str,
+    litellm_callbacks: None,
+    mock: respx.MockRouter,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through a real Router: held from the shell, the deployment gets no call (its
+    sibling serves them all; alone, it is refused); closed, it serves again."""
+    held = mock.post("http://held.test/v1/chat/completions").mock(return_value=ok("held"))
+    mock.post("http://live.test/v1/chat/completions").mock(return_value=ok("live"))
+    cb = replica("proxy", redis_url, namespace, when_all_open="fail_fast")
+    litellm.callbacks.append(cb)
+    pair = router(deployment("chat", "held", "held.test"), deployment("chat", "live", "live.test"))
+    alone = router(deployment("solo", "held", "held.test"))
+    async with cb:
+        assert await ask(alone, "solo") == "held"  # it never failed: no record in Redis
+        assert await cli("open", "held", "--create", *where(redis_url, namespace)) == 0
+        await eventually(lambda: not cb.cache.is_healthy("held"), "the replica follows")
+        assert [await ask(pair, "chat") for _ in range(20)] == ["live"] * 20
+        with pytest.raises(AllDeploymentsOpenError):
+            await ask(alone, "solo")
+        assert held.call_count == 1  # only the call before the open
+        assert await cli("close", "held", *where(redis_url, namespace)) == 0
+        await eventually(lambda: cb.cache.is_healthy("held"), "the replica follows the close")
+        assert await ask(alone, "solo") == "held"
+        assert held.call_count == 2
 
 
 @pytest.mark.asyncio
