@@ -11,6 +11,12 @@ unusable.
 ``status --redis-url URL`` prints the breakers every replica shares through
 Redis. Exit status: 0 when none is open or half-open, 1 when one is, 2 when
 Redis does not answer.
+
+``open ID [--for SEC]`` and ``close ID`` are ``force_open``/``force_close`` for the
+whole fleet: written to Redis with the replicas' own transition script, followed by
+every replica sharing that namespace within milliseconds (their reconcile catches a
+lost message). Exit status: 0 when done or already so, 1 when a close lost to a
+change made meanwhile, 2 when the command line, the id or Redis is unusable.
 """
 
 from __future__ import annotations
@@ -21,18 +27,19 @@ import enum
 import json
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from . import __version__
-from ._config import DEFAULT_NAMESPACE, check_url
+from ._config import DEFAULT_NAMESPACE, MAX_WINDOW_SEC, check_namespace, check_url
 from ._config_file import (
     ConfigFile,
     ConfigFileError,
@@ -48,6 +55,9 @@ from ._redact import Redactor, public_url
 from ._state import BreakerState
 from ._status import format_status_json, format_status_table, read_status
 from ._table import columns
+
+if TYPE_CHECKING:
+    from ._shared import Operation
 
 __all__ = ["CheckRow", "Result", "main"]
 
@@ -377,21 +387,74 @@ def build_parser() -> argparse.ArgumentParser:
             "breaker open or half-open, 2 Redis unusable."
         ),
     )
-    status_parser.add_argument(
+    _redis_options(status_parser)
+    status_parser.add_argument("--json", action="store_true", help="print a JSON list")
+    status_parser.set_defaults(run=_run_status)
+    open_parser = commands.add_parser(
+        "open",
+        help="open a deployment's breaker on every replica sharing the Redis namespace",
+        description=(
+            "Open one deployment's shared breaker on every replica: held open until "
+            "'close', or for --for SEC (an ordinary opening of that window: as with "
+            "force_open(seconds=), a passing probe may half-open it sooner). Exit status: "
+            "0 done or already open as long, 2 unusable command line, unknown id or Redis."
+        ),
+    )
+    _id_options(open_parser)
+    open_parser.add_argument(
+        "--for",
+        dest="seconds",
+        metavar="SEC",
+        help=f"open for SEC seconds, at most {MAX_WINDOW_SEC:.0f} (a year), not until 'close'",
+    )
+    open_parser.add_argument(
+        "--reason",
+        default=DEFAULT_OPEN_REASON,
+        help=f"shown by 'status' as its last error (default: {DEFAULT_OPEN_REASON!r})",
+    )
+    open_parser.set_defaults(run=_run_operation, state=BreakerState.OPEN)
+    close_parser = commands.add_parser(
+        "close",
+        help="close a deployment's breaker on every replica, ending any hold",
+        description=(
+            "Close one deployment's shared breaker on every replica, ending a hold or an "
+            "opening. Exit status: 0 done or already closed, 1 a replica changed it "
+            "meanwhile (see 'status', then close again), 2 unusable command line, unknown "
+            "id or Redis."
+        ),
+    )
+    _id_options(close_parser)
+    close_parser.set_defaults(run=_run_operation, state=BreakerState.CLOSED, seconds=None)
+    return parser
+
+
+def _redis_options(parser: argparse.ArgumentParser) -> None:
+    """Where the fleet's breakers are: the same for every subcommand that reads Redis."""
+    parser.add_argument(
         "--redis-url",
         default=os.environ.get("CIRCUIT_BREAKER_REDIS_URL"),
         metavar="URL",
         help="the replicas' Redis (default: $CIRCUIT_BREAKER_REDIS_URL)",
     )
-    status_parser.add_argument(
+    parser.add_argument(
         "--namespace",
         default=os.environ.get("CIRCUIT_BREAKER_REDIS_NAMESPACE") or DEFAULT_NAMESPACE,
         help=f"their key namespace (default: $CIRCUIT_BREAKER_REDIS_NAMESPACE or "
         f"{DEFAULT_NAMESPACE})",
     )
-    status_parser.add_argument("--json", action="store_true", help="print a JSON list")
-    status_parser.set_defaults(run=_run_status)
-    return parser
+
+
+def _id_options(parser: argparse.ArgumentParser) -> None:
+    """The deployment and how to find it: ``open`` and ``close`` alike."""
+    parser.add_argument("id", metavar="ID", help="the deployment id, as 'status' shows it")
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="write a record even if the namespace has none for ID (a deployment that "
+        "never failed has none); without it an unknown ID is refused",
+    )
+    _redis_options(parser)
+    parser.add_argument("--json", action="store_true", help="print a JSON object")
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:
@@ -418,6 +481,176 @@ def _run_status(args: argparse.Namespace) -> int:
     else:
         print(format_status_table(records, url, args.namespace, bad))
     return EXIT_DOWN if any(r.state is not BreakerState.CLOSED for r in records) else EXIT_OK
+
+
+DEFAULT_OPEN_REASON = "forced open"
+"""The reason ``open`` records unless given one: ``force_open``'s own default."""
+MAX_REASON_CHARS = 200
+KNOWN_SHOWN = 10
+"""How many known ids an unknown-id error lists before "and N more"."""
+EXIT_RACED = 1
+
+
+def _window_of(text: str | None) -> float | None:
+    """``--for``: None (hold until ``close``), or seconds above zero, at most a year."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_WINDOW_SEC:  # NaN and infinity fail this too
+        raise ConfigurationError(
+            "--for", text, f"a number of seconds > 0 and <= {MAX_WINDOW_SEC:.0f} (a year)"
+        )
+    return value
+
+
+def _reason_of(text: str) -> str:
+    if not text.strip() or len(text) > MAX_REASON_CHARS or not text.isprintable():
+        raise ConfigurationError(
+            "--reason", text[:MAX_REASON_CHARS], f"one line of 1 to {MAX_REASON_CHARS} characters"
+        )
+    return text
+
+
+def _operator() -> str:
+    """Who made the change, as ``status`` shows it (CHANGED BY)."""
+    return f"cli@{socket.gethostname() or 'localhost'}"
+
+
+def _unknown(deployment: str, known: Sequence[str], shown_url: str, namespace: str) -> str:
+    listed = ", ".join(known[:KNOWN_SHOWN]) if known else "none"
+    if len(known) > KNOWN_SHOWN:
+        listed += f" and {len(known) - KNOWN_SHOWN} more"
+    return (
+        f"no shared breaker {deployment!r} in namespace {namespace} at {shown_url} "
+        f"(known: {listed}; '{PROG} status' lists them). A deployment that never failed "
+        f"has no record yet: give --create to write one anyway"
+    )
+
+
+def _followers(n: int, namespace: str, shown_url: str) -> str:
+    if n == 0:
+        return (
+            f"no process follows namespace {namespace} at {shown_url} now "
+            "(replicas read it from Redis when they start)"
+        )
+    processes = "1 process" if n == 1 else f"{n} processes"
+    return f"{processes} following namespace {namespace} at {shown_url}"
+
+
+def _said(op: Operation, args: argparse.Namespace) -> str:
+    """What was done, in words: the first half of the one line ``open``/``close`` print."""
+    record, name = op.record, args.id
+    if args.state is BreakerState.CLOSED:
+        if op.written:
+            return f"closed {name}"
+        if record.state is BreakerState.CLOSED:
+            return f"{name} was already closed; nothing changed"
+        return (
+            f"{name} NOT closed: {record.replica} changed it meanwhile (now {record.state.value}); "
+            f"see '{PROG} status', then close it again"
+        )
+    return _said_open(op, args)
+
+
+def _said_open(op: Operation, args: argparse.Namespace) -> str:
+    record, name = op.record, args.id
+    held = math.isinf(record.retry_in)
+    created = " (new record)" if op.created else ""
+    if op.written and held:
+        return f"opened {name}{created}: held open until '{PROG} close {name}'"
+    if op.written:
+        return f"opened {name}{created} for {args.window:.10g}s"
+    if held:
+        return f"{name} was already held open until close; nothing changed"
+    return f"{name} was already open for {record.retry_in:.0f}s more; nothing changed"
+
+
+def _operation_json(op: Operation, args: argparse.Namespace) -> str:
+    record = op.record
+    held = math.isinf(record.retry_in)
+    return json.dumps(
+        {
+            "action": "open" if args.state is BreakerState.OPEN else "close",
+            "deployment": record.deployment,
+            "changed": op.written,
+            "created": op.created,
+            "state": record.state.value,
+            "held": held,
+            "retry_in": None if held else round(record.retry_in, 3),
+            "model_group": record.model_group,
+            "changed_by": record.replica,
+            "followers": op.followers,
+            "namespace": args.namespace,
+        },
+        indent=2,
+    )
+
+
+def _checked(args: argparse.Namespace) -> tuple[str, str]:
+    """The Redis URL and the reason, every flag checked (``args.window`` set); a
+    ConfigurationError names the flag and its value (never the Redis password)."""
+    url = check_url(args.redis_url)
+    try:
+        check_namespace(args.namespace)
+    except ConfigurationError:
+        raise ConfigurationError("--namespace", args.namespace, "a name, no spaces") from None
+    if not args.id.strip():
+        raise ConfigurationError("ID", args.id, "a deployment id, as 'status' shows it")
+    args.window = _window_of(args.seconds)
+    return url, _reason_of(args.reason) if args.state is BreakerState.OPEN else ""
+
+
+def _run_operation(args: argparse.Namespace) -> int:
+    """``open`` and ``close``: one write to Redis, which every following replica adopts."""
+    if not args.redis_url:
+        return _fail(args, "give --redis-url or set CIRCUIT_BREAKER_REDIS_URL")
+    try:
+        url, reason = _checked(args)
+    except ConfigurationError as exc:
+        return _fail(args, str(exc))
+    shown = public_url(url)
+    # redis-py, loaded only when asked for
+    from ._shared import UnknownDeploymentError, UnreadableRecordError, operate  # noqa: PLC0415
+
+    try:
+        op = asyncio.run(
+            operate(
+                url,
+                args.namespace,
+                args.id,
+                args.state,
+                replica=_operator(),
+                window_sec=args.window,
+                reason=reason,
+                create=args.create,
+            )
+        )
+    except UnknownDeploymentError as exc:
+        return _fail(args, _unknown(exc.deployment, exc.known, shown, args.namespace))
+    except UnreadableRecordError as exc:  # say so, as status would
+        return _fail(args, str(exc))
+    except Exception as exc:  # noqa: BLE001 - any other failure is "Redis unusable"
+        return _fail(args, _redis_failed(exc, shown))
+    if args.json:
+        print(_operation_json(op, args))
+    else:
+        print(f"{_said(op, args)}; {_followers(op.followers, args.namespace, shown)}")
+    raced = args.state is BreakerState.CLOSED and op.record.state is not BreakerState.CLOSED
+    return EXIT_RACED if raced else EXIT_OK
+
+
+def _redis_failed(exc: BaseException, shown_url: str) -> str:
+    """Why Redis could not be used, without its password (the message is Redis's own)."""
+    from redis.exceptions import ResponseError  # noqa: PLC0415 - loaded by operate already
+
+    if isinstance(exc, ResponseError):  # it answered, but refused (full, an ACL)
+        lines = str(exc).strip().splitlines()
+        said = f": {lines[0][:ERROR_CHARS]}" if lines else ""
+        return f"Redis at {shown_url} refused the command ({type(exc).__name__}{said})"
+    return f"Redis at {shown_url} did not answer: {type(exc).__name__}"
 
 
 def _run_check(args: argparse.Namespace) -> int:

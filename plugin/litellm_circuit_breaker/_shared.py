@@ -13,6 +13,9 @@ adapter is a cache listener plus one background task per process:
 * probes are claimed per endpoint with a lease, so one replica probes each
   endpoint and the others learn its verdict through the transitions.
 
+An operator's ``open``/``close`` from the shell (:func:`operate`) goes through the
+same transition script and channel, so replicas follow it as they follow each other.
+
 Redis down: the task logs one warning, retries with back-off, and when Redis
 answers again pushes what changed here and adopts what changed elsewhere.
 
@@ -61,16 +64,21 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DEFAULT_RECONCILE_SEC",
     "DEFAULT_STATE_TTL_SEC",
+    "OPERATOR_HOLD_TTL_SEC",
     "BadRecord",
+    "Operation",
     "RedisShare",
     "ShareCounters",
     "SharedKeys",
     "SharedRecord",
     "Snapshot",
+    "UnknownDeploymentError",
+    "UnreadableRecordError",
     "check_namespace",
     "check_url",
     "fetch_records",
     "fetch_snapshot",
+    "operate",
     "parse_record",
 ]
 
@@ -260,6 +268,133 @@ async def fetch_records(
 ) -> list[SharedRecord]:
     """Every live shared record, sorted by group and id; unreadable ones are left out."""
     return (await fetch_snapshot(url, namespace, connect_timeout=connect_timeout)).records
+
+
+OPERATOR_HOLD_TTL_SEC = MAX_WINDOW_SEC
+"""How long a hold written by :func:`operate` lives in Redis: a year, standing for "until
+closed". A replica's own hold may expire after ``redis_state_ttl_sec`` because that
+replica writes it again; no process writes an operator's hold again, and one that
+expired would be missed by every replica started afterwards."""
+
+
+class UnreadableRecordError(Exception):
+    """The deployment's record is one this version cannot read; the message says why."""
+
+
+class UnknownDeploymentError(LookupError):
+    """The namespace holds no record for this id (:func:`operate` without ``create``)."""
+
+    def __init__(self, deployment: str, known: list[str]) -> None:
+        super().__init__(deployment)
+        self.deployment = deployment
+        self.known = known
+        """The ids the namespace does hold, sorted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What an operator's open or close did to one shared record."""
+
+    record: SharedRecord
+    """The record Redis holds now."""
+    written: bool
+    """False when the script kept what Redis had: the same state already, a longer
+    opening or a hold in force, or (for a close) a change newer than the one read."""
+    created: bool
+    """No record existed for the id before."""
+    followers: int
+    """Processes subscribed to the namespace's channel when it was written: each
+    sharing replica process (every proxy worker) is one, and each follows at once."""
+
+
+async def operate(
+    url: str,
+    namespace: str,
+    deployment: str,
+    state: BreakerState,
+    *,
+    replica: str,
+    window_sec: float | None = None,
+    reason: str = "",
+    create: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT_SEC,
+) -> Operation:
+    """Open (``window_sec=None``: hold until closed) or close one deployment's shared
+    breaker, for every replica following the namespace.
+
+    The same transition script as a replica's own change, so the same rules hold: an
+    opening never shortens a longer one or a hold; a close ends the opening read just
+    before (a newer one, made meanwhile, wins). Replicas adopt the record as they adopt
+    each other's: a hold as ``force_open()``, a timed opening as an opening of that
+    window, a close as ``force_close()``. Raises :class:`UnknownDeploymentError` when
+    the namespace holds no record for ``deployment`` and ``create`` is false,
+    :class:`UnreadableRecordError` when its record cannot be read, and the Redis
+    client's error when Redis fails.
+    """
+    if state not in (BreakerState.OPEN, BreakerState.CLOSED):
+        raise ValueError(f"an operator opens or closes, not {state.value!r}")
+    keys = SharedKeys(namespace)
+    client = await open_client(url, connect_timeout=connect_timeout)
+    nodes = cluster_nodes(client)
+    try:
+        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
+        before: SharedRecord | None = None
+        listed = False
+        known: set[str] = set()
+        for item in map(read_record, raw):
+            known.add(item.deployment)
+            if item.deployment == deployment:
+                listed = True
+                before = item if isinstance(item, SharedRecord) else None
+        if not listed and not create:
+            raise UnknownDeploymentError(deployment, sorted(known - {"?"}))
+        if state is BreakerState.CLOSED:
+            window, ttl = 0, DEFAULT_STATE_TTL_SEC
+        elif window_sec is None:
+            window, ttl = -1, OPERATOR_HOLD_TTL_SEC
+        else:
+            window, ttl = int(min(window_sec, MAX_WINDOW_SEC) * 1000), DEFAULT_STATE_TTL_SEC
+        opening = state is BreakerState.OPEN
+        written, out = await client.eval(
+            _TRANSITION_LUA,
+            2,
+            keys.record(deployment),
+            keys.index,
+            deployment,
+            state.value,
+            window,
+            before.consecutive_failures if before is not None and opening else 0,
+            reason if opening else "",
+            replica,
+            before.version if before is not None else 0,  # a close ends what was read
+            int(ttl * 1000),
+            keys.channel,
+            (before.model_group if before is not None else None) or "",
+            secrets.token_hex(8),
+        )
+        followers = await _subscribers(client, url, keys)
+    finally:
+        await close_client(client, nodes)
+    record = read_record(out)
+    if isinstance(record, BadRecord):
+        raise UnreadableRecordError(f"the record of {deployment!r} is unreadable: {record.problem}")
+    return Operation(record, bool(written), not listed, followers)
+
+
+async def _subscribers(client: Client, url: str, keys: SharedKeys) -> int:
+    """Processes subscribed to the namespace's channel. On a cluster, counted on the
+    primary serving the namespace's slot, where every replica subscribes (see
+    ``RedisShare._session``): redis-py would ask one node of its choosing."""
+    if not isinstance(client, _load_redis().RedisCluster):
+        counts = await client.pubsub_numsub(keys.channel)
+    else:
+        node = client.get_node_from_key(keys.index)
+        listener = connect_node(url, node.host, node.port)
+        try:
+            counts = await listener.pubsub_numsub(keys.channel)
+        finally:
+            await close_client(listener)
+    return sum(int(n) for _, n in counts)
 
 
 @dataclass(slots=True)
