@@ -4,8 +4,9 @@ Direct SDK calls through the real ``litellm.acompletion`` (respx in place of the
 providers, which echo the secrets back in their errors) open breakers shared
 through a real ``redis-server``; then every output is searched for every secret:
 the plugin's log lines, the error a refused call raises, ``status()``, the
-``status`` CLI (table and JSON), the Prometheus exposition, and every Redis key
-and record.
+``status`` CLI (table and JSON), what the proxy's ``GET /circuit-breaker/status``
+answers (local rows and the shared records), the Prometheus exposition, and
+every Redis key and record.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from litellm_circuit_breaker._cli import main
+from litellm_circuit_breaker._http import status_document
 from litellm_circuit_breaker.metrics import BreakerMetrics
 from litellm_circuit_breaker.testing import FakeClock
 from tests.llm_helpers import MESSAGES
@@ -108,13 +110,13 @@ async def _redis_dump(url: str, namespace: str) -> str:
 
 async def _outputs_of_a_fleet_with_secrets(
     cb: CircuitBreaker, mock: respx.MockRouter, redis_url: str, namespace: str
-) -> tuple[CircuitOpenError, str]:
+) -> tuple[CircuitOpenError, str, dict[str, Any]]:
     async with cb:
         refused = await _open_every_endpoint(cb, mock)
         opened = len(SECRET_CORPUS) + 1
         assert sum(r.state is BreakerState.OPEN for r in cb.status()) == opened
         await eventually(lambda: cb.shared is not None and cb.shared.pushed >= opened, "shared")
-        return refused, await _redis_dump(redis_url, namespace)
+        return refused, await _redis_dump(redis_url, namespace), await status_document(cb)
 
 
 @pytest.mark.usefixtures("litellm_callbacks")
@@ -135,7 +137,7 @@ def test_no_secret_of_the_corpus_reaches_any_output(
     litellm.callbacks.append(cb)
     registry = CollectorRegistry()
     metrics = BreakerMetrics(cb, registry=registry)
-    refused, redis_dump = asyncio.run(
+    refused, redis_dump, route = asyncio.run(
         _outputs_of_a_fleet_with_secrets(cb, mock, redis_url, namespace)
     )
     opened = len(SECRET_CORPUS) + 1
@@ -150,6 +152,7 @@ def test_no_secret_of_the_corpus_reaches_any_output(
         "the refusal": f"{refused} {refused!r} {refused.deployment}",
         "status()": repr(cb.status()),
         "the status CLI": cli,
+        "the status route": json.dumps(route),
         "metrics": generate_latest(registry).decode(),
         "Redis": redis_dump,
     }
@@ -160,6 +163,7 @@ def test_no_secret_of_the_corpus_reaches_any_output(
     assert "opened" in outputs["log lines"]  # the transitions were logged, and shared:
     assert outputs["Redis"].count(":breaker:openai/m@") == opened
     assert f"{opened} shared breakers" in cli
+    assert len(route["deployments"]) == len(route["shared"]["records"]) == opened
     # Breaker ids (in Redis keys, records, the CLI and the refusal) name no endpoint.
     for breaker_id in [row.deployment for row in cb.status()] + [refused.deployment]:
         assert ".test" not in breaker_id

@@ -4,7 +4,8 @@
 imports :mod:`litellm_circuit_breaker.proxy`, whose ``breaker`` comes from
 :func:`proxy_breaker` here. This module is imported the normal way, so however
 often the proxy re-executes ``proxy.py`` there is one breaker and one probe
-loop per process (one per worker with ``--num_workers``).
+loop per process (one per worker with ``--num_workers``), and one
+``GET /circuit-breaker/status`` route on the proxy's app (:mod:`._http`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import _routers
+from . import _http, _routers
 from ._config import ENV_VARS, REUSE_LITELLM_REDIS, BreakerConfig, litellm_redis_url
 from ._errors import AllDeploymentsOpenError
 from ._plugin import CircuitBreaker
@@ -86,6 +87,20 @@ class ProxyCircuitBreaker(CircuitBreaker):
         self.settings = settings
         self.metrics: BreakerMetrics | None = None
         """The Prometheus collector on the default registry, once exported."""
+
+    def serve_status(self) -> bool:
+        """Serve ``GET /circuit-breaker/status`` on the proxy's app; True once it is served.
+
+        Never stops the proxy: a LiteLLM whose app or auth we do not know gets
+        one WARNING and a ``litellm_surface_unknown`` count, and no route.
+        """
+        try:
+            return _http.add_status_route(self)
+        except _routers.SurfaceUnknownError as exc:
+            self._surface_unknown(exc)
+        except Exception as exc:  # noqa: BLE001 - nothing here may stop the proxy
+            self._internal_error("status route", exc)
+        return False
 
     def refresh_from_router(self) -> bool:
         """Make the probed set the proxy router's deployments now; False if it has none yet."""
@@ -246,7 +261,8 @@ def proxy_breaker() -> ProxyCircuitBreaker:
     """The process's one proxy breaker, created from the environment on first use.
 
     Called at import time inside the proxy, where a loop is already running:
-    the probe task is started there, at once.
+    the probe task is started there, at once, and the status route is added to
+    the proxy's app (already built by then).
     """
     global _breaker  # noqa: PLW0603 - the one per-process instance the proxy asks for
     with _lock:
@@ -257,6 +273,7 @@ def proxy_breaker() -> ProxyCircuitBreaker:
             if _breaker.settings.probe_interval is None and _breaker.settings.redis_url is None:
                 _breaker.announce()  # no background task will read the router: say so now
         breaker = _breaker
+    breaker.serve_status()
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -7,7 +7,8 @@
 
 Settings come from ``CIRCUIT_BREAKER_*`` environment variables (see the
 README); a bad value stops the proxy at startup with a message naming the
-variable and the value.
+variable and the value. ``GET /circuit-breaker/status`` (admins only) shows
+the answering worker's breakers and, with Redis, the fleet's records.
 """
 
 # Absolute on purpose: LiteLLM may load this file by path, outside its package.
