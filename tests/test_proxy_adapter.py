@@ -60,6 +60,7 @@ def test_every_variable_is_read() -> None:
             "CIRCUIT_BREAKER_REDIS_RECONCILE_SEC": "2.5",
             "CIRCUIT_BREAKER_MAX_SDK_BREAKERS": "250",
             "CIRCUIT_BREAKER_FIRST_TOKEN_TIMEOUT_SEC": "8",
+            "CIRCUIT_BREAKER_SLOW_CALLS": "false",
         }
     )
     assert settings == ProxySettings(
@@ -81,8 +82,9 @@ def test_every_variable_is_read() -> None:
         redis_reconcile_sec=2.5,
         max_sdk_breakers=250,
         first_token_timeout=8.0,
+        slow_call_detection=False,
     )
-    assert len(ENV_VARS) == 18
+    assert len(ENV_VARS) == 19
     assert "pw" not in repr(settings)
 
 

@@ -348,19 +348,28 @@ class ProviderHealthCache:
         return True
 
     def mark_unhealthy(
-        self, provider_id: str, reason: str | None = None, *, retry_after: float | None = None
+        self,
+        provider_id: str,
+        reason: str | None = None,
+        *,
+        retry_after: float | None = None,
+        open_now: bool = False,
     ) -> None:
         """A call or probe failed with ``reason``.
 
         Reaching ``failure_threshold`` consecutive failures opens the breaker for
         the backoff window (at least ``retry_after`` seconds when the provider
         sent one); a failure while open or half-open re-arms the window.
+        ``open_now``: evidence that stands for the threshold on its own (a
+        slow-call rate over a window of calls) opens a closed breaker at once.
         """
         now = self._clock()
         with self._lock:
             b = self._breakers.setdefault(provider_id, _Breaker())
             events = self._observe(provider_id, b, now)
             b.consecutive_failures += 1
+            if open_now:
+                b.consecutive_failures = max(b.consecutive_failures, self._threshold)
             b.last_error = reason
             b.last_check = now
             if not b.forced and (not b.healthy or b.consecutive_failures >= self._threshold):

@@ -173,6 +173,8 @@ class BreakerConfig:
     trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC
     first_token_timeout: float | Literal["auto"] | None = DEFAULT_FIRST_TOKEN_TIMEOUT
     """Seconds a stream may wait for its first chunk; ``"auto"`` learns it per deployment."""
+    slow_call_detection: bool = True
+    """Open a breaker whose deployment became far slower than its own usual time."""
     redis_url: str | None = field(default=None, repr=False)
     """May carry a password: kept out of repr."""
     redis_namespace: str = DEFAULT_NAMESPACE
@@ -212,6 +214,10 @@ class BreakerConfig:
         check_number("trial_lease_sec", self.trial_lease_sec, minimum=0.0, inclusive=False)
         if not isinstance(self.learn_from_traffic, bool):
             raise ConfigurationError("learn_from_traffic", self.learn_from_traffic, "True or False")
+        if not isinstance(self.slow_call_detection, bool):
+            raise ConfigurationError(
+                "slow_call_detection", self.slow_call_detection, "True or False"
+            )
         if self.stall_after_sec is not None:
             check_number("stall_after_sec", self.stall_after_sec, minimum=0.0, inclusive=False)
         if self.trial_probe_interval is not None:
@@ -378,6 +384,7 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
         _auto_number_or_off,
         "auto, seconds from 0 to 3600, or off",
     ),
+    "CIRCUIT_BREAKER_SLOW_CALLS": ("slow_call_detection", _flag, "true or false"),
     "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
     "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
     "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),

@@ -27,6 +27,7 @@ CounterName = Literal[
     "trial_probes_passed",
     "first_token_deadlines",
     "first_token_timeouts",
+    "slow_openings",
     "litellm_surface_unknown",
 ]
 """The name of one counter, as bumped and as read."""
@@ -60,6 +61,8 @@ class DecisionCounters(Mapping[str, int]):
     """Streamed attempts sent with a first-token deadline as their timeout."""
     first_token_timeouts: int = 0
     """Streamed attempts that had no first chunk by their deadline (each counted as a failure)."""
+    slow_openings: int = 0
+    """Breakers opened because most of a deployment's recent calls were far slower than usual."""
     litellm_surface_unknown: int = 0
     """Times a LiteLLM Router member the breaker needs was missing (logged once)."""
 

@@ -92,6 +92,7 @@ from ._registry import DeploymentRegistry
 from ._routers import is_router as _is_router
 from ._sdk import SdkBreakers
 from ._shared import CONNECT_TIMEOUT_SEC, RedisShare
+from ._slow import CallKind, SlowCalls
 from ._stalls import StallWatch
 from ._state import BreakerState
 from ._streams import FirstTokenDeadlines, FirstTokenSetting
@@ -228,6 +229,7 @@ class CircuitBreaker(CustomLogger):
         trial_probe_interval: float | None = DEFAULT_TRIAL_PROBE_INTERVAL_SEC,
         max_sdk_breakers: int = DEFAULT_MAX_SDK_BREAKERS,
         first_token_timeout: FirstTokenSetting = DEFAULT_FIRST_TOKEN_TIMEOUT,
+        slow_call_detection: bool = True,
         routers: Sequence[Any] | None = None,
         deployment_source: DeploymentSource | None = None,
     ) -> None:
@@ -253,6 +255,7 @@ class CircuitBreaker(CustomLogger):
             redis_reconcile_sec=redis_reconcile_sec,
             max_sdk_breakers=max_sdk_breakers,
             first_token_timeout=first_token_timeout,
+            slow_call_detection=slow_call_detection,
         )
         _check_objects(failure_policy=failure_policy, model_list=model_list)
         if deployment_source is not None and not callable(deployment_source):
@@ -346,6 +349,7 @@ class CircuitBreaker(CustomLogger):
             if config.first_token_timeout is None
             else FirstTokenDeadlines(config.first_token_timeout)
         )
+        self._slow = SlowCalls() if config.slow_call_detection else None
         self._moves_on: dict[str, bool] = {}
         """Deployment id -> whether its Router has somewhere else to send a cut stream
         (a sibling or a fallback group); cleared before every probe round."""
@@ -444,6 +448,8 @@ class CircuitBreaker(CustomLogger):
         forgot = self.cache.forget(deployment_id)
         if self._first_token is not None:
             self._first_token.forget(deployment_id)
+        if self._slow is not None:
+            self._slow.forget(deployment_id)
         self._sdk.forget(deployment_id)
         self._engage_filter()  # forgetting sends no state change
         return known or forgot
@@ -1063,8 +1069,30 @@ class CircuitBreaker(CustomLogger):
         close a breaker that opened since.
         """
         if type(kwargs) is dict and not kwargs.get(STREAM):
+            if self._slow is not None:  # its time is evidence all the same
+                self._guard("slow", self._timed_call, kwargs, start_time, end_time, default=None)
             return
         self._guard("success", self._logged_success, kwargs, default=None)
+
+    def _timed_call(self, kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> None:
+        """A call that was not streamed took ``end_time - start_time``: is it slow?"""
+        try:
+            seconds = (end_time - start_time).total_seconds()
+        except (TypeError, AttributeError):
+            return  # not datetimes: nothing measured
+        attempt = attempt_of(kwargs)
+        if attempt.via_router and not attempt.is_health_check and attempt.breaker_id:
+            self._judge_speed(attempt.breaker_id, "call", seconds)
+
+    def _judge_speed(self, deployment_id: str, kind: CallKind, seconds: float) -> None:
+        """Open a closed breaker whose deployment is now mostly far slower than usual."""
+        slow = self._slow
+        if slow is None:
+            return
+        reason = slow.observe(deployment_id, kind, seconds)
+        if reason is not None and self.cache.breaker_state(deployment_id) is BreakerState.CLOSED:
+            self._bump("slow_openings")
+            self.cache.mark_unhealthy(deployment_id, reason, open_now=True)
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -1109,17 +1137,14 @@ class CircuitBreaker(CustomLogger):
     def _on_success(self, kwargs: Mapping[str, Any], *, inline: bool) -> None:
         attempt = attempt_of(kwargs)
         self._ended(attempt, answered=True, inline=inline)
-        deadlines = self._first_token
-        if deadlines is not None and attempt.breaker_id is not None and kwargs.get(STREAM):
-            deadlines.ended(attempt.call_id, attempt.breaker_id)
-            if attempt.via_router and not attempt.is_health_check:
-                seconds = first_token_after(kwargs)
-                if seconds is not None:
-                    deadlines.observe(attempt.breaker_id, seconds)
-        if self._should_count(attempt, inline=inline, success=True) and self._tracked(attempt):
+        counts = self._should_count(attempt, inline=inline, success=True)
+        if counts and self._tracked(attempt):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._ledger.end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
+        if attempt.breaker_id is not None and kwargs.get(STREAM):
+            # After the success counted: a stream far slower than usual may open it.
+            self._stream_answered(attempt, attempt.breaker_id, kwargs, counts=counts)
 
     def _on_failure(self, kwargs: Mapping[str, Any], exception: object, *, inline: bool) -> None:
         if not isinstance(exception, BaseException):
@@ -1154,6 +1179,22 @@ class CircuitBreaker(CustomLogger):
         ):
             # The trial ended without a verdict (a caller's 400): hand the permit back.
             self.cache.release(attempt.breaker_id)
+
+    def _stream_answered(
+        self, attempt: Attempt, deployment_id: str, kwargs: Mapping[str, Any], *, counts: bool
+    ) -> None:
+        """A stream ended well: its time to first token feeds its deadline and its speed
+        (once per attempt: ``counts``, its first report)."""
+        deadlines = self._first_token
+        if deadlines is not None:
+            deadlines.ended(attempt.call_id, deployment_id)
+        if not counts or not attempt.via_router or attempt.is_health_check:
+            return
+        seconds = first_token_after(kwargs)
+        if seconds is not None:
+            if deadlines is not None:
+                deadlines.observe(deployment_id, seconds)
+            self._judge_speed(deployment_id, "stream", seconds)
 
     def _learn_secrets(self, kwargs: Mapping[str, Any]) -> None:
         """Remember the key and api_base password a call brought, so no output shows them."""

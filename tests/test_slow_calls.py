@@ -1,0 +1,193 @@
+"""Slowness as evidence: a deployment far slower than its own usual time opens its breaker.
+
+The rule itself is pure (``SlowCalls``, fed seconds by hand). Through the real
+Router, LiteLLM measures the calls on real time, so those tests lower the
+rule's floor (2 s) to a few tens of milliseconds to keep slow calls short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import litellm
+import pytest
+from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+from litellm_circuit_breaker import (
+    BreakerConfig,
+    BreakerState,
+    CircuitBreaker,
+    ConfigurationError,
+    _slow,
+)
+from litellm_circuit_breaker._slow import BASELINE_MIN, MIN_CALLS, SlowCalls
+from litellm_circuit_breaker.testing import FakeProvider
+from tests.llm_helpers import MESSAGES, add_to_router
+
+WAIT_SEC = 30.0
+
+
+def feed(rule: SlowCalls, seconds: float, n: int, kind: _slow.CallKind = "call") -> list[str]:
+    """``n`` calls of ``seconds`` each: the reasons to open, if any came."""
+    return [r for _ in range(n) if (r := rule.observe("a", kind, seconds)) is not None]
+
+
+def test_nothing_is_slow_before_the_deployment_has_a_usual_time() -> None:
+    rule = SlowCalls()
+    assert feed(rule, 30.0, BASELINE_MIN - 1) == []
+    assert rule.usual("a", "call") is None
+
+
+def test_slow_from_the_first_call_on_is_its_own_usual_and_never_opens() -> None:
+    rule = SlowCalls()
+    for i in range(200):
+        assert rule.observe("a", "stream", 1.5 + (i % 5) * 0.1) is None
+    assert rule.usual("a", "stream") == pytest.approx(1.7)
+
+
+def test_a_deployment_that_becomes_far_slower_opens_after_the_window_fills() -> None:
+    rule = SlowCalls()
+    assert feed(rule, 0.1, BASELINE_MIN) == []
+    assert feed(rule, 3.0, MIN_CALLS - 1) == []  # not yet: too few calls in the window
+    reasons = feed(rule, 3.0, 1)
+    assert reasons == ["10 of its last 10 calls slower than 2.0s (4x its usual 0.10s)"]
+    # a fresh window afterwards: it takes as many calls again
+    assert feed(rule, 3.0, MIN_CALLS - 1) == []
+
+
+def test_half_the_window_slow_opens_fewer_does_not() -> None:
+    rule = SlowCalls()
+    feed(rule, 1.0, BASELINE_MIN)
+    pattern = [10.0, 1.0, 1.0] * 10  # a third slow
+    assert [r for s in pattern if (r := rule.observe("a", "call", s))] == []
+    pattern = [10.0, 1.0] * 10  # half slow
+    assert len([r for s in pattern if (r := rule.observe("a", "call", s))]) >= 1
+
+
+def test_the_floor_keeps_fast_deployments_from_opening_on_small_slowdowns() -> None:
+    rule = SlowCalls()
+    feed(rule, 0.04, BASELINE_MIN)
+    assert feed(rule, 0.5, 50) == []  # 12x slower, still under 2 s
+
+
+def test_streams_and_calls_have_their_own_usual_times() -> None:
+    rule = SlowCalls()
+    feed(rule, 0.2, BASELINE_MIN, kind="stream")
+    feed(rule, 8.0, BASELINE_MIN, kind="call")  # whole answers take long: normal
+    assert feed(rule, 8.0, 30, kind="call") == []
+    assert len(feed(rule, 8.0, MIN_CALLS, kind="stream")) == 1
+    rule.forget("a")
+    assert rule.usual("a", "stream") is None
+
+
+def test_slow_call_detection_is_a_checked_setting() -> None:
+    with pytest.raises(ConfigurationError, match="slow_call_detection"):
+        BreakerConfig(slow_call_detection="yes")  # type: ignore[arg-type]
+    assert (
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_SLOW_CALLS": "false"}).slow_call_detection is False
+    )
+    with pytest.raises(ConfigurationError, match="CIRCUIT_BREAKER_SLOW_CALLS"):
+        BreakerConfig.from_env({"CIRCUIT_BREAKER_SLOW_CALLS": "sometimes"})
+
+
+# -- through the Router ---------------------------------------------------------------
+
+
+def entry(dep_id: str, provider: FakeProvider) -> dict[str, Any]:
+    return {
+        "model_name": "chat",
+        "litellm_params": {
+            "model": "openai/fake-model",
+            "api_base": provider.base_url,
+            "api_key": "sk-slow-test-key-0042",
+        },
+        "model_info": {"id": dep_id},
+    }
+
+
+async def eventually(predicate: Callable[[], bool], what: str) -> None:
+    """Poll until ``predicate`` holds: a bound on waiting, never a measure of time."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > WAIT_SEC:
+            pytest.fail(f"not within {WAIT_SEC}s: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def ask(router: litellm.Router, *, stream: bool) -> str:
+    if not stream:
+        response = await router.acompletion(model="chat", messages=MESSAGES)
+        return str(response.choices[0].message.content)
+    chunks = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
+    return "".join([c.choices[0].delta.content or "" async for c in chunks])
+
+
+@pytest.fixture
+def short_floor(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Slow calls that are short in real time: the rule's floor at 50 ms."""
+    monkeypatch.setattr(_slow, "FLOOR_SEC", 0.05)
+    return 0.05
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stream", [False, True], ids=["calls", "streams"])
+async def test_a_deployment_that_slows_down_is_opened_and_its_sibling_serves(
+    litellm_callbacks: None, short_floor: float, stream: bool
+) -> None:
+    async with FakeProvider(reply="a") as slowing, FakeProvider(reply="b") as sibling:
+        breaker = CircuitBreaker(probe_interval=None)
+        litellm.callbacks.append(breaker)
+        router = litellm.Router(
+            model_list=[entry("a", slowing)], disable_cooldowns=True, num_retries=0
+        )
+        for _ in range(BASELINE_MIN):
+            assert await ask(router, stream=stream) == "a"
+        kind: _slow.CallKind = "stream" if stream else "call"
+        slow_rule = breaker._slow
+        assert slow_rule is not None
+        await GLOBAL_LOGGING_WORKER.flush()
+        await eventually(lambda: slow_rule.usual("a", kind) is not None, "a usual time")
+        delay = 20 * max(slow_rule.usual("a", kind) or 0.0, short_floor)
+        if stream:
+            slowing.slow_first_token(delay)
+        else:
+            slowing.slow(delay)
+        for _ in range(MIN_CALLS):
+            assert await ask(router, stream=stream) == "a"  # slow, but answered
+        await GLOBAL_LOGGING_WORKER.flush()
+        await eventually(
+            lambda: breaker.cache.breaker_state("a") is BreakerState.OPEN, "the breaker opened"
+        )
+        state = breaker.cache.get_state("a")
+        assert state is not None
+        assert "of its last 10" in (state.last_error or "")
+        assert breaker.counters["slow_openings"] == 1
+
+        add_to_router(router, entry("b", sibling))
+        calls_before = slowing.calls("chat")
+        for _ in range(5):
+            assert await ask(router, stream=stream) == "b"
+        assert slowing.calls("chat") == calls_before
+        slowing.healthy()
+
+
+@pytest.mark.asyncio
+async def test_a_deployment_slow_from_its_first_stream_is_never_opened(
+    litellm_callbacks: None, short_floor: float
+) -> None:
+    async with FakeProvider(reply="thinking") as reasoning:
+        breaker = CircuitBreaker(probe_interval=None)
+        litellm.callbacks.append(breaker)
+        router = litellm.Router(
+            model_list=[entry("r", reasoning)], disable_cooldowns=True, num_retries=0
+        )
+        reasoning.slow_first_token(0.15)  # 3x the lowered floor, on every call
+        for _ in range(BASELINE_MIN + MIN_CALLS + 5):
+            assert await ask(router, stream=True) == "thinking"
+        await GLOBAL_LOGGING_WORKER.flush()
+        assert breaker.cache.breaker_state("r") is BreakerState.CLOSED
+        assert breaker.counters["slow_openings"] == 0
+        reasoning.healthy()
