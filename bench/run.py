@@ -158,9 +158,11 @@ def _shared_targets(shared: dict[str, Any]) -> list[str]:
             "memory per breaker."
         )
     hot = shared["hot"]
+    commands = hot["redis_commands_during_requests"]
     lines.append(
-        f"- The hot path never waits on Redis: {hot['redis_commands_during_requests']} Redis "
-        f"commands during {hot['requests_per_arm']} requests with sharing on; plugin hooks "
+        f"- {'No' if commands == 0 else commands} Redis "
+        f"command{'' if commands == 1 else 's'} during {hot['requests_per_arm']} requests "
+        "with sharing on; plugin hooks "
         + " / ".join(f"{hot['hooks_us_per_request'][n]:.0f}" for n in ("off", "on"))
         + " µs per request with sharing off / on at "
         f"{hot['breakers']:,} breakers; the hook that opens a breaker never suspended."
