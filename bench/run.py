@@ -1,10 +1,10 @@
-"""Run the benchmarks: hot-path overhead, failover quality, probe scale.
+"""Run the benchmarks: hot-path overhead, failover quality, probe scale, shared state.
 
-    .venv/bin/python bench/run.py                 # all three, about 6 minutes on 2 cores
-    .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe)
+    .venv/bin/python bench/run.py                 # all four, about 10 minutes on 2 cores
+    .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe, shared)
     .venv/bin/python bench/run.py --quick         # smaller and more compressed: a smoke run
     .venv/bin/python bench/run.py --floor-python .venv-floor/bin/python
-                                                  # the hot path again on the floor LiteLLM
+                                                  # hot path and shared state again on the floor
 
 Each suite writes ``bench/results/<suite>.json`` (with the machine, Python and
 litellm version it ran on); ``bench/results/RESULTS.md`` is then rebuilt from
@@ -24,13 +24,17 @@ from typing import Any
 import failover
 import hot_path
 import probe_scale
-from common import RESULTS, progress, read_json, write_json
+import shared_scale
+from common import RESULTS, fmt, progress, read_json, write_json
 
 from litellm_circuit_breaker import DEFAULT_PROBE_CONCURRENCY
 
-SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale}
-FLOOR_HOT = "hot-floor"
-"""The hot path measured again in the floor LiteLLM's environment (``--floor-python``)."""
+SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale, "shared": shared_scale}
+FLOOR = "-floor"
+"""Suffix of a suite measured again in the floor LiteLLM's environment (``--floor-python``)."""
+ON_FLOOR = ("hot", "shared")
+"""The suites whose figures depend on the LiteLLM version: run again with ``--floor-python``."""
+FLOOR_HOT = "hot" + FLOOR
 
 
 def _header(results: dict[str, dict[str, Any]], total_s: float | None) -> str:
@@ -42,8 +46,9 @@ def _header(results: dict[str, dict[str, Any]], total_s: float | None) -> str:
         f"Python {newest['python']}; litellm {newest['litellm']}; "
         f"litellm-circuit-breaker {newest['litellm_circuit_breaker']}; httpx {newest['httpx']}.",
         "",
-        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`; `--only hot|failover|probe`, "
-        "`--quick`). Raw figures: `bench/results/<suite>.json`.",
+        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`; "
+        "`--only hot|failover|probe|shared`, `--quick`). Raw figures: "
+        "`bench/results/<suite>.json`.",
         "",
     ]
     suite_lines = []
@@ -134,9 +139,40 @@ def _probe_targets(probe: dict[str, Any]) -> list[str]:
     ]
 
 
+def _shared_targets(shared: dict[str, Any]) -> list[str]:
+    if "skipped" in shared:
+        return [f"- Shared state: skipped ({shared['skipped']})."]
+    lines = []
+    for row in shared["sizes"]:
+        push, rec = row["push"], row["reconcile"]
+        lines.append(
+            f"- {row['records']:,} shared breakers: one transition push "
+            f"{fmt(push['open_us'], 0)} µs to open, {fmt(push['close_us'], 0)} µs to close "
+            f"({push['open_vs_get']:.1f} x and {push['close_vs_get']:.1f} x a GET of "
+            f"{fmt(push['get_us'], 0)} µs); a reconcile {fmt(rec['steady_ms'], 0)} ms, "
+            f"{fmt(rec['steady_cpu_ms'], 0)} ms of CPU (a new replica's first "
+            f"{fmt(rec['first_ms'], 0)} ms), stalling the event loop "
+            f"up to {fmt(max(rec['first_stall_ms'], rec['steady_stall_ms']), 0)} ms and Redis "
+            f"{fmt(rec['snapshot_in_redis_ms'], 0)} ms, every {shared['reconcile_sec']:g} s per "
+            f"replica; {fmt(row['memory']['used_memory_bytes_per_record'], 0)} bytes of Redis "
+            "memory per breaker."
+        )
+    hot = shared["hot"]
+    commands = hot["redis_commands_during_requests"]
+    lines.append(
+        f"- {'No' if commands == 0 else commands} Redis "
+        f"command{'' if commands == 1 else 's'} during {hot['requests_per_arm']} requests "
+        "with sharing on; plugin hooks "
+        + " / ".join(f"{hot['hooks_us_per_request'][n]:.0f}" for n in ("off", "on"))
+        + " µs per request with sharing off / on at "
+        f"{hot['breakers']:,} breakers; the hook that opens a breaker never suspended."
+    )
+    return lines
+
+
 def _targets(results: dict[str, dict[str, Any]]) -> str:
     lines = [
-        "## Against the targets of issue 6",
+        "## Against the targets of issues 6 and 12",
         "",
         "Read from the tables above; reported, never asserted.",
         "",
@@ -149,19 +185,20 @@ def _targets(results: dict[str, dict[str, Any]]) -> str:
         lines += _failover_targets(results["failover"])
     if "probe" in results:
         lines += _probe_targets(results["probe"])
+    for name in ("shared", "shared" + FLOOR):
+        if name in results:
+            lines.append(f"- Shared state, litellm {results[name]['machine']['litellm']}:")
+            lines += ["  " + line for line in _shared_targets(results[name])]
     return "\n".join(lines)
 
 
 def write_markdown(total_s: float | None) -> None:
-    names = ["hot", FLOOR_HOT, *(n for n in SUITES if n != "hot")]
+    names = [n for suite in SUITES for n in (suite, suite + FLOOR)]
     results = {name: r for name in names if (r := read_json(name)) is not None}
     if not results:
         return
     parts = [_header(results, total_s), _targets(results)]
-    parts += [
-        (hot_path if name == FLOOR_HOT else SUITES[name]).markdown(result)
-        for name, result in results.items()
-    ]
+    parts += [SUITES[name.removesuffix(FLOOR)].markdown(result) for name, result in results.items()]
     (RESULTS / "RESULTS.md").write_text("\n\n".join(parts) + "\n")
 
 
@@ -171,14 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         action="append",
         choices=sorted(SUITES),
-        help="run only this suite (repeatable); default: all three",
+        help="run only this suite (repeatable); default: all four",
     )
     parser.add_argument(
         "--quick", action="store_true", help="fewer requests, 20x time compression, 1,000 probes"
     )
     parser.add_argument(
         "--floor-python",
-        help="a Python whose environment has the floor LiteLLM: runs the hot path there too",
+        help="a Python whose environment has the floor LiteLLM: runs the hot path and the "
+        "shared-state suite there too",
     )
     parser.add_argument("--as-floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -189,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         result = SUITES[name].run(quick=args.quick)
         result["load_before"] = load_before
-        path = write_json(FLOOR_HOT if args.as_floor else name, result)
+        path = write_json(name + FLOOR if args.as_floor else name, result)
         progress(f"{name}: {result['wall_s']:.0f} s, wrote {path.relative_to(RESULTS.parent)}")
-        if name == "hot" and args.floor_python:
-            progress("hot: again on the floor LiteLLM")
-            floor = [args.floor_python, __file__, "--only", "hot", "--as-floor"]
+        if name in ON_FLOOR and args.floor_python:
+            progress(f"{name}: again on the floor LiteLLM")
+            floor = [args.floor_python, __file__, "--only", name, "--as-floor"]
             subprocess.run([*floor, *(["--quick"] if args.quick else [])], check=True)  # noqa: S603
     total = time.perf_counter() - started
     write_markdown(total if len(chosen) == len(SUITES) else None)
