@@ -87,6 +87,8 @@ MIN_RECONNECT_SEC = 0.1
 MAX_RECONNECT_SEC = 10.0
 REARM_SHARE_SEC = 1.0
 """A window re-armed by less than this beyond the shared one is not shared again."""
+RECONCILE_BATCH = 500
+"""Records parsed and adopted between turns of the event loop in a reconcile."""
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -772,9 +774,17 @@ class RedisShare:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
         await self._push_dirty(client)
         raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
-        records = [r for r in map(self._parse, raw) if r is not None]
-        for record in records:
-            self._take_one(record)
+        records: list[SharedRecord] = []
+        for start in range(0, len(raw), RECONCILE_BATCH):
+            if start:
+                # Give the loop a turn between batches: at 10,000 records parsing them
+                # in one go held requests up for about 100 ms every reconcile. A record
+                # changed meanwhile arrives with a newer version, which wins as always.
+                await asyncio.sleep(0)
+            for record in map(self._parse, raw[start : start + RECONCILE_BATCH]):
+                if record is not None:
+                    records.append(record)
+                    self._take_one(record)
         # Openings made here that Redis does not hold (it restarted empty, a
         # hold outlived its TTL, we opened while it was down) are shared again.
         shared = {r.deployment for r in records}
