@@ -325,16 +325,70 @@ async def test_only_configured_endpoints_are_ever_probed_for_a_stall(
 
 
 @pytest.mark.asyncio
-async def test_a_slow_stream_is_never_taken_for_a_stall(
+async def test_a_stream_slow_to_its_first_chunk_on_a_live_endpoint_is_left_alone(
     litellm_callbacks: None, manual: ManualTime
 ) -> None:
-    """A stream answers long before it ends: it is not tracked, whatever it takes."""
+    """Watched until its first chunk: probed once, the endpoint answers, nothing counts."""
     async with watched(manual, models_follow_mode=False) as (provider, cb, router):
-        provider.slow(3 * STALL_AFTER_SEC)  # a tracked call would have had its probe by then
+        provider.slow(3 * STALL_AFTER_SEC)  # the headers wait: time moves past the limit
         stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
         chunks = [chunk async for chunk in stream]
         assert chunks
+        await eventually(lambda: cb.counters["stall_probes"] == 1, "the stall probe")
+        assert cb.counters["stalls"] == 0
+        assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+
+
+@pytest.mark.asyncio
+async def test_a_stream_that_has_its_first_chunk_is_never_taken_for_a_stall(
+    litellm_callbacks: None, manual: ManualTime
+) -> None:
+    """A stream answers long before it ends: once its first chunk came, however long the
+    rest takes, nothing is probed."""
+    async with watched(manual, models_follow_mode=False) as (provider, cb, router):
+        provider.stall_stream(after_chunks=2)  # the first chunks, then the rest held
+        stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True)
+        for _ in range(5):
+            await manual.advance(PAST_STALL_SEC)
         assert cb.counters["stall_probes"] == 0
+        provider.healthy()
+        chunks = [chunk async for chunk in stream]
+        assert chunks
+        assert cb.counters["stall_probes"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_stream_without_a_first_chunk_on_a_silent_endpoint_opens_at_once(
+    litellm_callbacks: None, manual: ManualTime
+) -> None:
+    """No history, so no first-token deadline yet: the stall probe finds the endpoint
+    silent too and opens the breaker while the stream still waits."""
+    async with FakeProvider() as provider:
+        models = model_list(provider)
+        cb = stall_breaker(
+            models, manual, probe_timeout=HUNG_PROBE_TIMEOUT_SEC, first_token_timeout=None
+        )
+        litellm.callbacks.append(cb)
+        router = litellm.Router(model_list=models, num_retries=0, timeout=30)
+        async with cb:
+            await first_round_done(cb)
+            provider.hang()  # chat and /models alike
+            probes_before = provider.calls("models")
+            call = asyncio.create_task(
+                router.acompletion(model="chat", messages=MESSAGES, stream=True)
+            )
+            await eventually(lambda: provider.calls("chat") == 1, "the stream sent")
+            await manual.advance(PAST_STALL_SEC)
+            await eventually(
+                lambda: provider.calls("models") == probes_before + 1, "the stall probe sent"
+            )
+            await manual.advance(HUNG_PROBE_TIMEOUT_SEC)  # the probe's deadline
+            await eventually(lambda: cb.cache.breaker_state("a") is BreakerState.OPEN, "open")
+            assert cb.counters["stalls"] == 1
+            assert not call.done()  # decided while the stream still waits
+            await provider.aclose()
+            with pytest.raises((litellm.APIConnectionError, litellm.InternalServerError)):
+                await call
 
 
 @pytest.mark.asyncio

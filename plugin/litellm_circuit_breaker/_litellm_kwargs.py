@@ -23,6 +23,7 @@ from ._redact import public_url, url_secrets
 __all__ = [
     "CALL_ID",
     "ID",
+    "LOGGING_OBJ",
     "MODEL_INFO",
     "STREAM",
     "Attempt",
@@ -58,6 +59,8 @@ MODEL_INFO = "model_info"
 ID = "id"
 STREAM = "stream"
 """True for a streamed call."""
+LOGGING_OBJ = "litellm_logging_obj"
+"""The attempt's LiteLLM logging object (it stamps a stream's first chunk)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,7 @@ from ._ledger import AttemptLedger
 from ._litellm_kwargs import (
     CALL_ID,
     ID,
+    LOGGING_OBJ,
     MODEL_INFO,
     STREAM,
     Attempt,
@@ -924,7 +925,12 @@ class CircuitBreaker(CustomLogger):
                     stream = kwargs.get(STREAM)
                     stalls = self._stalls
                     if stalls is not None:
-                        stalls.track(kwargs.get(CALL_ID), deployment_id, stream)
+                        stalls.track(
+                            kwargs.get(CALL_ID),
+                            deployment_id,
+                            stream,
+                            kwargs.get(LOGGING_OBJ) if stream else None,
+                        )
                     if stream is True and self._first_token is not None:
                         return self._first_token_deadline(kwargs, deployment_id)
                     return None
@@ -1014,7 +1020,13 @@ class CircuitBreaker(CustomLogger):
                 self._bump("trials")
                 self._hold_trial(attempt.breaker_id, attempt.trace_id)
         if self._stalls is not None:
-            self._stalls.track(attempt.call_id, attempt.breaker_id, kwargs.get(STREAM))
+            stream = kwargs.get(STREAM)
+            self._stalls.track(
+                attempt.call_id,
+                attempt.breaker_id,
+                stream,
+                kwargs.get(LOGGING_OBJ) if stream else None,
+            )
 
     # -- evidence ------------------------------------------------------------------
 

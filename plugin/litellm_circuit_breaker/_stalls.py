@@ -4,6 +4,9 @@
 answered; a few times per limit it looks for a deployment whose oldest call
 went unanswered that long and probes its endpoint, token-free. A silent
 endpoint (timeout, no connection) counts the stalled call as a failure too.
+A stream is watched until its first chunk: it has answered then, however long
+it goes on (LiteLLM stamps the attempt's logging object when the first chunk
+arrives, and each round reads that stamp).
 
 Time comes from the injected ``clock`` (monotonic seconds) and ``sleep``
 (async), the loop's pause and the probe's deadline alike, so tests move it by
@@ -95,6 +98,11 @@ class StallWatch:
         :meth:`check`, less those that answered since."""
         self._in_flight: dict[tuple[str, str], float] = {}
         """(call id, breaker id) -> start, for calls not answered yet."""
+        self._streams: dict[tuple[str, str], object] = {}
+        """Streams among them -> the attempt's LiteLLM logging object, whose
+        ``completion_start_time`` is set when the first chunk arrives."""
+        self._stream_latency: dict[str, float] = {}
+        """Seconds each deployment's last watched stream took to its first chunk."""
         self._last_answer: dict[str, float] = {}
         """Breaker id -> when its deployment last answered a call."""
         self._latency: dict[str, float] = {}
@@ -108,22 +116,35 @@ class StallWatch:
     # calls on LiteLLM's threads and the loop interleave safely; ``check`` reads a
     # copy. (A lock here cost a few µs per request on the hot path, for nothing.)
 
-    def track(self, call_id: object, breaker_id: str, stream: object) -> None:
-        """Watch an attempt until its deployment answers."""
-        # A stream answers before its end event, which is all we see of it: untracked.
+    def track(
+        self, call_id: object, breaker_id: str, stream: object, first_chunk: object = None
+    ) -> None:
+        """Watch an attempt until its deployment answers: a stream until its first chunk.
+
+        ``first_chunk`` is a stream's LiteLLM logging object; a stream without
+        one (no ``completion_start_time`` to read) is not watched, since it
+        would look stalled for as long as it streams.
+        """
         in_flight = self._in_flight
-        if type(call_id) is str and call_id and not stream and len(in_flight) < IN_FLIGHT_MAX:
-            in_flight[call_id, breaker_id] = self.clock()
+        if type(call_id) is str and call_id and len(in_flight) < IN_FLIGHT_MAX:
+            if not stream:
+                in_flight[call_id, breaker_id] = self.clock()
+            elif getattr(first_chunk, "completion_start_time", False) is None:
+                key = (call_id, breaker_id)
+                self._streams[key] = first_chunk
+                in_flight[key] = self.clock()
 
     def answered(self, key: tuple[str, str] | None, answered_by: str | None, *, ends: bool) -> None:
         """End the watch of attempt ``key``; note that ``answered_by`` spoke, and how fast."""
         started = self._in_flight.pop(key, None) if key is not None and ends else None
+        # A stream ending before a round saw its first chunk: its time is not one to first chunk.
+        stream = key is not None and ends and self._streams.pop(key, None) is not None
         if answered_by is not None:
             if answered_by in self.suspects:
                 self.suspects = self.suspects - {answered_by}
                 self._on_suspects()
             now = self._last_answer[answered_by] = self.clock()
-            if started is not None and key is not None and key[1] == answered_by:
+            if started is not None and not stream and key is not None and key[1] == answered_by:
                 self._latency[answered_by] = now - started
 
     def latency(self, breaker_id: str) -> float | None:
@@ -149,12 +170,26 @@ class StallWatch:
             for task in list(self._tasks):
                 await cancel_and_wait(task)
 
+    def _first_chunks(self) -> None:
+        """Streams whose first chunk arrived since the last round have answered."""
+        for key, logging_obj in self._streams.copy().items():
+            if key not in self._in_flight:
+                self._streams.pop(key, None)  # ended (or assumed lost)
+            elif getattr(logging_obj, "completion_start_time", None) is not None:
+                self._streams.pop(key, None)
+                started = self._in_flight.pop(key, None)
+                self.answered(None, key[1], ends=False)
+                if started is not None:
+                    self._stream_latency[key[1]] = self.clock() - started
+
     def check(self, now: float) -> None:
         """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
+        self._first_chunks()
         cutoff = now - self.stall_after
         stalled: dict[str, tuple[float, tuple[str, str]]] = {}
-        newest: dict[str, float] = {}
-        """Breaker id -> start of its newest stalled call (nothing answered since)."""
+        newest: dict[str, tuple[float, bool]] = {}
+        """Breaker id -> start of its newest stalled call (nothing answered since), and
+        whether it is a stream (judged against the deployment's time to first chunk)."""
         for key, started in self._in_flight.copy().items():
             breaker_id = key[1]
             if started < now - IN_FLIGHT_MAX_AGE_SEC:
@@ -164,12 +199,13 @@ class StallWatch:
                 oldest = stalled.get(breaker_id, (math.inf,))[0]
                 if answered < started < oldest:  # nothing answered since it went out
                     stalled[breaker_id] = (started, key)
-                if answered < started > newest.get(breaker_id, -math.inf):
-                    newest[breaker_id] = started
+                if answered < started > newest.get(breaker_id, (-math.inf,))[0]:
+                    newest[breaker_id] = (started, key in self._streams)
         suspects = frozenset(
             breaker_id
-            for breaker_id, started in newest.items()
-            if (usual := self._latency.get(breaker_id)) is not None
+            for breaker_id, (started, stream) in newest.items()
+            if (usual := (self._stream_latency if stream else self._latency).get(breaker_id))
+            is not None
             and (limit := max(self.stall_after, SUSPECT_LATENCY_FACTOR * usual))
             < now - started
             <= limit + SUSPECT_SPAN * self.stall_after
