@@ -8,6 +8,7 @@ rule's floor (2 s) to a few tens of milliseconds to keep slow calls short.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from litellm_circuit_breaker import (
     ConfigurationError,
     _slow,
 )
-from litellm_circuit_breaker._slow import BASELINE_MIN, MIN_CALLS, SlowCalls
+from litellm_circuit_breaker._slow import BASELINE_MIN, BATCH, MIN_CALLS, RATE, SlowCalls
 from litellm_circuit_breaker.testing import FakeProvider
 from tests.llm_helpers import MESSAGES, add_to_router
 
@@ -143,24 +144,27 @@ async def test_a_deployment_that_slows_down_is_opened_and_its_sibling_serves(
         router = litellm.Router(
             model_list=[entry("a", slowing)], disable_cooldowns=True, num_retries=0
         )
-        for _ in range(BASELINE_MIN):
-            assert await ask(router, stream=stream) == "a"
         kind: _slow.CallKind = "stream" if stream else "call"
         slow_rule = breaker._slow
         assert slow_rule is not None
-        await GLOBAL_LOGGING_WORKER.flush()
-        await eventually(lambda: slow_rule.usual("a", kind) is not None, "a usual time")
+        calls = 0
+        while slow_rule.usual("a", kind) is None:  # judged in batches of BATCH calls
+            assert await ask(router, stream=stream) == "a"
+            await GLOBAL_LOGGING_WORKER.flush()
+            calls += 1
+            assert calls <= BASELINE_MIN + BATCH, "no usual time after enough calls"
         delay = 20 * max(slow_rule.usual("a", kind) or 0.0, short_floor)
         if stream:
             slowing.slow_first_token(delay)
         else:
             slowing.slow(delay)
-        for _ in range(MIN_CALLS):
+        slow_calls = 0
+        while breaker.cache.breaker_state("a") is not BreakerState.OPEN:
             assert await ask(router, stream=stream) == "a"  # slow, but answered
-        await GLOBAL_LOGGING_WORKER.flush()
-        await eventually(
-            lambda: breaker.cache.breaker_state("a") is BreakerState.OPEN, "the breaker opened"
-        )
+            await GLOBAL_LOGGING_WORKER.flush()
+            slow_calls += 1
+            assert slow_calls <= MIN_CALLS + BATCH, "not opened after enough slow calls"
+        assert slow_calls >= math.ceil(RATE * MIN_CALLS)  # half a window, at the least
         state = breaker.cache.get_state("a")
         assert state is not None
         assert "of its last 10" in (state.last_error or "")

@@ -179,7 +179,8 @@ async def test_a_stream_without_a_first_token_fails_over_and_opens_the_breaker(
         assert primary.calls("chat") == 2
         state = breaker.cache.get_state("a")
         assert not state.healthy
-        assert state.last_error == f"no first token within {DEADLINE_SEC:g}s"
+        # the request's retry waited twice as long, and missed that too
+        assert state.last_error == f"no first token within {2 * DEADLINE_SEC:g}s"
         assert breaker.counters["first_token_timeouts"] == 2
 
         assert await stream_text(router) == "from fallback"
@@ -210,11 +211,11 @@ async def test_without_the_breaker_the_same_stream_waits_out_litellms_timeout(
 async def test_the_learned_deadline_fails_a_hung_stream_over_after_a_healthy_history(
     litellm_callbacks: None,
 ) -> None:
-    """The defaults, after a healthy streaming history: the fallback answers after two
-    learned deadlines (3 s each, the floor) rather than three 30 s timeouts."""
+    """``auto``, after a healthy streaming history: the fallback answers after two learned
+    deadlines (3 s, the floor, then twice that for the request's retry) rather than
+    three 30 s timeouts."""
     async with primary_and_fallback() as (primary, fallback):
-        breaker = attach(CircuitBreaker(probe_interval=None))
-        assert breaker.config.first_token_timeout == "auto"
+        breaker = attach(CircuitBreaker(probe_interval=None, first_token_timeout="auto"))
         router = router_with_fallback(primary, fallback)
         for _ in range(MIN_STREAMS):
             assert await stream_text(router) == "from primary"
@@ -229,7 +230,9 @@ async def test_the_learned_deadline_fails_a_hung_stream_over_after_a_healthy_his
         assert await stream_text(router) == "from fallback"
         await settle()
         assert primary.calls("chat") == 2
-        assert breaker.cache.get_state("a").last_error == f"no first token within {FLOOR_SEC:g}s"
+        state = breaker.cache.get_state("a")
+        assert state is not None
+        assert state.last_error == f"no first token within {2 * FLOOR_SEC:g}s"
         assert await stream_text(router) == "from fallback"
         assert primary.calls("chat") == 2
         primary.healthy()
@@ -242,7 +245,7 @@ async def test_a_deployment_slow_to_first_token_from_the_start_is_never_cut_off(
     """1.5 s to the first token on every call: every stream is answered by it, and it
     stays closed; the deadline it earns is 4x that."""
     async with primary_and_fallback() as (primary, fallback):
-        breaker = attach(CircuitBreaker(probe_interval=None))
+        breaker = attach(CircuitBreaker(probe_interval=None, first_token_timeout="auto"))
         router = router_with_fallback(primary, fallback)
         primary.slow_first_token(1.5)
         deadlines = breaker._first_token
@@ -267,7 +270,7 @@ async def test_a_lone_deployment_without_a_fallback_gets_no_learned_deadline(
 ) -> None:
     """Nowhere else to go: cutting its stream could only fail a request waiting would answer."""
     async with FakeProvider(reply="only") as only:
-        breaker = attach(CircuitBreaker(probe_interval=None))
+        breaker = attach(CircuitBreaker(probe_interval=None, first_token_timeout="auto"))
         router = litellm.Router(model_list=[entry("chat", "a", only)], disable_cooldowns=True)
         deadlines = breaker._first_token
         assert deadlines is not None
@@ -321,4 +324,76 @@ async def test_a_stream_broken_mid_way_counts_but_is_no_first_token_miss(
         assert state.consecutive_failures >= 1
         assert "first token" not in (state.last_error or "")
         assert breaker.counters["first_token_timeouts"] == 0
+        primary.healthy()
+
+
+@pytest.mark.asyncio
+async def test_by_default_streams_get_no_deadline(litellm_callbacks: None) -> None:
+    """Off unless asked for: the deadline is the attempt's read timeout, so it would also
+    end a stream that pauses that long after its first chunk."""
+    async with primary_and_fallback() as (primary, fallback):
+        breaker = attach(CircuitBreaker(probe_interval=None))
+        assert breaker.config.first_token_timeout is None
+        router = router_with_fallback(primary, fallback)
+        for _ in range(MIN_STREAMS + 2):
+            assert await stream_text(router) == "from primary"
+        await settle()
+        assert breaker.counters["first_token_deadlines"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_slow_first_token_on_healthy_siblings_still_gets_its_answer(
+    litellm_callbacks: None, backoffs: list[float]
+) -> None:
+    """A long prompt: every deployment of the group takes 1.5 s to its first token where a
+    0.5 s deadline was set. Each retry of the request waits twice as long as the one
+    before, so the answer comes rather than an error."""
+    async with FakeProvider(reply="a") as a, FakeProvider(reply="b") as b:
+        breaker = attach(CircuitBreaker(probe_interval=None, first_token_timeout=DEADLINE_SEC))
+        router = litellm.Router(
+            model_list=[entry("chat", "a", a), entry("chat", "b", b)],
+            num_retries=3,
+            timeout=30,
+            disable_cooldowns=True,
+        )
+        a.slow_first_token(1.5)
+        b.slow_first_token(1.5)
+        assert await stream_text(router) in ("a", "b")
+        assert breaker.counters["first_token_timeouts"] >= 1  # the first attempts were cut
+        a.healthy()
+        b.healthy()
+
+
+@pytest.mark.asyncio
+async def test_a_stream_timeout_is_shortened_too(
+    litellm_callbacks: None, backoffs: list[float]
+) -> None:
+    """LiteLLM 1.110's Router hands a stream its ``stream_timeout`` apart from its
+    ``timeout``: both must carry the deadline, or the stream waits the longer one."""
+    seen: list[tuple[object, object]] = []
+
+    class Spy(litellm.integrations.custom_logger.CustomLogger):  # type: ignore[misc]
+        async def async_pre_call_deployment_hook(
+            self, kwargs: dict[str, Any], call_type: Any
+        ) -> None:
+            if kwargs.get("stream"):
+                seen.append((kwargs.get("timeout"), kwargs.get("stream_timeout")))
+
+    async with primary_and_fallback() as (primary, fallback):
+        breaker = attach(CircuitBreaker(probe_interval=None, first_token_timeout=DEADLINE_SEC))
+        litellm.callbacks.append(Spy())  # after the breaker: sees what it handed on
+        router = litellm.Router(
+            model_list=[entry("chat", "a", primary), entry("backup", "b", fallback)],
+            fallbacks=[{"chat": ["backup"]}],
+            num_retries=2,
+            timeout=30,
+            stream_timeout=20,
+            disable_cooldowns=True,
+        )
+        primary.stall_stream()
+        assert await stream_text(router) == "from fallback"
+        first = seen[0]
+        assert first[0] == DEADLINE_SEC
+        assert first[1] in (None, DEADLINE_SEC)  # 1.108 folds it into timeout
+        assert breaker.counters["first_token_timeouts"] == 2
         primary.healthy()

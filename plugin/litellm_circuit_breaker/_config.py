@@ -71,8 +71,9 @@ DEFAULT_STALL_AFTER_SEC = 0.5
 # A trial completion (one output token) at most this often per open deployment
 # whose free probe is blind: back within this long of a heal, ~10 tokens each.
 DEFAULT_TRIAL_PROBE_INTERVAL_SEC = 5.0
-# A stream's first chunk is awaited this long: learned per deployment (see _streams.py).
-DEFAULT_FIRST_TOKEN_TIMEOUT: float | Literal["auto"] | None = "auto"  # noqa: S105 - not a secret
+# Off by default: the deadline is the attempt's read timeout, so it also ends a stream
+# silent that long *between* chunks (a reasoning model thinking after its first chunk).
+DEFAULT_FIRST_TOKEN_TIMEOUT: float | Literal["auto"] | None = None
 MAX_FIRST_TOKEN_TIMEOUT_SEC = 3600.0
 DEFAULT_NAMESPACE = "litellm_circuit_breaker"
 DEFAULT_STATE_TTL_SEC = 86_400.0

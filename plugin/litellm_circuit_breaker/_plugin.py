@@ -107,7 +107,7 @@ logger = logging.getLogger("litellm_circuit_breaker")
 _T = TypeVar("_T")
 _K = TypeVar("_K")
 _instance_numbers = itertools.count(1)
-MOVES_ON_MAX = 100_000
+MISSES_MAX = 10_000
 
 
 class _SkipDeploymentError(CircuitOpenError):
@@ -323,6 +323,7 @@ class CircuitBreaker(CustomLogger):
                 count=self._bump,
                 on_error=self._internal_error,
                 on_suspects=self._engage_filter,
+                on_latency=self._call_answered if config.slow_call_detection else None,
             )
         )
         self._trials = (
@@ -350,10 +351,13 @@ class CircuitBreaker(CustomLogger):
             if config.first_token_timeout is None
             else FirstTokenDeadlines(config.first_token_timeout)
         )
-        self._slow = SlowCalls() if config.slow_call_detection else None
-        self._moves_on: dict[str, bool] = {}
-        """Deployment id -> whether its Router has somewhere else to send a cut stream
-        (a sibling or a fallback group); cleared before every probe round."""
+        self._slow = SlowCalls(self.cache.clock) if config.slow_call_detection else None
+        self._slow_opened: set[str] = set()
+        """Deployments the slow-call rule opened: only their trial's success closes them
+        (the slow calls still in flight would close them again at once)."""
+        self._misses: dict[str, int] = {}
+        """Client request (trace id) -> first-token deadlines its attempts missed: each
+        retry waits twice as long, so a slow answer (a long prompt) still gets through."""
         self._policy = failure_policy or FailurePolicy()
         self._learn_from_traffic = config.learn_from_traffic
         self._ledger = AttemptLedger()
@@ -451,6 +455,7 @@ class CircuitBreaker(CustomLogger):
             self._first_token.forget(deployment_id)
         if self._slow is not None:
             self._slow.forget(deployment_id)
+        self._slow_opened.discard(deployment_id)
         self._sdk.forget(deployment_id)
         self._engage_filter()  # forgetting sends no state change
         return known or forgot
@@ -588,7 +593,6 @@ class CircuitBreaker(CustomLogger):
         A deployment that came from a bound Router and is in none of them any
         more is forgotten, with its breaker.
         """
-        self._moves_on.clear()  # Routers and their fallbacks may have changed
         if self._source is not None:
             self._guard("refresh", self._refresh_from_source, default=False)
         for deployment_id in self._registry.refresh_bound():
@@ -963,7 +967,12 @@ class CircuitBreaker(CustomLogger):
             seconds = deadlines.deadline(deployment_id)
             if seconds is None:
                 return None
-            current = read_timeout_of(kwargs.get("timeout"))
+            trace = kwargs.get("litellm_trace_id")
+            if type(trace) is str and (missed := self._misses.get(trace)):
+                seconds *= 2.0 ** min(missed, 10)
+            # 1.110's Router hands a stream its stream_timeout apart from its timeout.
+            given = kwargs.get("stream_timeout")
+            current = read_timeout_of(kwargs.get("timeout") if given is None else given)
             if current is None or current <= seconds:
                 return None  # the caller's own timeout is as short, or unreadable
             if deadlines.setting == "auto" and not self._can_move_on(deployment_id):
@@ -972,22 +981,22 @@ class CircuitBreaker(CustomLogger):
             if type(call_id) is str:
                 deadlines.applied(call_id, deployment_id, seconds)
             self._bump("first_token_deadlines")
-            return {**kwargs, "timeout": seconds}
+            shortened = {"timeout": seconds}
+            if given is not None:
+                shortened["stream_timeout"] = seconds
+            return {**kwargs, **shortened}
         except Exception as exc:  # noqa: BLE001 - never fail a request for our own bug
             self._internal_error("first_token", exc)
             return None
 
     def _can_move_on(self, deployment_id: str) -> bool:
-        """Whether a Router serving ``deployment_id`` has a sibling or a fallback for it."""
-        known = self._moves_on.get(deployment_id)
-        if known is None:
-            group = self._registry.group_of(deployment_id) or ""
-            known = bool(self._siblings(group, deployment_id)) or self._has_fallback(
-                group, deployment_id, {}
-            )
-            if len(self._moves_on) < MOVES_ON_MAX:
-                self._moves_on[deployment_id] = known
-        return known
+        """Whether the Router serving this attempt has a sibling that is not open, or a
+        fallback group, for ``deployment_id`` (read each time: Routers change)."""
+        group = self._registry.group_of(deployment_id) or ""
+        siblings = self._siblings(group, deployment_id)
+        if any(self.cache.breaker_state(s) is not BreakerState.OPEN for s in siblings):
+            return True
+        return self._has_fallback(group, deployment_id, {})
 
     def _sdk_check(self, kwargs: Mapping[str, Any]) -> None:
         attempt = attempt_of(kwargs)
@@ -1081,30 +1090,65 @@ class CircuitBreaker(CustomLogger):
         close a breaker that opened since.
         """
         if type(kwargs) is dict and not kwargs.get(STREAM):
-            if self._slow is not None:  # its time is evidence all the same
+            if self._slow is not None and self._stalls is None:
+                # Its time is evidence all the same; the hang watch, when on, has
+                # measured it already (on the hot path's own clock, for less).
                 self._guard("slow", self._timed_call, kwargs, start_time, end_time, default=None)
             return
         self._guard("success", self._logged_success, kwargs, default=None)
 
     def _timed_call(self, kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> None:
-        """A call that was not streamed took ``end_time - start_time``: is it slow?"""
-        try:
-            seconds = (end_time - start_time).total_seconds()
-        except (TypeError, AttributeError):
-            return  # not datetimes: nothing measured
-        attempt = attempt_of(kwargs)
-        if attempt.via_router and not attempt.is_health_check and attempt.breaker_id:
-            self._judge_speed(attempt.breaker_id, "call", seconds)
+        """A call that was not streamed took ``end_time - start_time``: is it slow?
+
+        Every answered call comes here, so the deployment id is read inline (as
+        the hot-path hooks do): a Router attempt on a known deployment. Direct
+        SDK calls and the proxy's own health checks carry no ``model_info`` id.
+        """
+        params = kwargs.get("litellm_params")
+        model_info = params.get(MODEL_INFO) if type(params) is dict else None
+        deployment_id = model_info.get(ID) if type(model_info) is dict else None
+        if type(deployment_id) is str and deployment_id in self._deployments:
+            try:
+                seconds = (end_time - start_time).total_seconds()
+            except (TypeError, AttributeError):
+                return  # not datetimes: nothing measured
+            self._judge_speed(deployment_id, "call", seconds)
+
+    def _opened_for_slowness(self, attempt: Attempt) -> bool:
+        """Whether the slow-call rule holds this deployment open: a success then proves
+        nothing (slow calls succeed) until its half-open trial, which decides."""
+        slow_opened = self._slow_opened
+        deployment_id = attempt.breaker_id
+        if not slow_opened or deployment_id not in slow_opened:
+            return False
+        if self.cache.breaker_state(deployment_id) is BreakerState.OPEN:
+            return True
+        slow_opened.discard(deployment_id)  # half-open (the trial) or closed: as usual
+        return False
+
+    def _call_answered(self, deployment_id: str, seconds: float) -> None:
+        """The hang watch timed a call that was not streamed to its answer."""
+        self._guard("slow", self._judge_speed, deployment_id, "call", seconds, default=None)
 
     def _judge_speed(self, deployment_id: str, kind: CallKind, seconds: float) -> None:
-        """Open a closed breaker whose deployment is now mostly far slower than usual."""
+        """Collect one answered call's time; judge a batch once one is due."""
+        slow = self._slow
+        if slow is not None and slow.add(deployment_id, kind, seconds):
+            self._judge_slow()
+
+    def _judge_slow(self) -> None:
+        """Open each closed breaker whose deployment is now mostly far slower than usual."""
         slow = self._slow
         if slow is None:
             return
-        reason = slow.observe(deployment_id, kind, seconds)
-        if reason is not None and self.cache.breaker_state(deployment_id) is BreakerState.CLOSED:
-            self._bump("slow_openings")
-            self.cache.mark_unhealthy(deployment_id, reason, open_now=True)
+        for deployment_id, reason in slow.judge():
+            if self.cache.breaker_state(deployment_id) is BreakerState.CLOSED:
+                self._bump("slow_openings")
+                # Its usual time is learned anew once it closes: if slower is its new
+                # normal, it is opened once for it, not every window.
+                slow.forget(deployment_id)
+                self._slow_opened.add(deployment_id)
+                self.cache.mark_unhealthy(deployment_id, reason, open_now=True)
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
@@ -1150,7 +1194,7 @@ class CircuitBreaker(CustomLogger):
         attempt = attempt_of(kwargs)
         self._ended(attempt, answered=True, inline=inline)
         counts = self._should_count(attempt, inline=inline, success=True)
-        if counts and self._tracked(attempt):
+        if counts and self._tracked(attempt) and not self._opened_for_slowness(attempt):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._ledger.end_trial(attempt.breaker_id, any_trace=True)
             self.cache.mark_healthy(attempt.breaker_id)
@@ -1172,6 +1216,12 @@ class CircuitBreaker(CustomLogger):
             if seconds is not None and verdict.timed_out and not started_streaming(kwargs):
                 self._bump("first_token_timeouts")
                 verdict = replace(verdict, reason=f"no first token within {seconds:g}s")
+                trace = attempt.trace_id
+                if trace is not None:
+                    misses = self._misses
+                    if trace not in misses and len(misses) >= MISSES_MAX:
+                        misses.pop(next(iter(misses)))  # the oldest request's
+                    misses[trace] = misses.get(trace, 0) + 1
         # A caller's 400 is still an answer; a timeout (even the caller's own) or a
         # dropped connection is not.
         answered = verdict.verdict is Verdict.CALLER and not verdict.timed_out

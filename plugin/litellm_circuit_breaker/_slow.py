@@ -10,14 +10,20 @@ baseline. A deployment has no baseline, and so nothing is slow, until
 :data:`BASELINE_MIN` calls have shown its usual time: one that is slow from its
 first call on (a reasoning model) is its own baseline and is never opened for it.
 
-Pure and on no clock: the breaker hands it measured seconds.
+The breaker hands it measured seconds. Every answered call passes through
+:meth:`SlowCalls.add`, so that is one list append; the judging happens in
+batches (:meth:`SlowCalls.judge`), where it is cheap: every :data:`BATCH`
+calls, or on the next call once :data:`JUDGE_EVERY_SEC` passed on the
+injected clock.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -50,6 +56,12 @@ RATE = 0.5
 """The share of slow calls in the window that opens the breaker."""
 _RECOMPUTE_EVERY = 10
 """Baseline additions between recomputations of the median (it moves slowly)."""
+BATCH = 8
+"""Calls :meth:`SlowCalls.add` collects before they are judged together..."""
+JUDGE_EVERY_SEC = 1.0
+"""...or fewer, once this long has passed since the last judging."""
+PENDING_MAX = 10_000
+"""Calls kept waiting to be judged at most (the oldest go first)."""
 
 
 @dataclass(slots=True)
@@ -63,8 +75,30 @@ class _Track:
 class SlowCalls:
     """Each deployment's usual time per kind of call, and its recent slow-call rate."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._tracks: dict[tuple[str, CallKind], _Track] = {}
+        self._pending: list[tuple[str, CallKind, float]] = []
+        self._judged = clock()
+
+    def add(self, breaker_id: str, kind: CallKind, seconds: float) -> bool:
+        """Collect one answered call; True once a batch is waiting to be judged."""
+        pending = self._pending
+        pending.append((breaker_id, kind, seconds))
+        return len(pending) >= BATCH or self._clock() - self._judged >= JUDGE_EVERY_SEC
+
+    def judge(self) -> list[tuple[str, str]]:
+        """Judge the calls collected so far: (breaker id, reason) for each to open."""
+        self._judged = self._clock()
+        pending, self._pending = self._pending, []
+        if len(pending) > PENDING_MAX:
+            del pending[:-PENDING_MAX]
+        found: list[tuple[str, str]] = []
+        for breaker_id, kind, seconds in pending:
+            reason = self.observe(breaker_id, kind, seconds)
+            if reason is not None:
+                found.append((breaker_id, reason))
+        return found
 
     def observe(self, breaker_id: str, kind: CallKind, seconds: float) -> str | None:
         """Record one answered call; a reason to open the breaker when the rate is reached."""
@@ -110,3 +144,4 @@ class SlowCalls:
         """Drop what is known of a deployment that is gone."""
         for kind in ("stream", "call"):
             self._tracks.pop((breaker_id, kind), None)
+        self._pending = [p for p in self._pending if p[0] != breaker_id]

@@ -76,6 +76,7 @@ class StallWatch:
         count: Callable[[CounterName], None],
         on_error: Callable[[str, BaseException], None],
         on_suspects: Callable[[], None] = lambda: None,
+        on_latency: Callable[[str, float], None] | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -92,6 +93,8 @@ class StallWatch:
         self._count = count
         self._on_error = on_error
         self._on_suspects = on_suspects
+        self._on_latency = on_latency
+        """Told each watched call's answer time (not a stream's), as it is measured."""
         self.suspects: frozenset[str] = frozenset()
         """Deployments with a call unanswered past their own usual time (see
         :data:`SUSPECT_LATENCY_FACTOR`), nothing answered since: as of the last
@@ -145,7 +148,9 @@ class StallWatch:
                 self._on_suspects()
             now = self._last_answer[answered_by] = self.clock()
             if started is not None and not stream and key is not None and key[1] == answered_by:
-                self._latency[answered_by] = now - started
+                latency = self._latency[answered_by] = now - started
+                if self._on_latency is not None:
+                    self._on_latency(answered_by, latency)
 
     def latency(self, breaker_id: str) -> float | None:
         """How long ``breaker_id`` took to answer the last call watched, or None."""
