@@ -1,7 +1,7 @@
-"""Run the benchmarks: hot-path overhead, failover quality, probe scale.
+"""Run the benchmarks: hot-path overhead, failover quality, probe scale, streams.
 
-    .venv/bin/python bench/run.py                 # all three, about 6 minutes on 2 cores
-    .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe)
+    .venv/bin/python bench/run.py                 # all four, about 9 minutes on 2 cores
+    .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe, streams)
     .venv/bin/python bench/run.py --quick         # smaller and more compressed: a smoke run
     .venv/bin/python bench/run.py --floor-python .venv-floor/bin/python
                                                   # the hot path again on the floor LiteLLM
@@ -24,11 +24,12 @@ from typing import Any
 import failover
 import hot_path
 import probe_scale
+import streams
 from common import RESULTS, progress, read_json, write_json
 
 from litellm_circuit_breaker import DEFAULT_PROBE_CONCURRENCY
 
-SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale}
+SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale, "streams": streams}
 FLOOR_HOT = "hot-floor"
 """The hot path measured again in the floor LiteLLM's environment (``--floor-python``)."""
 
@@ -42,8 +43,9 @@ def _header(results: dict[str, dict[str, Any]], total_s: float | None) -> str:
         f"Python {newest['python']}; litellm {newest['litellm']}; "
         f"litellm-circuit-breaker {newest['litellm_circuit_breaker']}; httpx {newest['httpx']}.",
         "",
-        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`; `--only hot|failover|probe`, "
-        "`--quick`). Raw figures: `bench/results/<suite>.json`.",
+        "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`; "
+        "`--only hot|failover|probe|streams`, `--quick`). Raw figures: "
+        "`bench/results/<suite>.json`.",
         "",
     ]
     suite_lines = []
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         action="append",
         choices=sorted(SUITES),
-        help="run only this suite (repeatable); default: all three",
+        help="run only this suite (repeatable); default: all four",
     )
     parser.add_argument(
         "--quick", action="store_true", help="fewer requests, 20x time compression, 1,000 probes"
