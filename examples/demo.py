@@ -641,10 +641,12 @@ def verdict(without: RunResult, with_: RunResult) -> str:
 # The Router both stream runs use: its timeout is what LiteLLM alone waits, per attempt,
 # for a stream that never starts (30 s and 2 retries are common; shortened to fit).
 STREAM_ROUTER: dict[str, float | int] = {"timeout": 10, "num_retries": 1}
-STREAM_HISTORY = 6  # healthy streams first: the breaker learns a deadline after 5
+STREAM_HISTORY = 8  # healthy streams first: the breaker learns a deadline after 5
 NEXT_STREAM_AFTER_SEC = 10.0  # the second stream into the hang leaves this much later
 SLOW_FIRST_TOKEN_SEC = 1.5
-SLOW_WAVES = (5, 3)  # concurrent streams: the first wave teaches, the second runs under it
+SLOW_WAVES = (6, 3)  # concurrent streams: the first wave teaches, the second runs under it
+# LiteLLM reports a finished stream through its log queue a moment after it ends.
+REPORTED_AFTER_SEC = 0.3
 
 
 @dataclass
@@ -749,7 +751,8 @@ async def stream_story(label: str, *, plugin: bool) -> StreamResult:
             hung_router = router()
             for _ in range(STREAM_HISTORY):
                 await stream_once(hung_router, StreamSeen())
-            await GLOBAL_LOGGING_WORKER.flush()  # a finished stream is reported through it
+            await asyncio.sleep(REPORTED_AFTER_SEC)
+            await GLOBAL_LOGGING_WORKER.flush()  # so the breaker has seen the history
             event(f">> {STREAM_HISTORY} healthy streams answered by the primary")
             primary.hang()
             primary.reset_counts()
@@ -776,6 +779,7 @@ async def stream_story(label: str, *, plugin: bool) -> StreamResult:
                 slow += await asyncio.gather(
                     *(stream_once(slow_router, StreamSeen()) for _ in range(wave))
                 )
+                await asyncio.sleep(REPORTED_AFTER_SEC)
                 await GLOBAL_LOGGING_WORKER.flush()
             answered = sum(1 for s in slow if s.served_by == "primary")
             event(f"{answered} of {len(slow)} streams answered by the slow primary")
@@ -837,13 +841,16 @@ def stream_problems(with_: StreamResult) -> list[str]:
 
 
 def stream_verdict(without: StreamResult, with_: StreamResult) -> str:
+    def when(seen: StreamSeen) -> str:
+        return seen.error or "never" if seen.first_token is None else seconds(seen.first_token)
+
     return (
-        "Verdict (streams): the stream into the hang had its first token after "
-        f"{with_.hung[0].shown()} instead of {without.hung[0].shown()}, the next one after "
-        f"{with_.hung[1].shown()} instead of {without.hung[1].shown()}, the hung primary got "
+        "Verdict (streams): with the breaker the stream into the hang had its first token "
+        f"after {when(with_.hung[0])} instead of {when(without.hung[0])}, the next one after "
+        f"{when(with_.hung[1])} instead of {when(without.hung[1])}, and the hung primary got "
         f"{with_.dead_calls} calls instead of {without.dead_calls}; the primary slow to its "
         f"first token answered {sum(1 for s in with_.slow if s.served_by == 'primary')} of "
-        f"{len(with_.slow)} streams with the breaker, {with_.slow_cut_off} cut off."
+        f"{len(with_.slow)} streams, {with_.slow_cut_off} cut off."
     )
 
 
@@ -907,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{SLOW_FIRST_TOKEN_SEC:g} s to every first token, {' then '.join(map(str, SLOW_WAVES))} "
         "concurrent streams."
     )
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline, as the proxies
     # Transitions are printed by the demo itself; the breaker's log would repeat them.
     logging.getLogger("litellm_circuit_breaker").addHandler(logging.NullHandler())
     streams_with = asyncio.run(stream_story("with the breaker", plugin=True))

@@ -16,7 +16,7 @@ DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 MOST_CALLS_TO_THE_DEAD_PRIMARY = 2 + 2
 # Streams: the breaker's threshold; LiteLLM alone tries each of the two streams twice.
 MOST_STREAM_CALLS_TO_THE_HUNG_PRIMARY = 2
-SLOW_STREAMS = 5 + 3
+SLOW_STREAMS = 6 + 3
 
 
 def columns(output: str, name: str) -> tuple[str, str]:
@@ -29,7 +29,8 @@ def columns(output: str, name: str) -> tuple[str, str]:
 
 
 def test_quick_demo_shows_transitions_and_the_comparison_and_stops_every_proxy() -> None:
-    """The demo exits 0, prints transitions and both columns, leaks no key, leaves no proxy."""
+    """The demo exits 0, prints transitions and both columns for the proxy and the streams,
+    leaks no key, leaves no proxy."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("CIRCUIT_BREAKER_", "LITELLM_"))
     }
@@ -64,7 +65,7 @@ def test_quick_demo_shows_transitions_and_the_comparison_and_stops_every_proxy()
         assert without.endswith(" fallback"), output
     without, with_ = columns(done.stdout, "hung: calls sent to the dead primary")
     assert int(with_) <= MOST_STREAM_CALLS_TO_THE_HUNG_PRIMARY < int(without), output
-    assert re.search(r"primary\s+closed -> open\s+.*no first token within 3s", done.stdout)
+    assert re.search(r"primary\s+closed -> open\s+.*no first token within \d+s", done.stdout)
     # The primary slow to its first token: every stream answered by it, none cut off,
     # though the later ones ran under the deadline it had earned.
     assert columns(done.stdout, "slow: streams the slow primary answered") == (
