@@ -1,7 +1,7 @@
-"""Run the benchmarks: hot-path overhead, failover quality, probe scale, shared state.
+"""Run the benchmarks: hot-path overhead, failover quality, probe scale, shared state, streams.
 
-    .venv/bin/python bench/run.py                 # all four, about 10 minutes on 2 cores
-    .venv/bin/python bench/run.py --only failover # one suite (hot, failover, probe, shared)
+    .venv/bin/python bench/run.py                 # all five, about 17 minutes on 2 cores
+    .venv/bin/python bench/run.py --only failover # one suite: hot, failover, probe, shared, streams
     .venv/bin/python bench/run.py --quick         # smaller and more compressed: a smoke run
     .venv/bin/python bench/run.py --floor-python .venv-floor/bin/python
                                                   # hot path and shared state again on the floor
@@ -25,11 +25,18 @@ import failover
 import hot_path
 import probe_scale
 import shared_scale
+import streams
 from common import RESULTS, fmt, progress, read_json, write_json
 
 from litellm_circuit_breaker import DEFAULT_PROBE_CONCURRENCY
 
-SUITES = {"hot": hot_path, "failover": failover, "probe": probe_scale, "shared": shared_scale}
+SUITES = {
+    "hot": hot_path,
+    "failover": failover,
+    "probe": probe_scale,
+    "shared": shared_scale,
+    "streams": streams,
+}
 FLOOR = "-floor"
 """Suffix of a suite measured again in the floor LiteLLM's environment (``--floor-python``)."""
 ON_FLOOR = ("hot", "shared")
@@ -47,7 +54,7 @@ def _header(results: dict[str, dict[str, Any]], total_s: float | None) -> str:
         f"litellm-circuit-breaker {newest['litellm_circuit_breaker']}; httpx {newest['httpx']}.",
         "",
         "Reproduce: `make bench` (or `.venv/bin/python bench/run.py`; "
-        "`--only hot|failover|probe|shared`, `--quick`). Raw figures: "
+        "`--only hot|failover|probe|shared|streams`, `--quick`). Raw figures: "
         "`bench/results/<suite>.json`.",
         "",
     ]

@@ -10,13 +10,22 @@ each breaker transition is printed as the proxy logs it. The same script then
 runs against the same config without the ``callbacks`` line (LiteLLM's
 defaults), and a table compares the two runs.
 
-    .venv/bin/python examples/demo.py            # about a minute and a half
-    .venv/bin/python examples/demo.py --quick    # shorter phases, for the tests
+Then streams, through a LiteLLM ``Router`` in this process (app code, where the
+first-token deadline lives), with and without the breaker: a primary that hangs
+after a healthy streaming history (when does the user see the fallback's first
+token, how many calls reach the dead primary), and a primary 1.5 s slow to its
+first token from the first call (never cut off). These run on real time: the
+deadline is the attempt's own read timeout.
+
+    .venv/bin/python examples/demo.py            # about two and a half minutes
+    .venv/bin/python examples/demo.py --quick    # shorter proxy phases, for the tests
 
 No keys, no internet. Everything it starts (proxies, providers, threads) is
 stopped before it exits, also on Ctrl-C. Exit code 0 when both runs completed
 and the breaker kept the dead primary to its threshold (plus a small allowance
-for requests already in flight when it opened).
+for requests already in flight when it opened), and with the breaker the hung
+primary's streams went to the fallback within that threshold while the slow one
+answered every stream under its learned deadline.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -39,7 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 import openai
@@ -626,6 +636,225 @@ def verdict(without: RunResult, with_: RunResult) -> str:
     )
 
 
+# -- streams: a hung stream and a slow first token, a Router in this process --------
+
+# The Router both stream runs use: its timeout is what LiteLLM alone waits, per attempt,
+# for a stream that never starts (30 s and 2 retries are common; shortened to fit).
+STREAM_ROUTER: dict[str, float | int] = {"timeout": 10, "num_retries": 1}
+STREAM_HISTORY = 8  # healthy streams first: the breaker learns a deadline after 5
+NEXT_STREAM_AFTER_SEC = 10.0  # the second stream into the hang leaves this much later
+SLOW_FIRST_TOKEN_SEC = 1.5
+SLOW_WAVES = (6, 3)  # concurrent streams: the first wave teaches, the second runs under it
+# LiteLLM reports a finished stream through its log queue a moment after it ends.
+REPORTED_AFTER_SEC = 0.3
+
+
+@dataclass
+class StreamSeen:
+    """One stream as its user saw it."""
+
+    first_token: float | None = None
+    """Seconds from the request to the first chunk with text."""
+    served_by: str | None = None
+    error: str | None = None
+
+    def shown(self) -> str:
+        if self.first_token is None:
+            return self.error or "no answer"
+        return f"{seconds(self.first_token)} {self.served_by}"
+
+
+@dataclass
+class StreamResult:
+    label: str
+    hung: list[StreamSeen]
+    dead_calls: int
+    slow: list[StreamSeen]
+    slow_cut_off: int | None
+    slow_under_deadline: int | None
+    slow_state: str
+
+
+def stream_entry(group: str, provider: FakeProvider, key: str) -> dict[str, object]:
+    return {
+        "model_name": group,
+        "litellm_params": {
+            "model": "openai/fake-model",
+            "api_base": provider.base_url,
+            "api_key": key,
+        },
+        "model_info": {"id": group},
+    }
+
+
+async def stream_once(router: Any, seen: StreamSeen) -> StreamSeen:
+    started = time.monotonic()
+    try:
+        response = await router.acompletion(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = ""
+        async for chunk in response:
+            piece = (chunk.choices[0].delta.content or "") if chunk.choices else ""
+            if piece and seen.first_token is None:
+                seen.first_token = time.monotonic() - started
+            text += piece
+        seen.served_by = text.removeprefix("from ")
+    except Exception as exc:  # noqa: BLE001 - shown to the reader as it came
+        seen.error = type(exc).__name__
+    return seen
+
+
+async def stream_story(label: str, *, plugin: bool) -> StreamResult:
+    """A hung primary after a healthy history, then a primary slow to its first token."""
+    import litellm  # noqa: PLC0415 - only this part of the demo runs LiteLLM in-process
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER  # noqa: PLC0415
+
+    from litellm_circuit_breaker import CircuitBreaker  # noqa: PLC0415
+    from litellm_circuit_breaker.testing import restored_litellm_callbacks  # noqa: PLC0415
+
+    print(f"\n== Streams, {label} ==", flush=True)
+    t0 = time.monotonic()
+
+    def event(line: str) -> None:
+        print(f"  t={time.monotonic() - t0:5.1f}s  {line}", flush=True)
+
+    def attach() -> CircuitBreaker | None:
+        if not plugin:
+            return None
+        # The first-token deadline is opt-in (it also ends a stream that pauses that
+        # long after its first chunk); probes off: this part shows the deadline.
+        breaker = CircuitBreaker(probe_interval=None, first_token_timeout="auto")  # noqa: S106
+        breaker.cache.add_listener(
+            lambda e: event(f"{e.deployment:<9} {e.old.value} -> {e.new.value:<12} {e.reason}")
+        )
+        litellm.callbacks.append(breaker)
+        return breaker
+
+    keys = {name: f"sk-demo-{name}-{secrets.token_hex(8)}" for name in ("primary", "fallback")}
+    async with (
+        FakeProvider(reply="from primary", require_api_key=keys["primary"]) as primary,
+        FakeProvider(reply="from fallback", require_api_key=keys["fallback"]) as fallback,
+    ):
+
+        def router() -> Any:
+            return litellm.Router(
+                model_list=[
+                    stream_entry("primary", primary, keys["primary"]),
+                    stream_entry("fallback", fallback, keys["fallback"]),
+                ],
+                fallbacks=[{"primary": ["fallback"]}],
+                **STREAM_ROUTER,
+            )
+
+        with restored_litellm_callbacks():
+            attach()
+            hung_router = router()
+            for _ in range(STREAM_HISTORY):
+                await stream_once(hung_router, StreamSeen())
+            await asyncio.sleep(REPORTED_AFTER_SEC)
+            await GLOBAL_LOGGING_WORKER.flush()  # so the breaker has seen the history
+            event(f">> {STREAM_HISTORY} healthy streams answered by the primary")
+            primary.hang()
+            primary.reset_counts()
+            event(">> primary hangs: accepts streams, never answers")
+            first = asyncio.create_task(stream_once(hung_router, StreamSeen()))
+            await asyncio.sleep(NEXT_STREAM_AFTER_SEC)
+            if plugin:
+                await asyncio.wait({first})  # so the next one comes after what it taught
+            event(">> the next stream is sent")
+            second = asyncio.create_task(stream_once(hung_router, StreamSeen()))
+            hung = [await first, await second]
+            dead_calls = primary.calls("chat")
+            for n, seen in enumerate(hung, 1):
+                event(f"stream {n} into the hang: first token after {seen.shown()}")
+            primary.healthy()
+
+        with restored_litellm_callbacks():
+            breaker = attach()  # a new deployment and a new breaker: no history yet
+            primary.slow_first_token(SLOW_FIRST_TOKEN_SEC)
+            event(f">> a new Router whose primary takes {SLOW_FIRST_TOKEN_SEC:g} s to first token")
+            slow_router = router()
+            slow: list[StreamSeen] = []
+            for wave in SLOW_WAVES:
+                slow += await asyncio.gather(
+                    *(stream_once(slow_router, StreamSeen()) for _ in range(wave))
+                )
+                await asyncio.sleep(REPORTED_AFTER_SEC)
+                await GLOBAL_LOGGING_WORKER.flush()
+            answered = sum(1 for s in slow if s.served_by == "primary")
+            event(f"{answered} of {len(slow)} streams answered by the slow primary")
+            primary.healthy()
+            if breaker is None:
+                return StreamResult(label, hung, dead_calls, slow, None, None, "-")
+            return StreamResult(
+                label,
+                hung,
+                dead_calls,
+                slow,
+                breaker.counters["first_token_timeouts"],
+                breaker.counters["first_token_deadlines"],
+                breaker.cache.breaker_state("primary").value,
+            )
+
+
+def compare_streams(without: StreamResult, with_: StreamResult) -> list[str]:
+    def slow_p95(r: StreamResult) -> str:
+        firsts = [s.first_token for s in r.slow if s.first_token is not None]
+        return seconds(percentile(firsts, 95)) if firsts else "-"
+
+    def answered(r: StreamResult) -> str:
+        return f"{sum(1 for s in r.slow if s.served_by == 'primary')} of {len(r.slow)}"
+
+    def maybe(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    rows = [
+        ("hung: first token, stream into the hang", without.hung[0].shown(), with_.hung[0].shown()),
+        ("hung: first token, the next stream", without.hung[1].shown(), with_.hung[1].shown()),
+        ("hung: calls sent to the dead primary", str(without.dead_calls), str(with_.dead_calls)),
+        ("slow: streams the slow primary answered", answered(without), answered(with_)),
+        ("slow: p95 time to first token", slow_p95(without), slow_p95(with_)),
+        ("slow: streams run under a deadline", "-", maybe(with_.slow_under_deadline)),
+        ("slow: streams cut off", "-", maybe(with_.slow_cut_off)),
+        ("slow: breaker state at the end", "-", with_.slow_state),
+    ]
+    head = ("", "LiteLLM defaults", "with the breaker")
+    lines = [f"  {head[0]:<42}{head[1]:>18}{head[2]:>18}"]
+    lines += [f"  {name:<42}{a:>18}{b:>18}" for name, a, b in rows]
+    return lines
+
+
+def stream_problems(with_: StreamResult) -> list[str]:
+    problems = []
+    if with_.dead_calls > THRESHOLD:
+        problems.append(
+            f"the breaker let {with_.dead_calls} stream calls reach the hung primary "
+            f"(limit {THRESHOLD})"
+        )
+    if any(s.served_by != "fallback" for s in with_.hung):
+        problems.append("a stream into the hang was not answered by the fallback")
+    if with_.slow_cut_off or any(s.served_by != "primary" for s in with_.slow):
+        problems.append("the breaker cut off a primary that was only slow to its first token")
+    if not with_.slow_under_deadline:
+        problems.append("no stream to the slow primary ran under a learned deadline")
+    return problems
+
+
+def stream_verdict(without: StreamResult, with_: StreamResult) -> str:
+    def when(seen: StreamSeen) -> str:
+        return seen.error or "never" if seen.first_token is None else seconds(seen.first_token)
+
+    return (
+        "Verdict (streams): with the breaker the stream into the hang had its first token "
+        f"after {when(with_.hung[0])} instead of {when(without.hung[0])}, the next one after "
+        f"{when(with_.hung[1])} instead of {when(without.hung[1])}, and the hung primary got "
+        f"{with_.dead_calls} calls instead of {without.dead_calls}; the primary slow to its "
+        f"first token answered {sum(1 for s in with_.slow if s.served_by == 'primary')} of "
+        f"{len(with_.slow)} streams, {with_.slow_cut_off} cut off."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter phases (for the tests)")
@@ -675,8 +904,28 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== Same script, side by side ==")
     print("\n".join(compare(without, with_, script)))
     print(verdict(without, with_))
+
+    print(
+        "\nStreams, through a LiteLLM Router in this process (app code), fake providers "
+        f"'primary' and 'fallback' (a fallback group); Router timeout={STREAM_ROUTER['timeout']} "
+        f"num_retries={STREAM_ROUTER['num_retries']}, LiteLLM's cooldowns as they come; the "
+        'breaker with first_token_timeout="auto" (opt-in), probes off. A hung primary after '
+        f"{STREAM_HISTORY} healthy streams, a stream into it and the next one "
+        f"{NEXT_STREAM_AFTER_SEC:g} s later; then a new primary taking "
+        f"{SLOW_FIRST_TOKEN_SEC:g} s to every first token, {' then '.join(map(str, SLOW_WAVES))} "
+        "concurrent streams."
+    )
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline, as the proxies
+    # Transitions are printed by the demo itself; the breaker's log would repeat them.
+    logging.getLogger("litellm_circuit_breaker").addHandler(logging.NullHandler())
+    streams_with = asyncio.run(stream_story("with the breaker", plugin=True))
+    streams_without = asyncio.run(stream_story("LiteLLM defaults", plugin=False))
+    print("\n== Streams, side by side ==")
+    print("\n".join(compare_streams(streams_without, streams_with)))
+    print(stream_verdict(streams_without, streams_with))
+
     limit = THRESHOLD + IN_FLIGHT_ALLOWANCE
-    problems = []
+    problems = stream_problems(streams_with)
     if with_.dead_calls > limit:
         problems.append(
             f"the breaker let {with_.dead_calls} calls reach the dead primary (limit {limit})"
