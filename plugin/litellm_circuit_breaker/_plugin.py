@@ -444,6 +444,7 @@ class CircuitBreaker(CustomLogger):
         gone = self._registry.sync(model_list)
         for deployment_id in gone:
             self.cache.forget(deployment_id)
+            self._forget_timings(deployment_id)
         if gone:
             self._engage_filter()  # forgetting sends no state change
 
@@ -451,14 +452,18 @@ class CircuitBreaker(CustomLogger):
         """Forget a deployment and its breaker (e.g. removed from the config)."""
         known = self._registry.remove(deployment_id)
         forgot = self.cache.forget(deployment_id)
+        self._forget_timings(deployment_id)
+        self._sdk.forget(deployment_id)
+        self._engage_filter()  # forgetting sends no state change
+        return known or forgot
+
+    def _forget_timings(self, deployment_id: str) -> None:
+        """Its times to first token and usual time go with it (an id added back starts anew)."""
         if self._first_token is not None:
             self._first_token.forget(deployment_id)
         if self._slow is not None:
             self._slow.forget(deployment_id)
         self._slow_opened.discard(deployment_id)
-        self._sdk.forget(deployment_id)
-        self._engage_filter()  # forgetting sends no state change
-        return known or forgot
 
     @property
     def deployments(self) -> dict[str, Deployment]:
