@@ -537,7 +537,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Process CPU time of this process per stream of {cpu['chunks_per_stream']} chunks "
         "(providers served from another process), healthy deployments, "
         f"{cpu['rounds']} rounds of two alternating blocks of {cpu['streams_per_block']} "
-        "streams, the plugin at its defaults (started, deadline learned: "
+        "streams, the plugin with `first_token_timeout` auto (started, deadline learned: "
         f"{cpu['under_deadline']} streams ran under one)."
     )
     timed = cpu["instrumented"]
