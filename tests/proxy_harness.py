@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -120,3 +121,10 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(message if detail is None else f"{message}\n{detail()}")
         time.sleep(0.05)
+
+
+def breaker_lines(output: str, deployment: str, text: str) -> list[str]:
+    """The breaker's log lines about ``deployment`` saying ``text``: each names it by its
+    id and then, in brackets, its group, model and host (``deployment a (chat: ...) text``)."""
+    pattern = re.compile(rf"deployment {re.escape(deployment)} \([^()]*\) {re.escape(text)}")
+    return [line for line in output.splitlines() if pattern.search(line)]

@@ -699,8 +699,6 @@ def test_transition_lines_come_from_a_listener_that_can_be_removed(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The state machine only emits events; its default listener writes the lines."""
-    from litellm_circuit_breaker._logging import log_transition  # noqa: PLC0415
-
     caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
     events: list[StateChange] = []
     cache = make(clock)
@@ -711,7 +709,7 @@ def test_transition_lines_come_from_a_listener_that_can_be_removed(
         "deployment a circuit opened for 60.0s after 2 consecutive failure(s): HTTP 503"
     ]
     assert (events[-1].failures, events[-1].open_for, events[-1].operator) == (2, 60.0, False)
-    cache.remove_listener(log_transition)
+    cache.remove_listener(cache.transition_log)
     caplog.clear()
     cache.force_open("b", reason="maintenance")
     cache.mark_healthy("a")

@@ -94,9 +94,14 @@ def test_json_rows_have_the_stable_keys(
     assert main(["check", str(path), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [row["deployment"] for row in rows] == ["a", "bedrock"]
-    keys = ["deployment", "model_group", "endpoint", "probe", "result", "latency_ms", "error"]
+    keys = [
+        *("deployment", "model_group", "model", "host", "endpoint"),
+        *("probe", "result", "latency_ms", "error"),
+    ]
     assert all(list(row) == keys for row in rows)
     assert rows[0]["endpoint"] == provider.base_url
+    assert rows[0]["model"] == "openai/fake-model"
+    assert rows[0]["host"] == provider.base_url.removeprefix("http://").removesuffix("/v1")
     assert rows[0]["probe"] == "openai-models"
     assert rows[0]["model_group"] == "chat"
 
@@ -166,6 +171,8 @@ def test_provider_without_a_probe_is_passive(
     assert rows["bedrock"] == {
         "deployment": "bedrock",
         "model_group": "claude",
+        "model": "bedrock/anthropic.claude-v2",
+        "host": None,
         "endpoint": None,
         "probe": None,
         "result": "passive",
@@ -243,14 +250,68 @@ def test_table_lists_every_deployment_with_a_summary(
     path = write_config(tmp_path, [entry("a", provider.base_url), BEDROCK])
     assert main(["check", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
-        *("DEPLOYMENT", "MODEL", "GROUP", "ENDPOINT", "PROBE", "RESULT", "LATENCY", "MS", "ERROR")
+    host = provider.base_url.removeprefix("http://").removesuffix("/v1")
+    assert lines[0].split() == ["DEPLOYMENT", "GROUP", "MODEL", "HOST", "RESULT", "MS", "ERROR"]
+    assert lines[1].split()[:5] == ["a", "chat", "openai/fake-model", host, "up"]
+    assert lines[2].split() == [
+        *("bedrock", "claude", "bedrock/anthropic.claude-v2", "-", "passive", "-")
     ]
-    assert lines[1].split()[:5] == ["a", "chat", provider.base_url, "openai-models", "up"]
-    assert lines[2].split() == ["bedrock", "claude", "-", "-", "passive", "-"]
     assert lines[0].index("RESULT") == lines[1].index("up") == lines[2].index("passive")
     assert "2 deployments: 1 up, 1 passive" in lines
     assert any(line.startswith("passive: ") for line in lines)
+    assert not any("--wide" in line for line in lines), "no id was shortened"
+    assert main(["check", str(path), "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert wide[0].split() == [
+        *("DEPLOYMENT", "MODEL", "GROUP", "MODEL", "ENDPOINT", "PROBE", "RESULT", "LATENCY"),
+        *("MS", "ERROR"),
+    ]
+    assert wide[1].split()[:6] == [
+        *("a", "chat", "openai/fake-model", provider.base_url, "openai-models", "up")
+    ]
+
+
+def test_table_fits_100_columns_with_generated_ids_and_long_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LiteLLM's 64-hex ids, long model names, hosts and errors: still 100 columns, each
+    row still names its group, model and host; --wide shows the whole id."""
+    long_base = "http://127.0.0.1:9/a-very-long-path-prefix-for-the-gateway/v1"
+    model_list = [
+        {
+            "model_name": "a-rather-long-model-group-name",
+            "litellm_params": {
+                "model": "openai/some-organisation/an-extremely-long-fine-tuned-model-name",
+                "api_base": long_base,
+                "api_key": KEY,
+            },
+        },
+        {
+            "model_name": "b",
+            "litellm_params": {"model": "openai/m", "api_base": long_base, "api_key": PLAIN_KEY},
+        },
+    ]
+    path = write_config(tmp_path, model_list)
+    assert main(["check", str(path), "--json", "--timeout", "1"]) == 1
+    ids = [row["deployment"] for row in json.loads(capsys.readouterr().out)]
+    assert all(len(i) == 64 for i in ids), "LiteLLM generated the ids"
+    assert main(["check", str(path), "--timeout", "1"]) == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 100, out
+    assert lines[1].startswith(ids[0][:10] + "…")
+    assert lines[1].split()[1].startswith("a-rather-lo")
+    assert "127.0.0.1:9" in lines[1]
+    assert "DOWN" in lines[1]
+    assert lines[2].split()[:5] == [ids[1][:10] + "…", "b", "openai/m", "127.0.0.1:9", "DOWN"]
+    assert "ids shortened: --wide shows them whole, with endpoints and probes" in lines
+    assert KEY not in out
+    assert PLAIN_KEY not in out
+    assert main(["check", str(path), "--wide", "--timeout", "1"]) == 1
+    wide = capsys.readouterr().out
+    assert ids[0] in wide
+    assert long_base in wide
+    assert "openai/some-organisation/an-extremely-long-fine-tuned-model-name" in wide
 
 
 def test_key_echoed_in_an_error_body_is_masked(

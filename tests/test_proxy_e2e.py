@@ -16,6 +16,7 @@ from tests.proxy_harness import (
     MASTER_KEY,
     STARTUP_TIMEOUT_SEC,
     Proxy,
+    breaker_lines,
     litellm_command,
     proxy_env,
     running_proxy,
@@ -128,12 +129,14 @@ def test_proxy_keeps_traffic_off_a_dead_provider_and_returns_after_heal(fleet: F
 
     wait_for(a_serves_again, 30, "the healed provider never got traffic back")
     output = fleet.proxy.output()
-    assert "deployment a circuit opened" in output  # every transition is in the proxy's log
+    # every transition is in the proxy's log, named by id, group, model and host
+    host = a.base_url.removeprefix("http://").removesuffix("/v1")
+    assert f"deployment a (chat: openai/fake-model at {host}) circuit opened" in output
     # The ping after the heal half-opens it; the next real call closes it.
 
     def recovered() -> bool:
         assert fleet.proxy.chat("chat").status_code == 200
-        return "deployment a recovered" in fleet.proxy.output()
+        return bool(breaker_lines(fleet.proxy.output(), "a", "recovered"))
 
     wait_for(recovered, 30, "no recovery line", lambda: fleet.proxy.output()[-4000:])
 
@@ -251,7 +254,7 @@ def test_a_clients_own_short_timeout_never_opens_a_healthy_deployment(fleet: Fle
         # fail_fast is on: had those opened the breaker, these would be 503s.
         assert [fleet.proxy.chat("timeouts").status_code for _ in range(3)] == [200] * 3
         # Probes every 0.5 s would soon close a wrongly opened breaker: read the log too.
-        assert "deployment t circuit opened" not in fleet.proxy.output()
+        assert not breaker_lines(fleet.proxy.output(), "t", "circuit opened")
     finally:
         slow.healthy()
 
@@ -318,7 +321,7 @@ general_settings:
             for _ in range(2):
                 proxy.chat("chat")
             wait_for(
-                lambda: "deployment a circuit opened" in proxy.output(),
+                lambda: bool(breaker_lines(proxy.output(), "a", "circuit opened")),
                 30,
                 "user traffic should still open the breaker",
             )
@@ -344,7 +347,7 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
             statuses = [proxy.chat("chat").status_code for _ in range(30)]
             assert statuses == [200] * 30
             assert dead.calls("chat") <= 2 * 2
-            assert proxy.output().count("deployment a circuit opened") <= 2
+            assert len(breaker_lines(proxy.output(), "a", "circuit opened")) <= 2
             # one startup line per worker: each has its own breaker
             assert (
                 proxy.output().count(
@@ -391,5 +394,5 @@ general_settings:
     ours = [r for r in records if r.get("component") == "litellm_circuit_breaker"]
     assert [r["level"] for r in ours] == ["INFO", "WARNING"], ours
     assert ours[0]["message"].startswith("circuit breaker enabled: probing 1 of 1 deployment")
-    assert ours[1]["message"].startswith("deployment a circuit opened")
+    assert breaker_lines(ours[1]["message"], "a", "circuit opened"), ours[1]["message"]
     assert KEYS["a"] not in output

@@ -25,7 +25,14 @@ from litellm_circuit_breaker import BreakerState, CircuitBreaker
 from litellm_circuit_breaker._http import STATUS_PATH, add_status_route, status_document
 from litellm_circuit_breaker._proxy import ProxyCircuitBreaker, ProxySettings
 from litellm_circuit_breaker.testing import FakeProvider, free_port
-from tests.proxy_harness import MASTER_KEY, STARTUP_TIMEOUT_SEC, Proxy, running_proxy, wait_for
+from tests.proxy_harness import (
+    MASTER_KEY,
+    STARTUP_TIMEOUT_SEC,
+    Proxy,
+    breaker_lines,
+    running_proxy,
+    wait_for,
+)
 from tests.test_shared import eventually
 
 # Keys of no known shape: only the breaker's knowing them verbatim can mask them.
@@ -71,7 +78,9 @@ def open_a(proxy: Proxy, dead: FakeProvider) -> None:
     dead.error(503, message=ECHOED)
     statuses = [proxy.chat("chat").status_code for _ in range(10)]
     assert statuses == [200] * 10, "the sibling should have served every request"
-    wait_for(lambda: "deployment a circuit opened" in proxy.output(), 30, "a never opened")
+    wait_for(
+        lambda: bool(breaker_lines(proxy.output(), "a", "circuit opened")), 30, "a never opened"
+    )
 
 
 def in_proxy_group(proxy: Proxy, pid: int) -> bool:
@@ -114,6 +123,8 @@ def test_the_route_shows_an_open_deployment_redacted_to_the_master_key_only(
         }
         assert healthy["a"]["model_group"] == "chat"
         assert healthy["a"]["endpoint"] == dead.base_url
+        host = dead.base_url.removeprefix("http://").removesuffix("/v1")
+        assert healthy["a"]["name"] == f"chat: openai/fake-model at {host}"
         assert healthy["a"]["retry_in"] == 0
 
         open_a(proxy, dead)

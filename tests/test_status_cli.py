@@ -58,17 +58,20 @@ def test_status_prints_every_shared_breaker_with_who_changed_it(
     out = capsys.readouterr().out
     assert code == 1  # something is open
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("dep-")}
-    assert lines["dep-a"].split()[:4] == ["dep-a", "chat", "open", "2"]
+    # its group, model and host, as replica A knew them from its configuration
+    assert lines["dep-a"].split()[:6] == ["dep-a", "chat", "openai/m", "a.test", "open", "2"]
     assert "replica-a" in lines["dep-a"]
-    assert "upstream down" in lines["dep-a"]
-    trial_in = int(lines["dep-a"].split()[4].removesuffix("s"))
+    assert "ServiceUnavailableError (503)" in lines["dep-a"], out  # cut to fit 100 columns
+    trial_in = int(lines["dep-a"].split()[6].removesuffix("s"))
     assert 55 <= trial_in <= 60
-    assert lines["dep-b"].split()[2:5] == ["open", "0", "held"]
+    assert lines["dep-b"].split()[1:7] == ["-", "-", "-", "open", "0", "held"]
     assert "maintenance window" in lines["dep-b"]
-    assert lines["dep-c"].split()[2] == "closed"
+    assert lines["dep-c"].split()[4] == "closed"
     assert "replica-b" in lines["dep-c"]
     assert "3 shared breakers" in out
     assert f"namespace {namespace}" in out
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace, "--wide"]) == 1
+    assert "ServiceUnavailableError (503): upstream down" in capsys.readouterr().out
 
 
 def test_status_json_is_machine_readable(
@@ -80,6 +83,8 @@ def test_status_json_is_machine_readable(
     rows = {row["deployment"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["dep-a"]["state"] == "open"
     assert rows["dep-a"]["model_group"] == "chat"
+    assert (rows["dep-a"]["model"], rows["dep-a"]["host"]) == ("openai/m", "a.test")
+    assert (rows["dep-b"]["model"], rows["dep-b"]["host"]) == (None, None)  # not in B's config
     assert rows["dep-a"]["changed_by"] == "replica-a"
     assert rows["dep-a"]["consecutive_failures"] == 2
     assert 55 <= rows["dep-a"]["retry_in"] <= 60
@@ -87,6 +92,52 @@ def test_status_json_is_machine_readable(
     assert rows["dep-b"]["retry_in"] is None
     assert rows["dep-c"]["state"] == "closed"
     assert rows["dep-c"]["retry_in"] == 0
+
+
+def test_status_fits_100_columns_with_generated_ids_unless_wide(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LiteLLM-generated id, a long model, host and error: 100 columns, the id
+    shortened and said so; --wide shows all of it."""
+    generated = "c91a6e8e46690638f8f8ed8587587cef0b6a5c1e1f5120936d81dc4138a19aa0"
+    model = "openai/some-organisation/an-extremely-long-fine-tuned-model-name"
+    base = "http://gpu-box-7.internal.example.com:11434/v1"
+    error = "ServiceUnavailableError (503): " + "the upstream is down for maintenance " * 3
+
+    async def outage() -> None:
+        model_list = [
+            {
+                "model_name": "a-long-model-group",
+                "litellm_params": {"model": model, "api_base": base, "api_key": "k"},
+                "model_info": {"id": generated},
+            }
+        ]
+        a = replica("replica-with-a-long-name", redis_url, namespace, model_list=model_list)
+        async with replicas(a):
+            trip(a, generated, error)
+            for _ in range(2000):
+                if [r.deployment for r in await fetch_records(redis_url, namespace)]:
+                    return
+                await asyncio.sleep(0.005)
+            pytest.fail("Redis never held the record")
+
+    asyncio.run(outage())
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace]) == 1
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100, out
+    row = next(line for line in out.splitlines() if line.startswith(generated[:10]))
+    assert row.split()[0] == generated[:10] + "…"
+    assert "gpu-box-7" in row
+    assert "open" in row.split()
+    assert "ids shortened: --wide shows them whole" in out
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace, "--wide"]) == 1
+    wide = capsys.readouterr().out
+    assert generated in wide
+    assert model in wide
+    assert "gpu-box-7.internal.example.com:11434" in wide
+    assert wide.splitlines()[0].split()[-3:] == ["CHANGED", "LAST", "ERROR"]
+    assert "0s ago" in wide  # when it changed: --wide only
+    assert "ago" not in out
 
 
 def test_status_of_an_empty_namespace_exits_zero(
@@ -183,10 +234,10 @@ def test_status_shows_unreadable_records_as_rows(
     out = capsys.readouterr().out
     assert code == 1  # "good" is open; Redis answered
     rows = {line.split()[0]: line for line in out.splitlines() if line and line[0].islower()}
-    assert rows["good"].split()[2] == "open"
-    assert rows["latin-1"].split()[2] == "closed"
+    assert rows["good"].split()[4] == "open"
+    assert rows["latin-1"].split()[4] == "closed"
     for bad in ("nan-window", "inf-version", "wrong-type"):
-        assert rows[bad].split()[2] == "unreadable", rows[bad]
+        assert rows[bad].split()[4] == "unreadable", rows[bad]
     assert "open_until" in rows["nan-window"]
     assert "WRONGTYPE" in rows["wrong-type"]
     assert "3 unreadable" in out

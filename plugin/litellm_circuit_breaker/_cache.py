@@ -32,7 +32,7 @@ from ._config import (
 )
 from ._config import check_number as _check_number
 from ._errors import ConfigurationError
-from ._logging import PING_PASSED, PROBE_PASSED, log_transition
+from ._logging import PING_PASSED, PROBE_PASSED, TransitionLog
 from ._state import BreakerState, BreakerView, ProviderState, StateChange, StateListener, state_at
 
 __all__ = [
@@ -166,8 +166,9 @@ class ProviderHealthCache:
         """The same ids, live and unlocked, for a hot path that only asks "any at all?"
         without a call (:meth:`unhealthy_ids` is the consistent copy)."""
         self._changes = itertools.count(1)
-        self._listeners: list[StateListener] = [log_transition]
-        """The transition log is the first listener; remove it to log your own way."""
+        self.transition_log = TransitionLog()
+        """The transition log, the first listener: remove it to log your own way."""
+        self._listeners: list[StateListener] = [self.transition_log]
         self._listener_errors = 0
         self._failed_listeners: set[int] = set()
         self._pending: list[StateChange] = []

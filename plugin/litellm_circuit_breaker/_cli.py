@@ -54,7 +54,7 @@ from ._probe import DEFAULT_PROBE_CONCURRENCY, DEFAULT_PROBE_TIMEOUT_SEC
 from ._redact import Redactor, public_url
 from ._state import BreakerState
 from ._status import format_status_json, format_status_table, read_status
-from ._table import columns
+from ._table import TABLE_WIDTH, columns, short_id
 
 if TYPE_CHECKING:
     from ._shared import Operation
@@ -107,12 +107,18 @@ class CheckRow:
     result: Result
     latency_ms: float | None
     error: str | None
+    model: str = ""
+    """``litellm_params.model``, as the config names it."""
+    host: str | None = None
+    """``host[:port]`` of the endpoint, without user-info."""
 
     def as_json(self) -> dict[str, object]:
         """The row under the stable keys ``--json`` promises."""
         return {
             "deployment": self.deployment,
             "model_group": self.model_group,
+            "model": self.model,
+            "host": self.host,
             "endpoint": self.endpoint,
             "probe": self.probe,
             "result": self.result.value,
@@ -285,6 +291,8 @@ def _row(deployment: Deployment, outcome: _Outcome | None, redact: Redactor) -> 
             result=Result.CONFIG_ERROR,
             latency_ms=None,
             error=deployment.config_error,
+            model=deployment.model,
+            host=deployment.host,
         )
     return CheckRow(
         deployment=deployment.id,
@@ -294,13 +302,29 @@ def _row(deployment: Deployment, outcome: _Outcome | None, redact: Redactor) -> 
         result=outcome.result if outcome else Result.PASSIVE,
         latency_ms=outcome.latency_ms if outcome else None,
         error=(redact(outcome.error, limit=ERROR_CHARS) or None) if outcome else None,
+        model=deployment.model,
+        host=deployment.host,
     )
 
 
 # -- output ----------------------------------------------------------------------
 
-_HEADERS = ("DEPLOYMENT", "MODEL GROUP", "ENDPOINT", "PROBE", "RESULT", "LATENCY MS", "ERROR")
+_HEADERS = ("DEPLOYMENT", "GROUP", "MODEL", "HOST", "RESULT", "MS", "ERROR")
 _RIGHT_ALIGNED = frozenset({5})
+_SHRINK = ((6, 30), (2, 20), (3, 20), (1, 12), (6, 16), (2, 12), (3, 12), (0, 12), (6, 8))
+"""Cut to fit, in this order (column, narrowest): the error to 30, model and host to 20,
+the group, then each further."""
+_WIDE_HEADERS = (
+    "DEPLOYMENT",
+    "MODEL GROUP",
+    "MODEL",
+    "ENDPOINT",
+    "PROBE",
+    "RESULT",
+    "LATENCY MS",
+    "ERROR",
+)
+_WIDE_RIGHT_ALIGNED = frozenset({6})
 
 
 def _shown(result: Result) -> str:
@@ -312,25 +336,53 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def format_table(rows: Sequence[CheckRow]) -> str:
-    """Aligned plain-text columns, a summary line, and notes on the results that need one."""
-    cells = [
-        (
-            row.deployment,
-            row.model_group,
-            row.endpoint or "-",
-            row.probe or "-",
-            _shown(row.result),
-            "-" if row.latency_ms is None else f"{row.latency_ms:.1f}",
-            row.error or "",
+def _latency(row: CheckRow) -> str:
+    return "-" if row.latency_ms is None else f"{row.latency_ms:.1f}"
+
+
+def format_table(rows: Sequence[CheckRow], *, wide: bool = False) -> str:
+    """Aligned plain-text columns, a summary line, and notes on the results that need one.
+
+    Within :data:`TABLE_WIDTH` columns, generated ids shortened, unless ``wide``:
+    then every id, endpoint and error whole, with the probe used."""
+    cells: list[tuple[str, ...]]
+    if wide:
+        cells = [
+            (
+                row.deployment,
+                row.model_group,
+                row.model or "-",
+                row.endpoint or "-",
+                row.probe or "-",
+                _shown(row.result),
+                _latency(row),
+                row.error or "",
+            )
+            for row in rows
+        ]
+        lines = columns(_WIDE_HEADERS, cells, right=_WIDE_RIGHT_ALIGNED)
+    else:
+        cells = [
+            (
+                short_id(row.deployment),
+                row.model_group,
+                row.model or "-",
+                row.host or "-",
+                _shown(row.result),
+                _latency(row),
+                row.error or "",
+            )
+            for row in rows
+        ]
+        lines = columns(
+            _HEADERS, cells, right=_RIGHT_ALIGNED, max_width=TABLE_WIDTH, shrink=_SHRINK
         )
-        for row in rows
-    ]
-    lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
     counts = {result: sum(row.result is result for row in rows) for result in Result}
     tally = ", ".join(f"{n} {_shown(result)}" for result, n in counts.items() if n)
     lines.extend(("", f"{_count(len(rows), 'deployment')}: {tally}"))
     lines.extend(note for result, note in _NOTES.items() if counts[result])
+    if not wide and any(short_id(row.deployment) != row.deployment for row in rows):
+        lines.append("ids shortened: --wide shows them whole, with endpoints and probes")
     return "\n".join(lines)
 
 
@@ -371,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     check_parser.add_argument("config", metavar="CONFIG.yaml", type=Path)
     check_parser.add_argument("--json", action="store_true", help="print a JSON list")
     check_parser.add_argument(
+        "--wide",
+        action="store_true",
+        help=f"whole ids, endpoints, probes and errors (the table may pass {TABLE_WIDTH} columns)",
+    )
+    check_parser.add_argument(
         "--timeout",
         type=_seconds,
         default=DEFAULT_PROBE_TIMEOUT_SEC,
@@ -389,6 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _redis_options(status_parser)
     status_parser.add_argument("--json", action="store_true", help="print a JSON list")
+    status_parser.add_argument(
+        "--wide",
+        action="store_true",
+        help=f"whole ids, models and errors (the table may pass {TABLE_WIDTH} columns)",
+    )
     status_parser.set_defaults(run=_run_status)
     open_parser = commands.add_parser(
         "open",
@@ -479,7 +541,7 @@ def _run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(format_status_json(records, bad))
     else:
-        print(format_status_table(records, url, args.namespace, bad))
+        print(format_status_table(records, url, args.namespace, bad, wide=args.wide))
     return EXIT_DOWN if any(r.state is not BreakerState.CLOSED for r in records) else EXIT_OK
 
 
@@ -665,7 +727,7 @@ def _run_check(args: argparse.Namespace) -> int:
             rows = check(deployments, args.timeout)
     except ConfigFileError as exc:
         return _fail(args, str(exc))
-    print(format_json(rows) if args.json else format_table(rows))
+    print(format_json(rows) if args.json else format_table(rows, wide=args.wide))
     if any(row.result is Result.CONFIG_ERROR for row in rows):
         return EXIT_USAGE
     return EXIT_DOWN if any(row.result is Result.DOWN for row in rows) else EXIT_OK

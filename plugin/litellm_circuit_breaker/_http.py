@@ -46,6 +46,7 @@ def _deployment_row(row: DeploymentStatus) -> dict[str, Any]:
     return {
         "deployment": row.deployment,
         "model_group": row.model_group,
+        "name": row.name,
         "endpoint": row.endpoint,
         "probe": row.probe,
         "state": row.state.value,

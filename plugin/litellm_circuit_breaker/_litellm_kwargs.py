@@ -86,6 +86,28 @@ class Deployment:
     """Its key and its api_base's password: struck out of everything shown."""
 
     @property
+    def host(self) -> str | None:
+        """``host[:port]`` it is served from (its api_base, else its provider's default
+        probe host); never user-info, a path or a query. None when neither is known."""
+        url = self.display_base or (self.probe.display_url if self.probe else None)
+        return public_url(url, host_only=True) or None if url else None
+
+    @property
+    def model_at(self) -> str:
+        """Its model and host: ``openai/gpt-4o at api.openai.com`` (the model alone when
+        no host is known)."""
+        host = self.host
+        return f"{self.model} at {host}" if host else self.model
+
+    @property
+    def name(self) -> str:
+        """What a person reads next to its id: ``gpt-4o: openai/gpt-4o at api.openai.com``.
+
+        Model group, model and host only, so it never holds a key; unlike a
+        generated id, it stays the same when a key is rotated."""
+        return f"{self.model_group}: {self.model_at}"
+
+    @property
     def wildcard(self) -> bool:
         """A wildcard route (``openai/*``): each request names the model it wants."""
         return "*" in self.model or "*" in self.model_group

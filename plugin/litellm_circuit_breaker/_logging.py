@@ -9,10 +9,11 @@ windows that merely ran out are not logged; a replica's adopted change is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ._state import BreakerState, StateChange
 
-__all__ = ["PING_PASSED", "PROBE_PASSED", "log_transition", "logger"]
+__all__ = ["PING_PASSED", "PROBE_PASSED", "TransitionLog", "log_transition", "logger"]
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -22,9 +23,28 @@ PING_PASSED = "trial completion answered"
 """The same, when a one-token trial completion answered (see ``_trials``)."""
 
 
-def log_transition(event: StateChange) -> None:
+def _as_is(deployment: str) -> str:
+    return deployment
+
+
+class TransitionLog:
+    """The listener a cache starts with: :func:`log_transition` with names.
+
+    ``describe(id)`` is how a line shows a deployment; the breaker sets it to
+    the id followed by its model group, model and host, so a LiteLLM-generated
+    id still says which deployment it is.
+    """
+
+    def __init__(self, describe: Callable[[str], str] = _as_is) -> None:
+        self.describe = describe
+
+    def __call__(self, event: StateChange) -> None:
+        log_transition(event, self.describe)
+
+
+def log_transition(event: StateChange, describe: Callable[[str], str] = _as_is) -> None:
     """Write the line for ``event``, if it is one a person should read."""
-    deployment, old, new = event.deployment, event.old, event.new
+    deployment, old, new = describe(event.deployment), event.old, event.new
     if event.replica is not None:
         if old is not new:
             reason = f": {event.reason}" if event.reason and new is not BreakerState.CLOSED else ""

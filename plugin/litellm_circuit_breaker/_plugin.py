@@ -88,7 +88,7 @@ from ._litellm_kwargs import (
 from ._policy import CallerChoices, FailurePolicy, Verdict
 from ._probe import ProbeResult
 from ._probing import EndpointProber
-from ._redact import Redactor
+from ._redact import Redactor, public_url
 from ._registry import DeploymentRegistry
 from ._routers import is_router as _is_router
 from ._sdk import SdkBreakers
@@ -140,6 +140,9 @@ class DeploymentStatus:
     consecutive_failures: int
     last_error: str | None
     retry_in: float
+    name: str | None = None
+    """Model group, model and host (``gpt-4o: openai/gpt-4o at api.openai.com``), as
+    log lines show it next to the id; None for a deployment the breaker has no entry for."""
 
 
 class _OpenDeploymentFilter(CustomLogger):
@@ -289,7 +292,12 @@ class CircuitBreaker(CustomLogger):
         # The registry's own dict, for the hot path's unlocked membership test.
         self._deployments = self._registry.by_id
         self._share = _sharing(
-            self.cache, self._registry.group_of, self._redact_text, number, config
+            self.cache,
+            number,
+            config,
+            group_of=self._registry.group_of,
+            model_of=self._model_at,
+            redact=self._redact_text,
         )
         self._prober = EndpointProber(
             self.cache,
@@ -346,6 +354,7 @@ class CircuitBreaker(CustomLogger):
         self._sdk = SdkBreakers(
             self.cache, limit=config.max_sdk_breakers, on_evict=self.cache.forget
         )
+        self.cache.transition_log.describe = self.describe
         self._first_token = (
             None
             if config.first_token_timeout is None
@@ -605,6 +614,28 @@ class CircuitBreaker(CustomLogger):
 
     # -- status ----------------------------------------------------------------
 
+    def describe(self, deployment_id: str) -> str:
+        """A deployment as log lines show it: its id, then its model group, model and host
+        (``3f2a... (gpt-4o: openai/gpt-4o at api.openai.com)``); never a key."""
+        name = self._name_of(deployment_id)
+        return f"{deployment_id} ({name})" if name else deployment_id
+
+    def _name_of(self, deployment_id: str) -> str | None:
+        deployment = self._registry.get(deployment_id)
+        if deployment is not None:
+            return deployment.name
+        # A direct SDK breaker's id already names its provider and model.
+        endpoint = self._sdk.endpoint(deployment_id)
+        host = public_url(endpoint, host_only=True) if endpoint else ""
+        return f"at {host}" if host else None
+
+    def _model_at(self, deployment_id: str) -> tuple[str, str]:
+        """Model and host of a configured deployment, for shared records ("" if unknown)."""
+        deployment = self._registry.get(deployment_id)
+        if deployment is None:
+            return "", ""
+        return deployment.model, deployment.host or ""
+
     def status(self) -> list[DeploymentStatus]:
         """Every known deployment's breaker, without secrets, sorted by group and id."""
         now = self.cache.clock()
@@ -633,6 +664,7 @@ class CircuitBreaker(CustomLogger):
                     consecutive_failures=state.consecutive_failures if state else 0,
                     last_error=self._redact(state.last_error) or None if state else None,
                     retry_in=self.cache.retry_in(deployment_id),
+                    name=self._name_of(deployment_id),
                 )
             )
         rows.sort(key=lambda r: (r.model_group or "", r.deployment))
@@ -1430,10 +1462,12 @@ def _check_objects(*, failure_policy: object, model_list: object) -> None:
 
 def _sharing(
     cache: ProviderHealthCache,
-    group_of: Callable[[str], str | None],
-    redact: Callable[[str | None], str],
     number: int,
     config: BreakerConfig,
+    *,
+    group_of: Callable[[str], str | None],
+    model_of: Callable[[str], tuple[str, str]],
+    redact: Callable[[str | None], str],
 ) -> RedisShare | None:
     """The Redis adapter the settings ask for, or None."""
     if config.redis_url is None:
@@ -1450,6 +1484,7 @@ def _sharing(
         state_ttl_sec=config.redis_state_ttl_sec,
         reconcile_sec=config.redis_reconcile_sec,
         group_of=group_of,
+        model_of=model_of,
         redact=redact,
     )
 

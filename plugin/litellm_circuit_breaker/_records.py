@@ -79,6 +79,11 @@ class SharedRecord:
     version: int
     changed_ago: float
     """Seconds since that change, by Redis's clock."""
+    model: str | None = None
+    """The deployment's ``litellm_params.model``, when the writer knew it (records of
+    earlier versions have none)."""
+    host: str | None = None
+    """``host[:port]`` it is served from, when the writer knew it."""
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> SharedRecord:
@@ -105,6 +110,8 @@ class SharedRecord:
             owner=str(data.get("owner", "")),
             version=int(_finite(data["version"])),
             changed_ago=max(0.0, (now - _finite(data["changed"])) / 1000),
+            model=str(data.get("model") or "") or None,
+            host=str(data.get("host") or "") or None,
         )
 
 

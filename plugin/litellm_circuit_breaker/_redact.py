@@ -166,11 +166,12 @@ def invalid_url(url: str) -> str:
     return f"(invalid URL {hashlib.sha256(url.encode()).hexdigest()[:8]})"
 
 
-def public_url(url: str) -> str:
+def public_url(url: str, *, host_only: bool = False) -> str:
     """A URL fit for display and keys: no user-info, query or fragment, no trailing slash.
 
     Without a scheme (``admin:pw@host/v1``) the user-info is dropped all the same
-    and the rest shown as it is written (``host/v1``).
+    and the rest shown as it is written (``host/v1``). ``host_only``: just
+    ``host[:port]``, the part a person reads next to a deployment's name.
     """
     url = url.strip()
     scheme, sep, rest = url.partition("://")
@@ -194,6 +195,8 @@ def public_url(url: str) -> str:
     except ValueError:  # a port that is no number: show the host alone
         port = None
     netloc = host.lower() + (f":{port}" if port else "")
+    if host_only:
+        return netloc
     path = parts.path.rstrip("/")
     if not parts.scheme and url.startswith("//"):
         return netloc + path

@@ -26,7 +26,7 @@ local function bad(id, problem)
 end
 local function record(key, id, now)
   local r = redis.pcall('HMGET', key, 'id', 'state', 'open_until', 'failures', 'reason',
-                        'replica', 'version', 'changed', 'group', 'owner')
+                        'replica', 'version', 'changed', 'group', 'owner', 'model', 'host')
   if r.err then return bad(id, r.err) end
   if not r[2] then return false end
   for _, f in ipairs(NUMBERS) do
@@ -37,7 +37,8 @@ local function record(key, id, now)
   local ok, out = pcall(cjson.encode, {
     id = r[1], state = r[2], open_until = finite(r[3]) or 0, failures = finite(r[4]) or 0,
     reason = r[5] or '', replica = r[6] or '', version = finite(r[7]) or 0,
-    changed = finite(r[8]) or 0, group = r[9] or '', owner = r[10] or '', now = now})
+    changed = finite(r[8]) or 0, group = r[9] or '', owner = r[10] or '', model = r[11] or '',
+    host = r[12] or '', now = now})
   if not ok then return bad(id, 'not encodable: ' .. tostring(out)) end
   return out
 end
@@ -87,7 +88,8 @@ if accept then
   if new_until > 0 then life = ttl + window end
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
              'failures', ARGV[4], 'reason', ARGV[5], 'replica', ARGV[6], 'version', version,
-             'changed', now, 'group', ARGV[10], 'owner', ARGV[11])
+             'changed', now, 'group', ARGV[10], 'owner', ARGV[11], 'model', ARGV[12] or '',
+             'host', ARGV[13] or '')
   redis.call('PEXPIRE', KEYS[1], life)
   -- An index of the wrong type must not stop the record from being written and sent.
   redis.pcall('ZADD', KEYS[2], now + life, ARGV[1])
@@ -104,7 +106,8 @@ return {accept and 1 or 0, out}
 
 KEYS: the record, the index. ARGV: id, state, window_ms (-1: held open), failures,
 reason, replica, base_version (the newest version this replica's state is based on),
-ttl_ms, channel, group, owner (the writer's process token).
+ttl_ms, channel, group, owner (the writer's process token), model and host (``host[:port]``),
+for people reading ``status``; neither ever holds a key.
 
 Guarantees: an opening wins unless a longer one (or a hold) is already in force; a
 half-open (a passed probe) or a close is kept only if it saw the version it replaces

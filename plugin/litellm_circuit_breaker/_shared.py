@@ -373,6 +373,8 @@ async def operate(
             keys.channel,
             (before.model_group if before is not None else None) or "",
             secrets.token_hex(8),
+            (before.model if before is not None else None) or "",
+            (before.host if before is not None else None) or "",
         )
         followers = await _subscribers(client, url, keys)
     finally:
@@ -420,9 +422,10 @@ class RedisShare:
     """Shares one cache's transitions with every replica on the same Redis.
 
     Register it as a listener (done here) and run :meth:`run` in a task owned
-    by the breaker. ``group_of`` names a deployment's model group for the
-    shared record; ``redact`` cleans error lines before they leave the
-    process; ``sleep`` is injectable for the reconnect back-off.
+    by the breaker. ``group_of`` names a deployment's model group and
+    ``model_of`` its model and host ("" when unknown) for the shared record;
+    ``redact`` cleans error lines before they leave the process; ``sleep`` is
+    injectable for the reconnect back-off.
 
     Consistency: Redis is the arbiter. Pushes and adoptions run one at a time
     (one lock per run), and an adoption only lands if the breaker did not
@@ -443,6 +446,7 @@ class RedisShare:
         state_ttl_sec: float = DEFAULT_STATE_TTL_SEC,
         reconcile_sec: float = DEFAULT_RECONCILE_SEC,
         group_of: Callable[[str], str | None] = lambda _id: None,
+        model_of: Callable[[str], tuple[str, str]] = lambda _id: ("", ""),
         redact: Callable[[str | None], str] = lambda text: text or "",
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
@@ -458,6 +462,7 @@ class RedisShare:
         self._ttl_ms = int(min(state_ttl_sec, MAX_WINDOW_SEC) * 1000)
         self._reconcile_sec = reconcile_sec
         self._group_of = group_of
+        self._model_of = model_of
         self._redact = redact
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -756,6 +761,7 @@ class RedisShare:
             keys.channel,
             self._group_of(deployment) or "",
             self.token,
+            *self._model_of(deployment),
         )
         record = self._parse(raw)
         if record is None:

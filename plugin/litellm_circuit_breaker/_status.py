@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from ._records import BadRecord, SharedRecord
 from ._redact import public_url
 from ._state import BreakerState
-from ._table import columns
+from ._table import TABLE_WIDTH, columns, short_id
 
 __all__ = ["format_status_json", "format_status_table", "read_status"]
 
 ERROR_CHARS = 120
-_HEADERS = (
+_WIDE_HEADERS = (
     "DEPLOYMENT",
     "MODEL GROUP",
+    "MODEL",
+    "HOST",
     "STATE",
     "FAILURES",
     "TRIAL IN",
@@ -25,7 +27,14 @@ _HEADERS = (
     "CHANGED",
     "LAST ERROR",
 )
-_RIGHT_ALIGNED = frozenset({3, 4, 6})
+_WIDE_RIGHT_ALIGNED = frozenset({5, 6, 8})
+_CHANGED = 8
+"""The column the narrow table leaves out (``--wide`` and ``--json`` have it)."""
+_HEADERS = ("DEPLOYMENT", "GROUP", "MODEL", "HOST", "STATE", "FAILS", "TRIAL", "BY", "LAST ERROR")
+_RIGHT_ALIGNED = frozenset({5, 6})
+_SHRINK = ((8, 30), (2, 20), (3, 20), (7, 12), (1, 10), (8, 16), (2, 10), (3, 10), (7, 8))
+"""Cut to fit, in this order (column, narrowest): the error to 30, model and host to 20,
+replica, group, then each further."""
 
 
 UNREADABLE = "unreadable"
@@ -67,18 +76,24 @@ def format_status_table(
     url: str,
     namespace: str,
     bad: Sequence[BadRecord] = (),
+    *,
+    wide: bool = False,
 ) -> str:
     """Aligned columns and a one-line summary; the URL is shown without its password.
 
     Records this version cannot read are rows of their own, their problem in the
-    error column."""
+    error column. Within :data:`TABLE_WIDTH` columns, generated ids shortened,
+    unless ``wide``."""
     where = f"{public_url(url)}, namespace {namespace}"
     if not records and not bad:
         return f"no shared breakers at {where}"
+    shown = (lambda d: d) if wide else short_id
     cells = [
         (
-            r.deployment,
+            shown(r.deployment),
             r.model_group or "-",
+            r.model or "-",
+            r.host or "-",
             r.state.value,
             str(r.consecutive_failures),
             _trial_in(r),
@@ -88,13 +103,26 @@ def format_status_table(
         )
         for r in records
     ]
-    cells += [(b.deployment, "-", UNREADABLE, "-", "-", "-", "-", _short(b.problem)) for b in bad]
-    lines = columns(_HEADERS, cells, right=_RIGHT_ALIGNED)
+    cells += [
+        (shown(b.deployment), "-", "-", "-", UNREADABLE, "-", "-", "-", "-", _short(b.problem))
+        for b in bad
+    ]
+    if wide:
+        lines = columns(_WIDE_HEADERS, cells, right=_WIDE_RIGHT_ALIGNED)
+    else:
+        narrow = [row[:_CHANGED] + row[_CHANGED + 1 :] for row in cells]
+        lines = columns(
+            _HEADERS, narrow, right=_RIGHT_ALIGNED, max_width=TABLE_WIDTH, shrink=_SHRINK
+        )
     counts = {s: sum(r.state is s for r in records) for s in BreakerState}
     tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "none readable"
     if bad:
         tally += f"; {len(bad)} {UNREADABLE} (skipped by every replica)"
-    lines.extend(("", f"{len(records)} shared breakers at {where}: {tally}"))
+    noun = "shared breaker" if len(records) == 1 else "shared breakers"
+    lines.extend(("", f"{len(records)} {noun} at {where}: {tally}"))
+    ids = [r.deployment for r in records] + [b.deployment for b in bad]
+    if not wide and any(short_id(i) != i for i in ids):
+        lines.append("ids shortened: --wide shows them whole")
     return "\n".join(lines)
 
 
@@ -106,6 +134,8 @@ def format_status_json(records: Sequence[SharedRecord], bad: Sequence[BadRecord]
         {
             "deployment": b.deployment,
             "model_group": None,
+            "model": None,
+            "host": None,
             "state": UNREADABLE,
             "consecutive_failures": None,
             "retry_in": None,
@@ -122,6 +152,8 @@ def format_status_json(records: Sequence[SharedRecord], bad: Sequence[BadRecord]
             {
                 "deployment": r.deployment,
                 "model_group": r.model_group,
+                "model": r.model,
+                "host": r.host,
                 "state": r.state.value,
                 "consecutive_failures": r.consecutive_failures,
                 "retry_in": None if math.isinf(r.retry_in) else round(r.retry_in, 3),
