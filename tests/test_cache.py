@@ -706,7 +706,7 @@ def test_transition_lines_come_from_a_listener_that_can_be_removed(
     cache.mark_unhealthy("a", "HTTP 503")
     cache.mark_unhealthy("a", "HTTP 503")
     assert [r.getMessage() for r in caplog.records] == [
-        "deployment a circuit opened for 60.0s after 2 consecutive failure(s): HTTP 503"
+        "deployment a circuit opened for 60.0s after 2 consecutive failures: HTTP 503"
     ]
     assert (events[-1].failures, events[-1].open_for, events[-1].operator) == (2, 60.0, False)
     cache.remove_listener(cache.transition_log)
@@ -716,6 +716,21 @@ def test_transition_lines_come_from_a_listener_that_can_be_removed(
     assert caplog.records == []
     assert events[-2].operator
     assert events[-2].open_for == math.inf
+
+
+def test_an_opening_line_says_what_opened_it(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One failure is "1 failure"; the slow-call rule's opening claims no failure at all."""
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    single = make(clock, failure_threshold=1)
+    single.mark_unhealthy("a", "HTTP 503")
+    cache = make(clock)
+    cache.mark_unhealthy("b", "slow: 10 of its last 10 calls slower than 2.0s", open_now=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "deployment a circuit opened for 60.0s after 1 failure: HTTP 503",
+        "deployment b circuit opened for 60.0s: slow: 10 of its last 10 calls slower than 2.0s",
+    ]
 
 
 def test_listeners_get_each_deployments_transitions_in_order_across_threads(

@@ -54,9 +54,19 @@ def test_a_deployment_that_becomes_far_slower_opens_after_the_window_fills() -> 
     assert feed(rule, 0.1, BASELINE_MIN) == []
     assert feed(rule, 3.0, MIN_CALLS - 1) == []  # not yet: too few calls in the window
     reasons = feed(rule, 3.0, 1)
-    assert reasons == ["10 of its last 10 calls slower than 2.0s (4x its usual 0.10s)"]
+    assert reasons == [
+        "slow: 10 of its last 10 calls slower than 2.0s (the 2s floor; its usual is 0.10s)"
+    ]
     # a fresh window afterwards: it takes as many calls again
     assert feed(rule, 3.0, MIN_CALLS - 1) == []
+
+
+def test_the_reason_names_the_factor_when_the_usual_time_sets_the_limit() -> None:
+    rule = SlowCalls()
+    assert feed(rule, 1.0, BASELINE_MIN) == []
+    assert feed(rule, 5.0, MIN_CALLS) == [
+        "slow: 10 of its last 10 calls slower than 4.0s (4x its usual 1.00s)"
+    ]
 
 
 def test_half_the_window_slow_opens_fewer_does_not() -> None:

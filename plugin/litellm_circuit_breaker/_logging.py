@@ -13,7 +13,14 @@ from collections.abc import Callable
 
 from ._state import BreakerState, StateChange
 
-__all__ = ["PING_PASSED", "PROBE_PASSED", "TransitionLog", "log_transition", "logger"]
+__all__ = [
+    "PING_PASSED",
+    "PROBE_PASSED",
+    "SLOW_CALLS",
+    "TransitionLog",
+    "log_transition",
+    "logger",
+]
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -21,6 +28,8 @@ PROBE_PASSED = "probe passed"
 """The reason of an OPEN -> HALF_OPEN move made by evidence rather than time."""
 PING_PASSED = "trial completion answered"
 """The same, when a one-token trial completion answered (see ``_trials``)."""
+SLOW_CALLS = "slow: "
+"""How the reason of an opening made by the slow-call rule starts: no failure made it."""
 
 
 def _as_is(deployment: str) -> str:
@@ -73,10 +82,16 @@ def log_transition(event: StateChange, describe: Callable[[str], str] = _as_is) 
             event.reason,
         )
     elif old is BreakerState.CLOSED:
+        if event.reason and event.reason.startswith(SLOW_CALLS):
+            after = ""
+        elif event.failures == 1:
+            after = " after 1 failure"
+        else:
+            after = f" after {event.failures} consecutive failures"
         logger.warning(
-            "deployment %s circuit opened for %.1fs after %d consecutive failure(s): %s",
+            "deployment %s circuit opened for %.1fs%s: %s",
             deployment,
             event.open_for,
-            event.failures,
+            after,
             event.reason,
         )

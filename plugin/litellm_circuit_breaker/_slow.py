@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._logging import SLOW_CALLS
+
 __all__ = [
     "BASELINE_MIN",
     "FACTOR",
@@ -130,10 +132,12 @@ class SlowCalls:
         seen = len(window)
         window.clear()  # a fresh window after the breaker opens (and closes again)
         what = "times to first token" if kind == "stream" else "calls"
-        return (
-            f"{count} of its last {seen} {what} slower than {limit:.1f}s "
-            f"({FACTOR:g}x its usual {usual:.2f}s)"
+        why = (
+            f"{FACTOR:g}x its usual {usual:.2f}s"
+            if limit > FLOOR_SEC
+            else f"the {FLOOR_SEC:g}s floor; its usual is {usual:.2f}s"
         )
+        return f"{SLOW_CALLS}{count} of its last {seen} {what} slower than {limit:.1f}s ({why})"
 
     def usual(self, breaker_id: str, kind: CallKind) -> float | None:
         """The deployment's usual time for this kind of call, or None while it has no baseline."""
