@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import importlib
+import math
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import litellm
 import pytest
 import respx
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 import litellm_circuit_breaker.metrics
 from litellm_circuit_breaker import (
@@ -58,16 +63,16 @@ def metrics(cb: CircuitBreaker, registry: CollectorRegistry) -> Iterator[Breaker
 
 
 def state(registry: CollectorRegistry, dep: str, group: str = "chat") -> float | None:
-    return registry.get_sample_value(f"{NS}_state", {"deployment": dep, "model_group": group})
+    return registry.get_sample_value(f"{NS}_state", {"model_id": dep, "model_group": group})
 
 
 def transitions(registry: CollectorRegistry, dep: str, new: str, group: str = "chat") -> float:
-    labels = {"deployment": dep, "model_group": group, "state": new}
+    labels = {"model_id": dep, "model_group": group, "state": new}
     return registry.get_sample_value(f"{NS}_transitions_total", labels) or 0.0
 
 
 def probes(registry: CollectorRegistry, dep: str, result: str, group: str = "chat") -> float:
-    labels = {"deployment": dep, "model_group": group, "result": result}
+    labels = {"model_id": dep, "model_group": group, "result": result}
     return registry.get_sample_value(f"{NS}_probe_results_total", labels) or 0.0
 
 
@@ -176,14 +181,14 @@ def test_probe_results_and_latency_by_deployment(
     assert (probes(registry, "a", "up"), probes(registry, "a", "down")) == (1, 1)
     assert probes(registry, "a", "no_verdict") == 1
     assert probes(registry, "b", "up") == 1
-    labels = {"deployment": "a", "model_group": "chat"}
+    labels = {"model_id": "a", "model_group": "chat"}
     value = registry.get_sample_value
     assert value(f"{NS}_probe_latency_seconds_count", labels) == 3
     assert value(f"{NS}_probe_latency_seconds_sum", labels) == pytest.approx(0.53)
     assert value(f"{NS}_probe_latency_seconds_bucket", {**labels, "le": "0.01"}) == 1
     assert value(f"{NS}_probe_latency_seconds_bucket", {**labels, "le": "0.025"}) == 2
     assert value(f"{NS}_probe_latency_seconds_bucket", {**labels, "le": "0.5"}) == 3
-    b_labels = {"deployment": "b", "model_group": "chat"}
+    b_labels = {"model_id": "b", "model_group": "chat"}
     assert value(f"{NS}_probe_latency_seconds_bucket", {**b_labels, "le": "10.0"}) == 0
     assert value(f"{NS}_probe_latency_seconds_bucket", {**b_labels, "le": "+Inf"}) == 1
 
@@ -217,7 +222,7 @@ async def test_results_of_a_real_probe_round_are_observed(
     assert probes(registry, "b", "down") == 1
     assert probes(registry, "e", "up", "embed") == 1
     count = registry.get_sample_value(
-        f"{NS}_probe_latency_seconds_count", {"deployment": "b", "model_group": "chat"}
+        f"{NS}_probe_latency_seconds_count", {"model_id": "b", "model_group": "chat"}
     )
     assert count == 1
 
@@ -235,7 +240,7 @@ def test_exposition_holds_no_key_url_or_error_text(
     cb.cache.mark_unhealthy("http://sdk.test/v1|openai/m", "down")
     cb.cache.mark_unhealthy("http://sdk.test/v1|openai/m", "down")
     text = generate_latest(registry).decode()
-    assert 'deployment="a"' in text
+    assert 'model_id="a"' in text
     for secret in (KEY, "a.test", "sdk.test", "http", "ConnectError", "503"):
         assert secret not in text
 
@@ -249,7 +254,7 @@ def test_forgotten_deployments_lose_their_series(
     assert transitions(registry, "b", "open") == 1
     cb.remove_deployment("b")
     assert state(registry, "b") is None
-    assert 'deployment="b"' not in generate_latest(registry).decode()
+    assert 'model_id="b"' not in generate_latest(registry).decode()
     assert state(registry, "a") == 0
 
 
@@ -326,7 +331,7 @@ def test_one_registry_needs_distinct_namespaces(
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         BreakerMetrics(cb, registry=registry)
     second = BreakerMetrics(cb, registry=registry, namespace="replica_b")
-    labels = {"deployment": "a", "model_group": "chat"}
+    labels = {"model_id": "a", "model_group": "chat"}
     assert registry.get_sample_value("replica_b_state", labels) == 0
     assert state(registry, "a") == 0
     second.detach()
@@ -394,3 +399,132 @@ async def test_sdk_breakers_are_counted_and_their_evictions_exposed(
         assert "sdk.test" not in generate_latest(registry).decode()
     finally:
         metrics.detach()
+
+
+WORKER_PID = "4242"
+
+
+@pytest.fixture
+def multiproc_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """prometheus-client's multiprocess mode, as a LiteLLM worker has it, in a fresh directory."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    # prometheus-client picks its value class at import: swap it as its own tests do
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda: int(WORKER_PID)))
+    yield tmp_path
+    values.close_all_multiprocess_files()
+
+
+def scrape_dir(path: Path) -> CollectorRegistry:
+    """What LiteLLM's /metrics (or its metrics server) reads in multiprocess mode."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(path))
+    return registry
+
+
+def test_in_multiprocess_mode_the_series_are_in_the_workers_files(
+    multiproc_dir: Path, cb: CircuitBreaker, registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """Same names and labels, read back by MultiProcessCollector; state per worker pid."""
+    m = BreakerMetrics(cb, registry=registry, refresh_interval=3600)
+    try:
+        assert m.multiprocess
+        assert f"{NS}_state" not in generate_latest(registry).decode()  # nothing registered
+        worker = {"model_id": "a", "model_group": "chat", "pid": WORKER_PID}
+        assert scrape_dir(multiproc_dir).get_sample_value(f"{NS}_state", worker) == 0
+        open_breaker(cb.cache, "a")  # an event: in the files at once, no refresh needed
+        files = scrape_dir(multiproc_dir)
+        assert files.get_sample_value(f"{NS}_state", worker) == 2
+        opened = {"model_id": "a", "model_group": "chat", "state": "open"}
+        assert files.get_sample_value(f"{NS}_transitions_total", opened) == 1
+        m.observe_probe(ProbeResult("a", False, "down", 0.02))
+        cb.counters.skipped = 3
+        clock.advance(cb.cache.unhealthy_backoff_sec)
+        m.refresh()  # what the instance's thread does every refresh_interval
+        files = scrape_dir(multiproc_dir)
+        assert files.get_sample_value(f"{NS}_state", worker) == 1
+        assert files.get_sample_value(f"{NS}_calls_skipped_total", {"path": "router"}) == 3
+        probe = {"model_id": "a", "model_group": "chat"}
+        assert files.get_sample_value(f"{NS}_probe_latency_seconds_count", probe) == 1
+        assert files.get_sample_value(f"{NS}_probe_results_total", {**probe, "result": "down"})
+        m.refresh()  # a counter is advanced by what it grew, never counted twice
+        skipped = scrape_dir(multiproc_dir).get_sample_value(
+            f"{NS}_calls_skipped_total", {"path": "router"}
+        )
+        assert skipped == 3
+    finally:
+        m.detach()
+    assert not m.attached
+
+
+def test_a_dead_workers_state_leaves_and_its_counts_stay(
+    multiproc_dir: Path, cb: CircuitBreaker
+) -> None:
+    """mark_process_dead (LiteLLM calls it as a worker exits) drops its live gauges only."""
+    m = BreakerMetrics(cb, multiprocess=True, refresh_interval=3600)
+    open_breaker(cb.cache, "a")
+    m.detach()
+    mark_process_dead(int(WORKER_PID), path=str(multiproc_dir))
+    files = scrape_dir(multiproc_dir)
+    assert files.get_sample_value(f"{NS}_state", {"model_id": "a", "model_group": "chat"}) is None
+    assert f"{NS}_state{{" not in generate_latest(files).decode()
+    opened = {"model_id": "a", "model_group": "chat", "state": "open"}
+    assert files.get_sample_value(f"{NS}_transitions_total", opened) == 1
+
+
+def test_in_multiprocess_mode_a_thread_of_its_own_refreshes_the_counts(
+    multiproc_dir: Path, cb: CircuitBreaker
+) -> None:
+    """No scrape reaches a worker: decision counts arrive within refresh_interval anyway."""
+    m = BreakerMetrics(cb, refresh_interval=0.01)
+    try:
+        cb.counters.trials = 2
+        deadline = time.monotonic() + 30
+        while scrape_dir(multiproc_dir).get_sample_value(f"{NS}_trial_calls_total") != 2:
+            assert time.monotonic() < deadline, "the refresh thread never ran"
+            time.sleep(0.01)
+    finally:
+        m.detach()
+    assert not [t for t in threading.enumerate() if t.name == "litellm-circuit-breaker-metrics"]
+
+
+@pytest.mark.parametrize("interval", [0, -1, math.inf, math.nan, True, "5"])
+def test_invalid_refresh_interval_is_refused(
+    cb: CircuitBreaker, registry: CollectorRegistry, interval: object
+) -> None:
+    """refresh_interval must be finite seconds > 0; the error names it."""
+    with pytest.raises(ConfigurationError, match="refresh_interval="):
+        BreakerMetrics(cb, registry=registry, refresh_interval=interval)  # type: ignore[arg-type]
+
+
+def test_a_deployment_source_is_read_so_unreached_deployments_have_series(
+    clock: FakeClock, registry: CollectorRegistry
+) -> None:
+    """As the proxy's router is, with probes off: its deployments are exported at once."""
+    source = [deployment("chat", "a", "a.test", key=KEY)]
+    cb = CircuitBreaker(probe_interval=None, clock=clock, deployment_source=lambda: source)
+    m = BreakerMetrics(cb, registry=registry)
+    try:
+        assert state(registry, "a") == 0
+        source = [deployment("chat", "b", "b.test", key=KEY)]
+        assert (state(registry, "a"), state(registry, "b")) == (None, 0)
+    finally:
+        m.detach()
+
+
+@pytest.mark.asyncio
+async def test_litellms_separate_metrics_server_serves_the_workers_series(
+    multiproc_dir: Path, cb: CircuitBreaker
+) -> None:
+    """--prometheus_metrics_port: LiteLLM's own metrics app, on the directory, shows them."""
+    from litellm.proxy.prometheus_metrics_server import build_metrics_app  # noqa: PLC0415
+
+    m = BreakerMetrics(cb, refresh_interval=3600)
+    try:
+        open_breaker(cb.cache, "a")
+        transport = httpx.ASGITransport(app=build_metrics_app(str(multiproc_dir)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://metrics") as client:
+            response = await client.get("/metrics/")
+    finally:
+        m.detach()
+    assert response.status_code == 200
+    assert f'{NS}_state{{model_group="chat",model_id="a",pid="{WORKER_PID}"}} 2.0' in response.text

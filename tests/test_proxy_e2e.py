@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from litellm_circuit_breaker.testing import FakeProvider, group_alive
 from tests.proxy_harness import (
@@ -166,10 +168,13 @@ def test_breaker_metrics_are_on_the_proxys_metrics_endpoint(fleet: Fleet) -> Non
         timeout=30,
     )
     assert response.status_code == 200
-    for name, group in (("a", "chat"), ("b", "chat"), ("solo", "solo"), ("p", "primary")):
-        assert f'litellm_circuit_breaker_state{{deployment="{name}",model_group="{group}"}}' in (
-            response.text
-        )
+    states = {
+        (s.labels["model_id"], s.labels["model_group"])
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.name == "litellm_circuit_breaker_state"
+    }
+    assert {("a", "chat"), ("b", "chat"), ("solo", "solo"), ("p", "primary")} <= states
     assert "litellm_proxy_total_requests" in response.text  # LiteLLM's own, same endpoint
     assert not [key for key in KEYS.values() if key in response.text]
     ours = "\n".join(
@@ -356,6 +361,84 @@ def test_each_worker_has_its_own_breaker_with_num_workers(tmp_path: Path) -> Non
                 )
                 == 2
             )
+
+
+def samples(proxy: Proxy, path: str = "/metrics/") -> list[Sample]:
+    """Every sample the proxy's Prometheus endpoint serves now."""
+    response = httpx.get(
+        f"{proxy.url}{path}", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30
+    )
+    assert response.status_code == 200, response.text[:500]
+    return [s for family in text_string_to_metric_families(response.text) for s in family.samples]
+
+
+def test_with_num_workers_every_workers_breaker_is_on_metrics(tmp_path: Path) -> None:
+    """--num_workers 2, LiteLLM's Prometheus on: each worker's state, by model_id, on /metrics."""
+    with FakeProvider().start_in_thread() as dead, FakeProvider().start_in_thread() as live:
+        config = two_deployment_config(dead, live).replace(
+            'callbacks: ["litellm_circuit_breaker.proxy.breaker"]',
+            'callbacks: ["prometheus", "litellm_circuit_breaker.proxy.breaker"]',
+        )
+        # a directory of this test's own (LiteLLM wipes the one it uses at startup),
+        # made first: prometheus-client writes to it as soon as LiteLLM is imported
+        multiproc_dir = tmp_path / "prometheus"
+        multiproc_dir.mkdir()
+        env = {
+            "CIRCUIT_BREAKER_PROBE_INTERVAL_SEC": "off",
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+        }
+        args = ("--num_workers", "2", "--timeout_worker_healthcheck", str(int(STARTUP_TIMEOUT_SEC)))
+        with running_proxy(config, tmp_path, env, args=args) as proxy:
+
+            def states() -> dict[tuple[str, str, str], float]:
+                return {
+                    (s.labels["model_id"], s.labels["model_group"], s.labels["pid"]): s.value
+                    for s in samples(proxy)
+                    if s.name == "litellm_circuit_breaker_state"
+                }
+
+            def detail() -> str:
+                return f"states: {states()}\nthe proxy's output:\n{proxy.output()[-4000:]}"
+
+            # each worker refreshes every 5 s, so both appear once they know the router
+            wait_for(
+                lambda: len({pid for _, _, pid in states()}) == 2,
+                STARTUP_TIMEOUT_SEC,
+                "the two workers' breakers never both reached /metrics",
+                detail,
+            )
+            assert {(d, g) for d, g, _ in states()} == {("a", "chat"), ("b", "chat")}
+            assert set(states().values()) == {0.0}
+            dead.error(503)
+
+            def a_opened() -> bool:
+                assert proxy.chat("chat").status_code == 200  # the sibling answers
+                return any(v == 2 for (d, _, _), v in states().items() if d == "a")
+
+            wait_for(a_opened, 120, "no worker's breaker for a ever showed open", detail)
+            assert all(v == 0 for (d, _, _), v in states().items() if d == "b")
+            found = samples(proxy)
+            opened = [
+                s
+                for s in found
+                if s.name == "litellm_circuit_breaker_transitions_total"
+                and s.labels == {"model_id": "a", "model_group": "chat", "state": "open"}
+            ]
+            assert opened
+            assert opened[0].value >= 1
+            # LiteLLM's own series name the deployment by the same label: they join ours
+            theirs = {
+                s.name
+                for s in found
+                if not s.name.startswith("litellm_circuit_breaker_")
+                and s.labels.get("model_id") == "a"
+            }
+            assert theirs, sorted({s.name for s in found})
+            ours = [s for s in found if s.name.startswith("litellm_circuit_breaker_")]
+            shown = repr(ours)
+            assert dead.base_url not in shown
+            assert "127.0.0.1" not in shown
+            assert not [key for key in KEYS.values() if key in shown]
 
 
 @pytest.mark.parametrize("switch", ["JSON_LOGS=True", "litellm_settings.json_logs"])

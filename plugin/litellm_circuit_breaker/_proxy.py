@@ -14,7 +14,6 @@ import asyncio
 import importlib.util
 import logging
 import math
-import os
 import sys
 import threading
 from collections.abc import Mapping
@@ -86,7 +85,7 @@ class ProxyCircuitBreaker(CircuitBreaker):
         super().__init__(**_kwargs(settings), deployment_source=self._router_entries)
         self.settings = settings
         self.metrics: BreakerMetrics | None = None
-        """The Prometheus collector on the default registry, once exported."""
+        """The breaker's Prometheus metrics, once exported."""
 
     def serve_status(self) -> bool:
         """Serve ``GET /circuit-breaker/status`` on the proxy's app; True once it is served.
@@ -226,20 +225,15 @@ def _show_transitions() -> None:
 
 
 def _export_metrics(breaker: ProxyCircuitBreaker) -> None:
-    """Put the breaker's series where LiteLLM's ``/metrics`` reads: the default registry.
+    """Put the breaker's series where LiteLLM's ``/metrics`` reads them.
 
-    Harmless when LiteLLM's Prometheus is off (nothing serves the registry).
-    In Prometheus multiprocess mode (LiteLLM turns it on with
-    ``--num_workers`` > 1) ``/metrics`` reads only the workers' files, never a
-    collector: say so once instead of exporting series nobody sees.
+    In one process that is the default registry; in Prometheus multiprocess mode
+    (LiteLLM turns it on with ``--num_workers`` > 1 or ``--prometheus_metrics_port``)
+    it is ``PROMETHEUS_MULTIPROC_DIR``, which ``/metrics`` and LiteLLM's separate
+    metrics server read for every worker. Harmless when LiteLLM's Prometheus is
+    off (nothing serves them).
     """
     if importlib.util.find_spec("prometheus_client") is None:
-        return
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        logger.warning(
-            "circuit breaker metrics are not on /metrics: Prometheus multiprocess mode "
-            "(--num_workers > 1) serves only its own files; see `litellm-circuit-breaker status`"
-        )
         return
     from .metrics import BreakerMetrics  # noqa: PLC0415 - only with the prometheus extra
 
