@@ -230,7 +230,8 @@ async def test_results_of_a_real_probe_round_are_observed(
 def test_exposition_holds_no_key_url_or_error_text(
     metrics: BreakerMetrics, cb: CircuitBreaker, registry: CollectorRegistry
 ) -> None:
-    """Labels are deployment id and model group only: no api key, host, URL or reason."""
+    """Labels are deployment id and model group (and the model, on the info series) only:
+    no api key, host, URL or reason."""
     cb.cache.mark_unhealthy("a", f"ConnectError: http://user:{KEY}@a.test/v1 refused")
     cb.cache.mark_unhealthy("a", "HTTP 503 from a.test")
     target = cb.deployments["a"].probe
@@ -241,6 +242,7 @@ def test_exposition_holds_no_key_url_or_error_text(
     cb.cache.mark_unhealthy("http://sdk.test/v1|openai/m", "down")
     text = generate_latest(registry).decode()
     assert 'model_id="a"' in text
+    assert f'{NS}_deployment_info{{model="openai/m",model_group="chat",model_id="a"}} 1.0' in text
     for secret in (KEY, "a.test", "sdk.test", "http", "ConnectError", "503"):
         assert secret not in text
 

@@ -88,9 +88,11 @@ class _Series:
     probe_latency: Histogram
     sdk_breakers: Gauge
     sdk_dropped: Counter
+    deployment_info: Gauge
 
     def all(self) -> tuple[Counter | Gauge | Histogram, ...]:
         return (
+            self.deployment_info,
             self.state,
             self.transitions,
             self.calls_skipped,
@@ -110,6 +112,15 @@ def _make_series(ns: str) -> _Series:
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
     return _Series(
+        # What a person reads for a model_id (a generated one is a 64-hex hash): its
+        # model (litellm_params.model), never a key or an address; join on model_id.
+        deployment_info=Gauge(
+            f"{ns}_deployment_info",
+            "1 per known deployment, naming its model (litellm_params.model) beside its id.",
+            (*LABELS, "model"),
+            registry=None,
+            multiprocess_mode="liveall",
+        ),
         # One value per worker (``pid`` label) in multiprocess mode: each worker has a
         # breaker of its own, and they may disagree; a dead worker's is dropped with it.
         state=Gauge(
@@ -226,6 +237,7 @@ class BreakerMetrics:
         self._thread: threading.Thread | None = None
         self._seen: dict[str, int] = {}
         self._exported: set[tuple[str, str]] = set()
+        self._named: dict[str, tuple[str, str, str]] = {}
         self._errors = 0
         self.attach()
 
@@ -362,10 +374,12 @@ class BreakerMetrics:
         counters = self._breaker.counters
         sdk = self._breaker.sdk_breakers
         s = self._series
+        named = {d.id: (d.id, d.model_group, d.model) for d in deployments.values()}
         for deployment in deployments.values():
             s.state.labels(deployment.id, deployment.model_group).set(
                 _STATE_VALUE[states[deployment.id]]
             )
+            s.deployment_info.labels(*named[deployment.id]).set(1)
         totals = {
             "skipped": counters.skipped,
             "sdk_refused": counters.sdk_refused,
@@ -378,6 +392,8 @@ class BreakerMetrics:
             deltas = {name: self._advance(name, total) for name, total in totals.items()}
             gone = self._exported - known
             self._exported = known
+            renamed = [old for i, old in self._named.items() if named.get(i) != old]
+            self._named = named
         s.calls_skipped.labels("router").inc(deltas["skipped"])
         s.calls_skipped.labels("sdk").inc(deltas["sdk_refused"])
         s.trial_calls.inc(deltas["trials"])
@@ -391,6 +407,8 @@ class BreakerMetrics:
             # mode a forgotten deployment's series stay until the worker restarts.
             for labels in gone:
                 self._forget(labels)
+            for info in renamed:
+                s.deployment_info.remove(*info)
 
     def _advance(self, name: str, total: int) -> int:
         """How much ``name`` grew since the last refresh (the caller holds the lock)."""
