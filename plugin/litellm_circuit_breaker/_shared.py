@@ -418,6 +418,18 @@ class ShareCounters:
     """Records or messages that were not ours to parse; skipped, the first one logged."""
 
 
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop and the request was lost.
+
+    redis-py can swallow a cancellation that lands while it connects or reads
+    (the task stays "cancelling"); the session would then start its followers and
+    wait on them for good, and ``asyncio.run`` (one per call, in scripts) never
+    returns. Checked after each step that awaits redis-py."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisShare:
     """Shares one cache's transitions with every replica on the same Redis.
 
@@ -568,6 +580,7 @@ class RedisShare:
                 nodes: list[Any] = []
                 try:
                     client = await open_client(self._url)
+                    _raise_if_cancelled()
                     nodes = cluster_nodes(client)
                     await self._session(client, run)
                 except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
@@ -579,6 +592,7 @@ class RedisShare:
                     if client is not None:
                         await close_client(client, nodes)
                 run.synced.set()  # whoever waits for the first sync stops waiting
+                _raise_if_cancelled()
                 await self._sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_SEC)
         finally:
@@ -615,6 +629,7 @@ class RedisShare:
                     self.display_url,
                 )
             run.synced.set()
+            _raise_if_cancelled()
             tasks = [
                 asyncio.create_task(self._follow(pubsub, run), name="circuit-breaker-redis-follow"),
                 asyncio.create_task(self._write(client, run), name="circuit-breaker-redis-write"),
