@@ -98,7 +98,10 @@ PROXY_LOG_CONFIG = {
         "litellm_circuit_breaker": {"level": "INFO", "handlers": ["out"], "propagate": False}
     },
 }
-TRANSITION = re.compile(r"^litellm_circuit_breaker \w+: deployment (\S+) (.*)$")
+TRANSITION = re.compile(
+    # "deployment ID (group: model at host) what happened": the name is in the table.
+    r"^litellm_circuit_breaker \w+: deployment (\S+)(?: \([^()]*\))? (.*)$"
+)
 
 
 # -- the script ---------------------------------------------------------------

@@ -78,11 +78,11 @@ def _answers_in(seconds: float) -> Callable[[httpx.Request], Awaitable[httpx.Res
     return answer
 
 
-def _watching(mock: respx.MockRouter, *hosts: str) -> CircuitBreaker:
+def _watching(mock: respx.MockRouter, *hosts: str, probe_timeout: float = 3.0) -> CircuitBreaker:
     """A breaker with probes on (so its stall watch times each call), providers answering."""
     for host in hosts:
         mock.get(f"http://{host}/v1/models").mock(return_value=httpx.Response(200, json={}))
-    cb = CircuitBreaker(probe_interval=30)
+    cb = CircuitBreaker(probe_interval=30, probe_timeout=probe_timeout)
     litellm.callbacks.append(cb)
     return cb
 
@@ -110,20 +110,90 @@ async def test_a_callers_own_short_timeout_never_opens_a_healthy_deployment(
 
 
 @pytest.mark.asyncio
-async def test_a_hang_behind_the_callers_own_timeout_still_counts(
+@pytest.mark.parametrize("case", ["cold", "httpx.Timeout", "after a fast 400", "slower than"])
+async def test_a_callers_short_timeout_is_the_callers_however_little_is_known(
+    mock: respx.MockRouter, litellm_callbacks: None, case: str
+) -> None:
+    """The adversarial pass opened a healthy 0.3 s deployment with the caller's own
+    timeout in each of these: a replica that never saw it answer (cold), a timeout given
+    as ``httpx.Timeout``, a fast 400 just before, a last answer faster than this one."""
+    cb = _watching(mock, "a.test")
+    chat = mock.post("http://a.test/v1/chat/completions")
+    chat.mock(side_effect=_answers_in(0.3))
+    r = router(deployment(GROUP, "a", "a.test"), timeout=30)
+    short: Any = 0.05
+    if case == "httpx.Timeout":
+        short = httpx.Timeout(0.05)
+    elif case == "after a fast 400":
+        chat.mock(return_value=status(400))
+        with pytest.raises(litellm.BadRequestError):
+            await r.acompletion(model=GROUP, messages=MESSAGES)
+        chat.mock(side_effect=_answers_in(0.3))
+    elif case == "slower than":
+        chat.mock(side_effect=_answers_in(0.05))
+        await r.acompletion(model=GROUP, messages=MESSAGES)  # its last answer: 0.05 s
+        chat.mock(side_effect=_answers_in(0.3))
+        short = 0.15
+    for _ in range(3):
+        with pytest.raises(litellm.Timeout):
+            await r.acompletion(model=GROUP, messages=MESSAGES, timeout=short)
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+    state = cb.cache.get_state("a")
+    assert state is None or state.consecutive_failures == 0
+    response = await r.acompletion(model=GROUP, messages=MESSAGES)
+    assert response.choices[0].message.content == "a"
+    assert cb.internal_errors == {}
+    await cb.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_hang_behind_the_callers_own_timeout_opens_once_its_endpoint_is_silent(
     mock: respx.MockRouter, litellm_callbacks: None
 ) -> None:
-    """The caller allows 1 s, the deployment used to answer at once and now hangs: it opens."""
+    """The caller allows 1 s and the box behind the deployment went silent (chat and its
+    list call alike): the timeout itself counts for nothing, the stall probe it prompts
+    finds the endpoint silent and opens the breaker."""
+    cb = _watching(mock, "a.test", probe_timeout=0.5)
+    route = mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
+    r = router(deployment(GROUP, "a", "a.test"), timeout=30)
+    await r.acompletion(model=GROUP, messages=MESSAGES, timeout=1)
+    route.mock(side_effect=_answers_in(3600))
+    mock.get("http://a.test/v1/models").mock(side_effect=httpx.ConnectTimeout("silent"))
+    with pytest.raises(litellm.Timeout):
+        await r.acompletion(model=GROUP, messages=MESSAGES, timeout=1)
+    for _ in range(2000):  # the prompted probe runs in the background
+        if cb.cache.breaker_state("a") is BreakerState.OPEN:
+            break
+        await asyncio.sleep(0.005)
+    assert cb.cache.breaker_state("a") is BreakerState.OPEN
+    assert cb.counters["stall_probes"] >= 1
+    assert cb.counters["stalls"] == 1  # the prompted probe found it silent
+    assert cb.internal_errors == {}
+    await cb.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_hang_behind_the_callers_own_timeout_with_a_blind_probe_stays_closed(
+    mock: respx.MockRouter, litellm_callbacks: None
+) -> None:
+    """The documented limit: chat hangs but the list call answers, so the probe the
+    caller's timeout prompts passes; the caller's timeouts alone never open it."""
     cb = _watching(mock, "a.test")
     route = mock.post("http://a.test/v1/chat/completions").mock(return_value=ok("a"))
     r = router(deployment(GROUP, "a", "a.test"), timeout=30)
     await r.acompletion(model=GROUP, messages=MESSAGES, timeout=1)
     route.mock(side_effect=_answers_in(3600))
-    for _ in range(2):
+    for _ in range(3):
         with pytest.raises(litellm.Timeout):
             await r.acompletion(model=GROUP, messages=MESSAGES, timeout=1)
-    assert cb.cache.breaker_state("a") is BreakerState.OPEN
-    assert cb.internal_errors == {}
+    for _ in range(2000):  # the watch's next round sends the prompted probe
+        if cb.counters["stall_probes"]:
+            break
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(0.05)  # and respx answers it at once
+    assert cb.cache.breaker_state("a") is BreakerState.CLOSED
+    assert cb.counters["stall_probes"] == 1  # one per gap, not one per timeout
+    assert cb.counters["stalls"] == 0
     await cb.aclose()
 
 
@@ -165,6 +235,32 @@ async def test_a_made_up_model_on_a_wildcard_route_never_opens_it(
         with pytest.raises(litellm.NotFoundError):
             await r.acompletion(model="openai/made-up", messages=MESSAGES)
     assert breaker.cache.breaker_state("w") is BreakerState.CLOSED
+    response = await r.acompletion(model="openai/m", messages=MESSAGES)
+    assert response.choices[0].message.content == "w"
+
+
+@pytest.mark.asyncio
+async def test_a_made_up_model_on_a_cold_wildcard_route_never_opens_it_once_probed(
+    mock: respx.MockRouter, clock: FakeClock, litellm_callbacks: None
+) -> None:
+    """No call has succeeded yet (a replica just started), but the route's probe passed:
+    two typos are the caller's, and the next valid request is served."""
+    mock.post("http://w.test/v1/chat/completions").mock(side_effect=_wildcard_provider)
+    mock.get("http://w.test/v1/models").mock(return_value=httpx.Response(200, json={}))
+    wildcard = {
+        "model_name": "openai/*",
+        "litellm_params": {"model": "openai/*", "api_base": "http://w.test/v1", "api_key": "k"},
+        "model_info": {"id": "w"},
+    }
+    cb = CircuitBreaker(clock=clock, probe_interval=None, when_all_open="fail_fast")
+    litellm.callbacks.append(cb)
+    r = router(wildcard)
+    cb.attach(r)
+    await cb.probe_once()
+    for _ in range(2):
+        with pytest.raises(litellm.NotFoundError):
+            await r.acompletion(model="openai/made-up", messages=MESSAGES)
+    assert cb.cache.breaker_state("w") is BreakerState.CLOSED
     response = await r.acompletion(model="openai/m", messages=MESSAGES)
     assert response.choices[0].message.content == "w"
 
@@ -601,3 +697,71 @@ def test_pings_go_in_every_event_loop_a_process_makes() -> None:
     assert len(sent) == 3
     assert sent[0]["api_key"] == "sk-test-key-123456"
     assert sent[0]["metadata"]["tags"] == ["litellm-internal-health-check"]
+
+
+@pytest.mark.asyncio
+async def test_calls_in_flight_when_it_opened_close_nothing_as_they_succeed(
+    breaker: CircuitBreaker,
+) -> None:
+    """Three long calls are out when the deployment starts answering 503: the breaker
+    opens after two failures, and their successes, landing later, neither close it
+    (the flapping the adversarial pass found: open, closed, open...) nor let more
+    calls reach the dead deployment."""
+    from litellm_circuit_breaker.testing import FakeProvider  # noqa: PLC0415
+
+    transitions: list[str] = []
+    breaker.cache.add_listener(lambda e: transitions.append(e.new.value))
+    primary, backup = FakeProvider(reply="P"), FakeProvider(reply="B")
+    await primary.start()
+    await backup.start()
+    try:
+        r = litellm.Router(
+            model_list=[
+                {
+                    "model_name": "chat",
+                    "litellm_params": {
+                        "model": "openai/m",
+                        "api_base": primary.base_url,
+                        "api_key": "sk-x",
+                    },
+                    "model_info": {"id": "primary"},
+                },
+                {
+                    "model_name": "chat-b",
+                    "litellm_params": {
+                        "model": "openai/m",
+                        "api_base": backup.base_url,
+                        "api_key": "sk-x",
+                    },
+                    "model_info": {"id": "backup"},
+                },
+            ],
+            fallbacks=[{"chat": ["chat-b"]}],
+            num_retries=0,
+            disable_cooldowns=True,
+        )
+
+        async def ask() -> str:
+            answer = await r.acompletion(model="chat", messages=MESSAGES)
+            return str(answer.choices[0].message.content)
+
+        assert await ask() == "P"
+        primary.slow(1.0)
+        in_flight = [asyncio.create_task(ask()) for _ in range(3)]
+        for _ in range(2000):  # until all three reached the provider
+            if primary.calls("chat") == 4:
+                break
+            await asyncio.sleep(0.005)
+        primary.error(503)
+        assert [await ask() for _ in range(2)] == ["B", "B"]  # two failures: it opens
+        assert breaker.cache.breaker_state("primary") is BreakerState.OPEN
+        assert await asyncio.gather(*in_flight) == ["P", "P", "P"]
+        dead_calls = primary.calls("chat")
+        assert [await ask() for _ in range(5)] == ["B"] * 5
+        assert primary.calls("chat") == dead_calls, "calls reached the dead deployment"
+        assert breaker.cache.breaker_state("primary") is BreakerState.OPEN
+        assert transitions == ["open"]
+        assert breaker.counters["stale_successes"] == 3
+    finally:
+        await primary.aclose()
+        await backup.aclose()

@@ -88,8 +88,8 @@ async def test_probes_find_a_dead_endpoint_and_revive_it_without_a_chat_call(
 @pytest.mark.parametrize(
     ("answer", "counts"),
     [
-        (httpx.Response(401), True),
-        (httpx.Response(403), True),
+        (httpx.Response(401), False),  # a restricted key looks the same: no verdict
+        (httpx.Response(403), False),
         (httpx.Response(500), True),
         (httpx.ConnectError("refused"), True),
         (httpx.ReadTimeout("slow"), True),
@@ -101,7 +101,8 @@ async def test_probes_find_a_dead_endpoint_and_revive_it_without_a_chat_call(
 async def test_probe_answers_that_count_and_those_that_do_not(
     mock: respx.MockRouter, clock: FakeClock, answer: httpx.Response | Exception, counts: bool
 ) -> None:
-    """5xx, 401/403, refused and timeouts are failures; 404/405 mean 'no cheap probe'."""
+    """5xx, refused and timeouts are failures; 404/405 mean 'no cheap probe'; 401/403 and
+    429 give no verdict (a list call refused says nothing of the key's calls)."""
     route = mock.get("http://a.test/v1/models")
     if isinstance(answer, Exception):
         route.mock(side_effect=answer)

@@ -394,19 +394,23 @@ def test_a_non_bool_switch_raises_a_value_error_naming_it(switch: str) -> None:
 
 
 def test_a_timeout_the_caller_cut_short_is_the_callers() -> None:
-    """Shorter than the deployment's own timeout: about the caller; as long or unknown: a fault."""
+    """Shorter than the deployment's own timeout: about the caller, whatever its latency
+    or whether it is known (a replica that just started knows none); as long as its own,
+    its own unknown, or a stream: a fault."""
     policy = FailurePolicy()
     exc = timeout()
-    short = CallerChoices(timeout=0.05, configured_timeout=30.0, answers_in=0.3)
-    verdict = policy.classify(exc, chosen=short)
-    assert verdict.verdict is Verdict.CALLER
-    assert "caller's own timeout" in verdict.reason
+    for short in (
+        CallerChoices(timeout=0.05, configured_timeout=30.0),
+        CallerChoices(timeout=29.0, configured_timeout=30.0),
+    ):
+        verdict = policy.classify(exc, chosen=short)
+        assert verdict.verdict is Verdict.CALLER
+        assert verdict.timed_out  # so it may prompt a stall probe
+        assert "caller's own timeout" in verdict.reason
     counted = [
-        CallerChoices(timeout=30.0, configured_timeout=30.0, answers_in=0.3),  # its own
-        CallerChoices(timeout=1.0, configured_timeout=30.0, answers_in=0.3),  # should have met
-        CallerChoices(timeout=0.05, configured_timeout=30.0),  # how fast it answers: unknown
-        CallerChoices(timeout=0.05, answers_in=0.3),  # its own timeout: unknown
-        CallerChoices(timeout=0.05, configured_timeout=30.0, answers_in=0.3, stream=True),
+        CallerChoices(timeout=30.0, configured_timeout=30.0),  # its own
+        CallerChoices(timeout=0.05),  # its own timeout: unknown
+        CallerChoices(timeout=0.05, configured_timeout=30.0, stream=True),
     ]
     assert all(policy.classify(exc, chosen=chosen).counts for chosen in counted)
     assert policy.classify(exc).counts

@@ -26,7 +26,7 @@ from litellm_circuit_breaker import (
 )
 from litellm_circuit_breaker._slow import BASELINE_MIN, BATCH, MIN_CALLS, RATE, SlowCalls
 from litellm_circuit_breaker.testing import FakeProvider
-from tests.llm_helpers import MESSAGES, add_to_router
+from tests.llm_helpers import MESSAGES
 
 WAIT_SEC = 30.0
 
@@ -107,9 +107,9 @@ def test_slow_call_detection_is_a_checked_setting() -> None:
 # -- through the Router ---------------------------------------------------------------
 
 
-def entry(dep_id: str, provider: FakeProvider) -> dict[str, Any]:
+def entry(dep_id: str, provider: FakeProvider, group: str = "chat") -> dict[str, Any]:
     return {
-        "model_name": "chat",
+        "model_name": group,
         "litellm_params": {
             "model": "openai/fake-model",
             "api_base": provider.base_url,
@@ -152,7 +152,10 @@ async def test_a_deployment_that_slows_down_is_opened_and_its_sibling_serves(
         breaker = CircuitBreaker(probe_interval=None)
         litellm.callbacks.append(breaker)
         router = litellm.Router(
-            model_list=[entry("a", slowing)], disable_cooldowns=True, num_retries=0
+            model_list=[entry("a", slowing), entry("b", sibling, group="chat-b")],
+            fallbacks=[{"chat": ["chat-b"]}],
+            disable_cooldowns=True,
+            num_retries=0,
         )
         kind: _slow.CallKind = "stream" if stream else "call"
         slow_rule = breaker._slow
@@ -180,11 +183,37 @@ async def test_a_deployment_that_slows_down_is_opened_and_its_sibling_serves(
         assert "of its last 10" in (state.last_error or "")
         assert breaker.counters["slow_openings"] == 1
 
-        add_to_router(router, entry("b", sibling))
         calls_before = slowing.calls("chat")
         for _ in range(5):
-            assert await ask(router, stream=stream) == "b"
+            assert await ask(router, stream=stream) == "b"  # its fallback serves
         assert slowing.calls("chat") == calls_before
+        slowing.healthy()
+
+
+@pytest.mark.asyncio
+async def test_a_slow_deployment_with_nowhere_else_to_go_is_never_opened_for_it(
+    litellm_callbacks: None, short_floor: float
+) -> None:
+    """No sibling, no fallback: a slow answer beats a refusal (the adversarial pass saw
+    ``AllDeploymentsOpenError`` under ``fail_fast`` for calls that all succeeded)."""
+    async with FakeProvider(reply="a") as slowing:
+        breaker = CircuitBreaker(probe_interval=None, when_all_open="fail_fast")
+        litellm.callbacks.append(breaker)
+        router = litellm.Router(
+            model_list=[entry("a", slowing)], disable_cooldowns=True, num_retries=0
+        )
+        slow_rule = breaker._slow
+        assert slow_rule is not None
+        while slow_rule.usual("a", "call") is None:
+            assert await ask(router, stream=False) == "a"
+            await GLOBAL_LOGGING_WORKER.flush()
+        slowing.slow(20 * max(slow_rule.usual("a", "call") or 0.0, short_floor))
+        for _ in range(MIN_CALLS + 2 * BATCH):  # more than enough to open it otherwise
+            assert await ask(router, stream=False) == "a"  # slow, and every one answered
+            await GLOBAL_LOGGING_WORKER.flush()
+        assert slow_rule.usual("a", "call") is not None  # judged all along
+        assert breaker.cache.breaker_state("a") is BreakerState.CLOSED
+        assert breaker.counters["slow_openings"] == 0
         slowing.healthy()
 
 

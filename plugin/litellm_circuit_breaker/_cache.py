@@ -89,6 +89,9 @@ class _Breaker:
     rate limit, prompts that time out), so none until this breaker closes."""
     reported: BreakerState = BreakerState.CLOSED
     """The state listeners were last told about."""
+    opened_wall: float = 0.0
+    """When (``time.time()``) it last opened: a call that began before then, succeeding
+    later, says nothing about the deployment since (see :meth:`opened_after`)."""
     generation: int = 0
     """When this breaker last changed (not by time passing), on the cache's own
     ever-growing change counter; lets :meth:`adopt` notice a local change raced it."""
@@ -331,6 +334,17 @@ class ProviderHealthCache:
             events = self._move(provider_id, b, BreakerState.CLOSED, "call succeeded", now)
         self._emit(events)
 
+    def opened_after(self, provider_id: str, began_wall: float) -> bool:
+        """Whether the breaker is open or half-open since after ``began_wall`` (``time.time()``).
+
+        A success of a call that began before the opening was in flight when the
+        deployment failed: it must not close the breaker (calls in flight finishing
+        one by one would make it flap), nor end a trial it is not. Wall time, not
+        the cache clock: the call's start comes from LiteLLM's logging object.
+        """
+        b = self._breakers.get(provider_id)
+        return b is not None and not b.healthy and b.opened_wall > began_wall
+
     def touch_if_settled(self, provider_id: str) -> bool:
         """The hot path of a success: True if :meth:`mark_healthy` would change nothing.
 
@@ -376,6 +390,7 @@ class ProviderHealthCache:
             if not b.forced and (not b.healthy or b.consecutive_failures >= self._threshold):
                 if b.reported is not BreakerState.OPEN:  # a new opening, not a re-arm
                     b.openings += 1
+                    b.opened_wall = time.time()
                 if b.reported is BreakerState.HALF_OPEN:
                     if b.probe_trial:
                         b.probe_blind = True  # the probe said "up", the trial said "down"
@@ -500,6 +515,7 @@ class ProviderHealthCache:
             else:
                 if b.reported is BreakerState.CLOSED:
                     b.openings += 1
+                    b.opened_wall = time.time()
                 b.healthy = False
                 b.consecutive_failures = max(failures, 1)
                 b.last_error = reason

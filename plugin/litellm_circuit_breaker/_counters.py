@@ -28,6 +28,7 @@ CounterName = Literal[
     "first_token_deadlines",
     "first_token_timeouts",
     "slow_openings",
+    "stale_successes",
     "litellm_surface_unknown",
 ]
 """The name of one counter, as bumped and as read."""
@@ -63,6 +64,9 @@ class DecisionCounters(Mapping[str, int]):
     """Streamed attempts that had no first chunk by their deadline (each counted as a failure)."""
     slow_openings: int = 0
     """Breakers opened because most of a deployment's recent calls were far slower than usual."""
+    stale_successes: int = 0
+    """Successes of calls that began before their breaker opened: in flight when the
+    deployment failed, they close nothing and end no trial."""
     litellm_surface_unknown: int = 0
     """Times a LiteLLM Router member the breaker needs was missing (logged once)."""
 

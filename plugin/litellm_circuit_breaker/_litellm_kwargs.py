@@ -30,6 +30,7 @@ __all__ = [
     "Deployment",
     "Routing",
     "attempt_of",
+    "began_at",
     "deployment_id_of",
     "deployment_of",
     "exception_of",
@@ -269,8 +270,13 @@ def seconds_of(value: object) -> float | None:
 
 
 def timeout_of(kwargs: Mapping[str, Any]) -> float | None:
-    """The timeout an attempt ran with (the caller's, else the deployment's or Router's)."""
-    return seconds_of(kwargs.get("timeout"))
+    """The timeout an attempt ran with (the caller's, else the deployment's or Router's):
+    seconds, a numeric string, or an ``httpx.Timeout`` (its read timeout)."""
+    value = kwargs.get("timeout")
+    seconds = seconds_of(value)
+    if seconds is None and value is not None and hasattr(value, "read"):
+        seconds = seconds_of(value.read)
+    return seconds
 
 
 def read_timeout_of(value: object) -> float | None:
@@ -285,6 +291,20 @@ def read_timeout_of(value: object) -> float | None:
         read = value.read
         return math.inf if read is None else seconds_of(read)
     return None
+
+
+def began_at(kwargs: Mapping[str, Any]) -> float | None:
+    """When (``time.time()``) an attempt's call began, or None: the ``start_time`` of a
+    logged event, else that of the attempt's LiteLLM logging object (inline hooks)."""
+    began = kwargs.get("start_time")
+    if not isinstance(began, datetime.datetime):
+        began = getattr(kwargs.get(LOGGING_OBJ), "start_time", None)
+    if not isinstance(began, datetime.datetime):
+        return None
+    try:
+        return began.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def first_token_after(kwargs: Mapping[str, Any]) -> float | None:

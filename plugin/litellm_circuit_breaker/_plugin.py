@@ -73,6 +73,7 @@ from ._litellm_kwargs import (
     Attempt,
     Deployment,
     attempt_of,
+    began_at,
     deployment_id_of,
     exception_of,
     first_token_after,
@@ -207,7 +208,7 @@ class CircuitBreaker(CustomLogger):
     every deployment of its group is open and no fallback is configured.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one statement per part the breaker is built of
         self,
         *,
         failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
@@ -364,6 +365,8 @@ class CircuitBreaker(CustomLogger):
         self._slow_opened: set[str] = set()
         """Deployments the slow-call rule opened: only their trial's success closes them
         (the slow calls still in flight would close them again at once)."""
+        self._probe_ok: dict[str, float] = {}
+        """Deployment id -> when (cache clock) its probe last passed."""
         self._misses: dict[str, int] = {}
         """Client request (trace id) -> first-token deadlines its attempts missed: each
         retry waits twice as long, so a slow answer (a long prompt) still gets through."""
@@ -1151,6 +1154,22 @@ class CircuitBreaker(CustomLogger):
                 return  # not datetimes: nothing measured
             self._judge_speed(deployment_id, "call", seconds)
 
+    def _began_before_opening(self, attempt: Attempt, kwargs: Mapping[str, Any]) -> bool:
+        """A success of a call in flight when its breaker opened: it proves nothing now.
+
+        Calls already out when a deployment failed finish one by one; each success
+        used to close the breaker and the next failures reopened it (flapping, and
+        more calls than the threshold). Only on the slow path: a settled breaker's
+        success never gets here."""
+        deployment_id = attempt.breaker_id
+        if deployment_id is None:
+            return False
+        began = began_at(kwargs)
+        if began is None or not self.cache.opened_after(deployment_id, began):
+            return False
+        self._bump("stale_successes")
+        return True
+
     def _opened_for_slowness(self, attempt: Attempt) -> bool:
         """Whether the slow-call rule holds this deployment open: a success then proves
         nothing (slow calls succeed) until its half-open trial, which decides."""
@@ -1179,7 +1198,10 @@ class CircuitBreaker(CustomLogger):
         if slow is None:
             return
         for deployment_id, reason in slow.judge():
-            if self.cache.breaker_state(deployment_id) is BreakerState.CLOSED:
+            # A slow answer beats none: only where a sibling or fallback can serve.
+            if self.cache.breaker_state(deployment_id) is BreakerState.CLOSED and self._guard(
+                "slow", self._can_move_on, deployment_id, default=False
+            ):
                 self._bump("slow_openings")
                 # Its usual time is learned anew once it closes: if slower is its new
                 # normal, it is opened once for it, not every window.
@@ -1231,6 +1253,8 @@ class CircuitBreaker(CustomLogger):
         attempt = attempt_of(kwargs)
         self._ended(attempt, answered=True, inline=inline)
         counts = self._should_count(attempt, inline=inline, success=True)
+        if counts and self._began_before_opening(attempt, kwargs):
+            counts = False
         if counts and self._tracked(attempt) and not self._opened_for_slowness(attempt):
             assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
             self._ledger.end_trial(attempt.breaker_id, any_trace=True)
@@ -1265,6 +1289,10 @@ class CircuitBreaker(CustomLogger):
         self._ended(attempt, answered=answered, inline=inline)
         if not self._should_count(attempt, inline=inline):
             return
+        if verdict.verdict is Verdict.CALLER and verdict.timed_out and self._stalls is not None:
+            # The caller's own short timeout: no evidence, but is the endpoint silent?
+            waited = timeout_of(kwargs)
+            self._stalls.probe_for_timeout(attempt.breaker_id or "", waited or 0.0)
         assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
         # Only a failure that counts makes a breaker (and so takes room among the SDK
         # ones); a refusal of ours or a caller's 400 must not push a real one out.
@@ -1318,19 +1346,26 @@ class CircuitBreaker(CustomLogger):
             return CallerChoices()  # a direct SDK call: the caller is the operator
         timeout = timeout_of(kwargs)
         stream = bool(kwargs.get(STREAM))
-        answers_in = self._stalls.latency(deployment.id) if self._stalls is not None else None
         configured = None
-        if timeout is not None and answers_in is not None and not stream:
+        if timeout is not None and not stream:
             # Only then can the timeout be the caller's: look up the deployment's own.
             configured = deployment.timeout or self._router_timeout(deployment.id)
         return CallerChoices(
             timeout=timeout,
             configured_timeout=configured,
-            answers_in=answers_in,
             stream=stream,
-            model_from_wildcard=deployment.wildcard
-            and self.cache.succeeded_within(deployment.id, self.cache.unhealthy_backoff_sec),
+            model_from_wildcard=deployment.wildcard and self._route_alive(deployment.id),
         )
+
+    def _route_alive(self, deployment_id: str) -> bool:
+        """A wildcard route answered lately: a call succeeded, or its probe passed, within
+        the backoff window. Then a 404 for the model a request named is the caller's; a
+        route answering nothing but 404s (a wrong api_base) still counts."""
+        window = self.cache.unhealthy_backoff_sec
+        probed = self._probe_ok.get(deployment_id)
+        if probed is not None and self.cache.clock() - probed <= window:
+            return True
+        return self.cache.succeeded_within(deployment_id, window)
 
     def _router_timeout(self, deployment_id: str) -> float | None:
         """The serving Router's own timeout, else LiteLLM's default, for ``deployment_id``."""
@@ -1395,6 +1430,7 @@ class CircuitBreaker(CustomLogger):
     def _probe_passed(self, deployment_id: str) -> None:
         """A probe passed: an open breaker is confirmed by a trial completion where one
         can be sent, so no user's call is spent as the trial; else one call decides."""
+        self._probe_ok[deployment_id] = self.cache.clock()
         trials = getattr(self, "_trials", None)  # probes may report before it is built
         if (
             trials is not None

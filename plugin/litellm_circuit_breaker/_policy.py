@@ -116,8 +116,6 @@ class CallerChoices:
     configured_timeout: float | None = None
     """The deployment's own timeout (its ``litellm_params``, else the Router's, else
     LiteLLM's default), or None when unknown."""
-    answers_in: float | None = None
-    """How long the deployment took to answer its last call, or None when unknown."""
     stream: bool = False
     """A streamed attempt (its timeout may be the operator's ``stream_timeout``)."""
     model_from_wildcard: bool = False
@@ -126,19 +124,20 @@ class CallerChoices:
 
     @property
     def short_timeout(self) -> bool:
-        """The caller cut the attempt shorter than the deployment needs and is allowed.
+        """The caller cut the attempt shorter than the deployment is allowed to take.
 
-        Shorter than its own timeout, and shorter than it took to answer its
-        last call: a hung deployment outlasts any timeout, so a caller's
-        timeout it should have met still counts, and so does one when how fast
-        it answers is unknown.
+        Shorter than its own timeout (its ``litellm_params``, the Router's, LiteLLM's
+        default): evidence about the caller, never counted, whatever the
+        deployment's latency or this process knows of it (a replica that just
+        started knows none). A hang behind such a timeout is found by the stall
+        probe it prompts (see ``StallWatch.probe_for_timeout``), not by counting
+        it. Not for streams, whose timeout may be the operator's ``stream_timeout``.
         """
         return (
             not self.stream
             and self.timeout is not None
             and self.configured_timeout is not None
-            and self.answers_in is not None
-            and self.timeout < min(self.configured_timeout, self.answers_in)
+            and self.timeout < self.configured_timeout
         )
 
 

@@ -221,10 +221,13 @@ class EndpointProber:
         try:
             answer = await run_http_probe(client, target)
         except ProbeError as exc:
-            if exc.status in (401, 403) and self._key_works_elsewhere(target.key):
-                # A restricted key: its list call is refused while its calls go
-                # through. No usable probe for that key, like a 404/405.
-                self._note_list_call(target.key, exists=False)
+            if exc.status in (401, 403):
+                # A list call refused: a restricted key (it may call, not list) and a
+                # broken one look alike here. Calls with it that succeed make it "no
+                # usable probe" (like a 404/405); until then no verdict, so an idle
+                # replica never opens (and shares) a deployment its traffic would
+                # find working. A broken key fails its calls, and those count.
+                self._note_list_call(target.key, exists=not self._key_works_elsewhere(target.key))
                 return None
             self._note_list_call(target.key, exists=True)
             raise  # the endpoint's answer: a failed probe

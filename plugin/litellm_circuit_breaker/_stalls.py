@@ -95,6 +95,8 @@ class StallWatch:
         self._on_suspects = on_suspects
         self._on_latency = on_latency
         """Told each watched call's answer time (not a stream's), as it is measured."""
+        self._timed_out: dict[str, float] = {}
+        """Breaker id -> the caller's timeout that ended a call to it: probe it next round."""
         self.suspects: frozenset[str] = frozenset()
         """Deployments with a call unanswered past their own usual time (see
         :data:`SUSPECT_LATENCY_FACTOR`), nothing answered since: as of the last
@@ -190,6 +192,7 @@ class StallWatch:
     def check(self, now: float) -> None:
         """Start a probe for each endpoint whose oldest call is unanswered past the limit."""
         self._first_chunks()
+        self._probe_timed_out(now)
         cutoff = now - self.stall_after
         stalled: dict[str, tuple[float, tuple[str, str]]] = {}
         newest: dict[str, tuple[float, bool]] = {}
@@ -233,6 +236,61 @@ class StallWatch:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def probe_for_timeout(self, breaker_id: str, waited: float) -> None:
+        """A caller's own short timeout ended a call to ``breaker_id``: probe its endpoint.
+
+        The timeout itself counts for nothing (it is the caller's choice); a probe
+        that finds the endpoint silent too counts the call as a stall, as for a call
+        unanswered past the limit. The watch's next round starts it (from the
+        background task, which holds the probe client): at most one probe per
+        endpoint per gap, as for stalls; only configured endpoints with a closed
+        breaker."""
+        if len(self._timed_out) < IN_FLIGHT_MAX:
+            self._timed_out[breaker_id] = waited
+
+    def _probe_timed_out(self, now: float) -> None:
+        """Start the probes :meth:`probe_for_timeout` asked for."""
+        asked, self._timed_out = self._timed_out, {}
+        for breaker_id, waited in asked.items():
+            target = self._target_of(breaker_id)
+            if target is None:
+                continue
+            gap = max(STALL_PROBE_GAP * self.stall_after, self.probe_timeout)
+            if now - self._probed.get(target.key, -math.inf) < gap:
+                continue
+            self._probed[target.key] = now
+            self._count("stall_probes")
+            task = asyncio.get_running_loop().create_task(
+                self._timeout_probe(breaker_id, target, waited),
+                name="litellm-circuit-breaker-stall-probe",
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _timeout_probe(self, breaker_id: str, target: ProbeTarget, waited: float) -> None:
+        began = time.perf_counter()
+        hung = False
+        try:
+            await self._probe_within_timeout(target)
+        except TimeoutError:
+            reason, hung = f"probe timeout after {self.probe_timeout:g}s", True
+        except (httpx.TimeoutException, httpx.ConnectError, OSError) as exc:
+            reason, hung = describe_error(exc), True
+        except (httpx.HTTPError, ProbeError) as exc:
+            reason = describe_error(exc)
+        except Exception as exc:  # noqa: BLE001 - the watch outlives its own bugs
+            self._on_error("stall_watch", exc)
+            return
+        else:
+            return  # it answers: the caller's timeout was just short
+        if hung:
+            self._count("stalls")
+            self._on_stall(
+                breaker_id,
+                f"call timed out after the caller's {waited:g}s and its endpoint is silent too",
+            )
+        self._on_probe_failed(target.key, reason, time.perf_counter() - began)
 
     async def _stall_probe(
         self, call: tuple[str, str], target: ProbeTarget, started: float
