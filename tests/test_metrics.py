@@ -300,11 +300,14 @@ def test_a_failing_metric_update_never_reaches_the_breaker_or_the_scrape(
     def broken(self: CircuitBreaker) -> object:
         raise RuntimeError("boom")
 
+    open_breaker(cb.cache, "b")
+    assert state(registry, "b") == 2  # one good scrape first
     monkeypatch.setattr(CircuitBreaker, "deployments", property(broken))
     open_breaker(cb.cache, "a")
     metrics.observe_probe(ProbeResult("a", True, None, 0.1))
     text = generate_latest(registry).decode()
-    assert f"{NS}_state" not in text
+    # The scrape still answers, with the last values read: an open breaker stays on it.
+    assert f'{NS}_state{{model_group="chat",model_id="b"}} 2.0' in text
     assert metrics.errors == 3
     assert cb.cache.listener_errors == 0  # isolated by BreakerMetrics itself
     assert cb.cache.breaker_state("a") is BreakerState.OPEN
@@ -456,6 +459,31 @@ def test_in_multiprocess_mode_the_series_are_in_the_workers_files(
     finally:
         m.detach()
     assert not m.attached
+
+
+def test_in_multiprocess_mode_a_removed_or_renamed_deployment_stops_reading_as_it_was(
+    multiproc_dir: Path, cb: CircuitBreaker
+) -> None:
+    """Files keep every series: a removed deployment reads closed, not open for good, and
+    a renamed model's old info series reads 0, so the dashboard's join on
+    ``deployment_info == 1`` finds one name per id."""
+    m = BreakerMetrics(cb, multiprocess=True, refresh_interval=3600)
+    try:
+        open_breaker(cb.cache, "a")
+        worker = {"model_id": "a", "model_group": "chat", "pid": WORKER_PID}
+        assert scrape_dir(multiproc_dir).get_sample_value(f"{NS}_state", worker) == 2
+        renamed = deployment("chat", "b", "b.test", key=KEY)
+        renamed["litellm_params"]["model"] = "openai/m-v2"
+        cb.sync_deployments([renamed, deployment("embed", "e", "e.test", key=KEY)])
+        m.refresh()
+        files = scrape_dir(multiproc_dir)
+        assert files.get_sample_value(f"{NS}_state", worker) == 0
+        info = {"model_id": "b", "model_group": "chat", "pid": WORKER_PID}
+        name = f"{NS}_deployment_info"
+        assert files.get_sample_value(name, {**info, "model": "openai/m"}) == 0
+        assert files.get_sample_value(name, {**info, "model": "openai/m-v2"}) == 1
+    finally:
+        m.detach()
 
 
 def test_a_dead_workers_state_leaves_and_its_counts_stay(

@@ -292,3 +292,18 @@ def test_no_url_password_survives_public_url_or_the_redactor(
     assert password not in public_url(url)
     assert password not in Redactor()(f"GET {url} failed", limit=10_000)
     assert public_url(url).endswith("host.test/v1")
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("https://api.openai.com/v1", "api.openai.com"),
+        ("http://u:p@[::1]:8000/v1", "[::1]:8000"),
+        ("admin:pw1234@h.example.com/v1", "h.example.com"),
+        ("h.example.com:8080", "h.example.com:8080"),
+        ("localhost:8080/v1", "localhost:8080"),
+    ],
+)
+def test_the_host_a_name_shows_has_no_user_info_path_or_query(url: str, host: str) -> None:
+    """What log lines and tables show next to a deployment's id, with a scheme or without."""
+    assert public_url(url, host_only=True) == host

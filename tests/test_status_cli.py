@@ -140,6 +140,41 @@ def test_status_fits_100_columns_with_generated_ids_unless_wide(
     assert "ago" not in out
 
 
+def test_status_cuts_long_readable_ids_and_escapes_what_a_record_holds(
+    redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Readable ids the README recommends, but long: still 100 columns, said so; control
+    characters from a record (escape sequences, a newline) are shown, never sent raw."""
+    long_ids = [f"azure-gpt-4o-westeurope-production-{n}" for n in ("primary", "secondary")]
+    for dep_id in long_ids:
+        asyncio.run(
+            write_behind_the_channel(redis_url, namespace, id=dep_id, state="open", open_in=30_000)
+        )
+    asyncio.run(
+        write_behind_the_channel(
+            redis_url,
+            namespace,
+            id="ansi",
+            state="open",
+            open_in=30_000,
+            reason="evil\x1b[2J",
+            model="m\nx",
+        )
+    )
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace]) == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 100, out
+    assert "\x1b" not in out
+    assert "evil\\x1b[2J" in out
+    assert "m\\x0ax" in out
+    assert sum(line.startswith("ansi ") for line in lines) == 1  # one row, not two
+    assert "ids shortened: --wide shows them whole" in lines
+    assert main(["status", "--redis-url", redis_url, "--namespace", namespace, "--wide"]) == 1
+    wide = capsys.readouterr().out
+    assert all(dep_id in wide for dep_id in long_ids)
+
+
 def test_status_of_an_empty_namespace_exits_zero(
     redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

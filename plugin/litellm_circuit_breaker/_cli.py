@@ -346,6 +346,7 @@ def format_table(rows: Sequence[CheckRow], *, wide: bool = False) -> str:
     Within :data:`TABLE_WIDTH` columns, generated ids shortened, unless ``wide``:
     then every id, endpoint and error whole, with the probe used."""
     cells: list[tuple[str, ...]]
+    cut: set[int] = set()
     if wide:
         cells = [
             (
@@ -375,13 +376,13 @@ def format_table(rows: Sequence[CheckRow], *, wide: bool = False) -> str:
             for row in rows
         ]
         lines = columns(
-            _HEADERS, cells, right=_RIGHT_ALIGNED, max_width=TABLE_WIDTH, shrink=_SHRINK
+            _HEADERS, cells, right=_RIGHT_ALIGNED, max_width=TABLE_WIDTH, shrink=_SHRINK, cut=cut
         )
     counts = {result: sum(row.result is result for row in rows) for result in Result}
     tally = ", ".join(f"{n} {_shown(result)}" for result, n in counts.items() if n)
     lines.extend(("", f"{_count(len(rows), 'deployment')}: {tally}"))
     lines.extend(note for result, note in _NOTES.items() if counts[result])
-    if not wide and any(short_id(row.deployment) != row.deployment for row in rows):
+    if not wide and (0 in cut or any(short_id(r.deployment) != r.deployment for r in rows)):
         lines.append("ids shortened: --wide shows them whole, with endpoints and probes")
     return "\n".join(lines)
 

@@ -175,6 +175,8 @@ def public_url(url: str, *, host_only: bool = False) -> str:
     """
     url = url.strip()
     scheme, sep, rest = url.partition("://")
+    if not sep and host_only and not url.startswith("//"):
+        url = "//" + url  # "host:8080/v1": no scheme, so the host comes first
     if not sep and "@" in url:
         # No scheme, so urlsplit would read "admin" as one and keep the password in
         # the path: what follows the last "@" is the host.

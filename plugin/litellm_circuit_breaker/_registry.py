@@ -135,9 +135,9 @@ class DeploymentRegistry:
                 self._add_secret(secret)
             if warn:
                 logger.warning(
-                    "deployment %s (group %s): %s; it has no probe, its traffic still counts",
+                    "deployment %s (%s): %s; it has no probe, its traffic still counts",
                     deployment.id,
-                    deployment.model_group,
+                    deployment.name,
                     deployment.config_error,
                 )
         if explicit:

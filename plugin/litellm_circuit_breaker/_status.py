@@ -32,7 +32,10 @@ _CHANGED = 8
 """The column the narrow table leaves out (``--wide`` and ``--json`` have it)."""
 _HEADERS = ("DEPLOYMENT", "GROUP", "MODEL", "HOST", "STATE", "FAILS", "TRIAL", "BY", "LAST ERROR")
 _RIGHT_ALIGNED = frozenset({5, 6})
-_SHRINK = ((8, 30), (2, 20), (3, 20), (7, 12), (1, 10), (8, 16), (2, 10), (3, 10), (7, 8))
+_SHRINK = (
+    *((8, 30), (2, 20), (3, 20), (7, 12), (1, 10), (0, 24)),
+    *((8, 16), (2, 10), (3, 10), (7, 8), (0, 12), (8, 10)),
+)
 """Cut to fit, in this order (column, narrowest): the error to 30, model and host to 20,
 replica, group, then each further."""
 
@@ -88,6 +91,7 @@ def format_status_table(
     if not records and not bad:
         return f"no shared breakers at {where}"
     shown = (lambda d: d) if wide else short_id
+    cut: set[int] = set()
     cells = [
         (
             shown(r.deployment),
@@ -112,7 +116,7 @@ def format_status_table(
     else:
         narrow = [row[:_CHANGED] + row[_CHANGED + 1 :] for row in cells]
         lines = columns(
-            _HEADERS, narrow, right=_RIGHT_ALIGNED, max_width=TABLE_WIDTH, shrink=_SHRINK
+            _HEADERS, narrow, right=_RIGHT_ALIGNED, max_width=TABLE_WIDTH, shrink=_SHRINK, cut=cut
         )
     counts = {s: sum(r.state is s for r in records) for s in BreakerState}
     tally = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n) or "none readable"
@@ -121,7 +125,7 @@ def format_status_table(
     noun = "shared breaker" if len(records) == 1 else "shared breakers"
     lines.extend(("", f"{len(records)} {noun} at {where}: {tally}"))
     ids = [r.deployment for r in records] + [b.deployment for b in bad]
-    if not wide and any(short_id(i) != i for i in ids):
+    if not wide and (0 in cut or any(short_id(i) != i for i in ids)):
         lines.append("ids shortened: --wide shows them whole")
     return "\n".join(lines)
 

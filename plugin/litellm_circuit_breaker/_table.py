@@ -27,6 +27,15 @@ def short_id(deployment: str) -> str:
     return deployment
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(cell: str) -> str:
+    """Control characters (escape sequences, newlines) shown as ``\\xNN``: a cell read
+    from Redis or a provider must not move the cursor or split a row."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", cell)
+
+
 def _cut(cell: str, width: int) -> str:
     return cell if len(cell) <= width else cell[: width - 1] + "…"
 
@@ -38,13 +47,16 @@ def columns(
     right: Collection[int] = (),
     max_width: int | None = None,
     shrink: Sequence[tuple[int, int]] = (),
+    cut: set[int] | None = None,
 ) -> list[str]:
     """``headers`` and ``rows`` as aligned lines; columns in ``right`` align right.
 
     With ``max_width``, the columns in ``shrink`` (index, narrowest width) are
     cut with "…", in that order, until the lines fit: each as far as needed,
     never below its narrowest width or its header. What still does not fit stays.
+    The indices of the columns that were cut are added to ``cut``.
     """
+    rows = [[_printable(cell) for cell in row] for row in rows]
     widths = [max(len(line[i]) for line in (headers, *rows)) for i in range(len(headers))]
     if max_width is not None:
         for i, narrowest in shrink:
@@ -52,6 +64,8 @@ def columns(
             if excess <= 0:
                 break
             floor = min(widths[i], max(narrowest, len(headers[i])))
+            if widths[i] > floor and cut is not None:
+                cut.add(i)
             widths[i] = max(widths[i] - excess, floor)
         rows = [[_cut(cell, widths[i]) for i, cell in enumerate(row)] for row in rows]
     return [

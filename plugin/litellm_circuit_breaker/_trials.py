@@ -223,10 +223,11 @@ class TrialProber:
             status = getattr(exc, "status_code", None)
             if status in _REFUSED_STATUSES:
                 self._refused.add(breaker_id)
+                known = self._deployment_of(breaker_id)
                 logger.warning(
                     "deployment %s refused a trial completion (%s): no more until its "
                     "breaker closes; real calls are its trials",
-                    breaker_id,
+                    f"{breaker_id} ({known.name})" if known is not None else breaker_id,
                     reason,
                 )
                 self._on_refused(breaker_id)  # what the probe's pass would have given

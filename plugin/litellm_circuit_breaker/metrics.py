@@ -403,12 +403,18 @@ class BreakerMetrics:
         s.sdk_dropped.labels("evicted").inc(deltas["evicted"])
         s.sdk_dropped.labels("untracked").inc(deltas["untracked"])
         if not self._multiprocess:
-            # prometheus-client cannot remove a series from its files; in multiprocess
-            # mode a forgotten deployment's series stay until the worker restarts.
             for labels in gone:
                 self._forget(labels)
             for info in renamed:
                 s.deployment_info.remove(*info)
+        else:
+            # prometheus-client cannot remove a series from its files: a forgotten
+            # deployment reads closed (0) and a replaced name 0, so no alert keeps
+            # firing and a dashboard's join on deployment_info == 1 finds one name.
+            for labels in gone:
+                s.state.labels(*labels).set(0)
+            for info in renamed:
+                s.deployment_info.labels(*info).set(0)
 
     def _advance(self, name: str, total: int) -> int:
         """How much ``name`` grew since the last refresh (the caller holds the lock)."""
@@ -452,8 +458,9 @@ class BreakerMetrics:
 
     def collect(self) -> Iterator[Metric]:
         """The metric families with their samples, refreshed from the breaker now."""
-        if not self._refresh_safely("scrape"):
-            return  # one broken collector must not fail the scrape
+        # A failed refresh (counted, logged once) still exports the last values read:
+        # an open breaker must not vanish from the scrape because one read failed.
+        self._refresh_safely("scrape")
         for metric in self._series.all():
             for family in metric.collect():
                 # no ``_created`` series: multiprocess mode has none, and they are noise
