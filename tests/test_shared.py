@@ -17,7 +17,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
-from litellm_circuit_breaker._shared import _TRANSITION_LUA, ShareCounters, SharedRecord
+from litellm_circuit_breaker._shared import (
+    _TRANSITION_LUA,
+    ShareCounters,
+    SharedRecord,
+    fetch_snapshot,
+    operate,
+)
 from litellm_circuit_breaker.testing import FakeClock, FakeProvider
 from tests.redis_harness import RedisServer
 
@@ -220,13 +226,44 @@ async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
 
 
 def _arbiter(
-    client: aioredis.Redis, namespace: str, state: str, *, window_ms: int = 0, base: int = 0
+    client: aioredis.Redis,
+    namespace: str,
+    state: str,
+    *,
+    window_ms: int = 0,
+    base: int = 0,
+    refill: int = 0,
 ) -> Any:
     """Call the transition script as a replica named W would."""
     return client.eval(
         _TRANSITION_LUA, 2, f"{{{namespace}}}:breaker:d", f"{{{namespace}}}:breakers",
         "d", state, window_ms, 2, "why", "W", base, 60_000, f"{namespace}:transitions", "g", "tok",
+        "", "", refill,
     )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_record_written_back_keeps_its_version_and_never_undoes_a_newer_one(
+    redis_url: str, namespace: str
+) -> None:
+    """A replica writing back an opening Redis lost gives it the version it had, so a close
+    based on it still ends it; one that finds that record written back already, or a newer
+    one (a close), keeps what it found."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        written, raw = await _arbiter(client, namespace, "open", window_ms=10_000, refill=1234)
+        assert (written, SharedRecord.from_json(raw).version) == (1, 1234)
+        # another replica writing the same one back, a little longer: the first one stands
+        written, raw = await _arbiter(client, namespace, "open", window_ms=20_000, refill=1234)
+        assert (written, SharedRecord.from_json(raw).retry_in <= 10.0) == (0, True)
+        written, raw = await _arbiter(client, namespace, "closed", base=1234)
+        closed = SharedRecord.from_json(raw)
+        assert (written, closed.state) == (1, BreakerState.CLOSED)
+        written, raw = await _arbiter(client, namespace, "open", window_ms=-1, refill=1234)
+        kept = SharedRecord.from_json(raw)
+        assert (written, kept.state, kept.version) == (0, BreakerState.CLOSED, closed.version)
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.asyncio
@@ -655,13 +692,15 @@ async def test_a_hold_outliving_its_record_is_shared_again(redis_url: str, names
         async with a:
             a.cache.force_open("d1", reason="maintenance")
             await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
-            first = await client.hget(key, "version")
-            # Redis expires the record (its TTL, not a window of ours); A writes it back.
+            first = await client.hmget(key, ["version", "changed"])
+            # Redis expires the record (its TTL, not a window of ours); A writes it back,
+            # as it was: the same version, so no replica takes it for a new change.
             started = time.monotonic()
-            while await client.hget(key, "version") in (first, None):
+            while await client.hget(key, "changed") in (first[1], None):
                 assert time.monotonic() - started < WAIT_SEC, "never written again"
                 await asyncio.sleep(0.05)
             assert await client.hget(key, "open_until") == "-1"
+            assert await client.hget(key, "version") == first[0]
     finally:
         await client.aclose()
 
@@ -872,6 +911,63 @@ async def test_a_redis_restarted_empty_is_refilled_with_openings_already_shared(
             assert not late.cache.is_healthy("d1")
             assert 55.0 < late.cache.retry_in("d1") <= 60.0
             assert late.cache.is_held("held")
+
+
+@pytest.mark.asyncio
+async def test_a_redis_restarted_empty_is_refilled_with_holds_and_openings_only_adopted(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """An operator's hold and another replica's opening, only adopted by B and C, their
+    makers gone: Redis restarts empty and they write both back (the opening with what is
+    left of its window, each with the version it had), so a replica started later has
+    them, ``status`` lists them and a close from the shell ends the hold; a close C made
+    during the outage still ends the opening, whoever reconnects first."""
+    url = own_redis.url
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)
+    c = replica("C", url, namespace, redis_reconcile_sec=0.05)
+    async with replicas(b, c):
+        a = replica("A", url, namespace)
+        async with a:
+            trip(a, "timed")
+            trip(a, "closed-meanwhile")
+            await operate(url, namespace, "held", BreakerState.OPEN, replica="ops", create=True)
+            await eventually(
+                lambda: all(
+                    x.cache.is_held("held")
+                    and not x.cache.is_healthy("timed")
+                    and not x.cache.is_healthy("closed-meanwhile")
+                    for x in (b, c)
+                ),
+                "B and C adopt all three",
+            )
+        before = {r.deployment: r.version for r in (await fetch_snapshot(url, namespace)).records}
+        share_b, share_c = b.shared, c.shared
+        assert share_b is not None
+        assert share_c is not None
+        own_redis.stop()
+        await eventually(lambda: not share_b.connected and not share_c.connected, "outage seen")
+        c.cache.force_close("closed-meanwhile")  # cannot be shared yet
+        own_redis.start()  # empty: no persistence
+        await eventually(lambda: share_b.connected and share_c.connected, "both reconnect")
+        refilled: dict[str, SharedRecord] = {}
+        started = time.monotonic()
+        while {"held", "timed", "closed-meanwhile"} - set(refilled):
+            assert time.monotonic() - started < WAIT_SEC, f"not refilled: {sorted(refilled)}"
+            await asyncio.sleep(0.05)
+            refilled = {r.deployment: r for r in (await fetch_snapshot(url, namespace)).records}
+        assert refilled["held"].retry_in == math.inf
+        assert 50.0 < refilled["timed"].retry_in <= 60.0
+        assert refilled["held"].version == before["held"]
+        assert refilled["timed"].version == before["timed"]
+        await eventually(lambda: b.cache.is_healthy("closed-meanwhile"), "C's close reaches B")
+        late = replica("late", url, namespace)
+        async with late:
+            assert late.cache.is_held("held")
+            assert 50.0 < late.cache.retry_in("timed") <= 60.0
+            assert late.cache.is_healthy("closed-meanwhile")
+        done = await operate(url, namespace, "held", BreakerState.CLOSED, replica="ops")
+        assert done.written
+        await eventually(lambda: b.cache.is_healthy("held") and c.cache.is_healthy("held"), "ended")
 
 
 @pytest.mark.asyncio

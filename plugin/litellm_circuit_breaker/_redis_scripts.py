@@ -81,9 +81,20 @@ else
   -- A close must have seen the opening it ends.
   accept = cur[1] ~= state and (not cur_open or version <= base)
 end
+local refill = finite(ARGV[14] or '')
+if refill and refill <= 0 then refill = nil end
+-- A write-back of a record Redis lost never undoes one written since (a close), nor
+-- writes again one another replica wrote back first.
+if refill and cur[1] and version >= refill then accept = false end
 if accept then
-  -- Versions only grow, even across a Redis restart that lost the data.
-  version = math.max(version + 1, now)
+  if refill and not cur[1] then
+    -- A record Redis lost, written back as it was: replicas that saw it see nothing new,
+    -- and a close based on it still ends it.
+    version = refill
+  else
+    -- Versions only grow, even across a Redis restart that lost the data.
+    version = math.max(version + 1, now)
+  end
   local life = ttl
   if new_until > 0 then life = ttl + window end
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
@@ -107,7 +118,10 @@ return {accept and 1 or 0, out}
 KEYS: the record, the index. ARGV: id, state, window_ms (-1: held open), failures,
 reason, replica, base_version (the newest version this replica's state is based on),
 ttl_ms, channel, group, owner (the writer's process token), model and host (``host[:port]``),
-for people reading ``status``; neither ever holds a key.
+for people reading ``status``; neither ever holds a key; optionally a refill version: when
+no record exists, the record is written with that version (one Redis lost, written back
+by a replica that had it) instead of a new one, and a record newer than that version is
+kept whatever it holds (the same version: another replica wrote it back first).
 
 Guarantees: an opening wins unless a longer one (or a hold) is already in force; a
 half-open (a passed probe) or a close is kept only if it saw the version it replaces

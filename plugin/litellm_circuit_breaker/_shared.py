@@ -737,6 +737,10 @@ class RedisShare:
         ends = time.monotonic() + window / 1000 if window > 0 else None
         with self._lock:
             entry = self._entry(deployment)
+            refill, entry.refill = entry.refill, False
+        # A record Redis lost, unchanged here since: written back with the version it had.
+        unchanged = refill and state is BreakerState.OPEN and generation == entry.synced_generation
+        refill_version = entry.seen_version if unchanged else 0
         shared = entry.shared_until
         if ends is not None and shared is not None and ends - shared < REARM_SHARE_SEC:
             # Failures while open re-arm the window on every call; sharing each
@@ -762,6 +766,7 @@ class RedisShare:
             self._group_of(deployment) or "",
             self.token,
             *self._model_of(deployment),
+            refill_version,
         )
         record = self._parse(raw)
         if record is None:
@@ -791,22 +796,28 @@ class RedisShare:
                 if record is not None:
                     records.append(record)
                     self._take_one(record)
-        # Openings made here that Redis does not hold (it restarted empty, a
-        # hold outlived its TTL, we opened while it was down) are shared again.
+        # Openings Redis does not hold (it restarted empty, a hold outlived its TTL,
+        # we opened while it was down) are shared again: those made here, and those
+        # adopted from others (an operator's hold, another replica's opening), so a
+        # replica started later has them from its first sync.
         shared = {r.deployment for r in records}
         absent = self._cache.unhealthy_ids() - shared
         with self._lock:
-            local = [d for d in absent if (e := self._entries.get(d)) is not None and e.local]
+            known = {d: e.local for d in absent if (e := self._entries.get(d)) is not None}
         # Not under our lock: the cache tells its listeners, this adapter among them.
         missing = [
-            d for d in local if after_connect or self._cache.breaker_state(d) is BreakerState.OPEN
+            d
+            for d, local in known.items()
+            if self._cache.breaker_state(d) is BreakerState.OPEN or (local and after_connect)
         ]
         if missing:
             with self._lock:
                 for deployment in missing:
+                    entry = self._mark_dirty(deployment)
                     # Redis no longer holds the window we remember sharing: the
                     # re-arm de-duplication must not drop this write.
-                    self._mark_dirty(deployment).shared_until = None
+                    entry.shared_until = None
+                    entry.refill = True
             await self._push_dirty(client)
         self._prune(shared)
 
@@ -907,6 +918,9 @@ class _Entry:
     """The cache generation when this replica last synced the breaker with Redis."""
     shared_until: float | None = None
     """Where the timed opening Redis holds ends, on our monotonic clock."""
+    refill: bool = False
+    """Redis lost the record: the next push writes it back with ``seen_version`` if the
+    breaker did not change here since (a close based on that version still ends it)."""
 
 
 def _remember_window(entry: _Entry, record: SharedRecord) -> None:
