@@ -971,6 +971,42 @@ async def test_a_redis_restarted_empty_is_refilled_with_holds_and_openings_only_
 
 
 @pytest.mark.asyncio
+async def test_reasons_read_from_redis_are_logged_as_one_redacted_bounded_line(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any client of the Redis may write a record: a megabyte reason, a newline forging a
+    log line, a key in the reason or the replica name are adopted and logged as one line,
+    redacted, at most 200 characters, as ``status()`` shows them."""
+    forged = "HTTP 503\nCRITICAL circuit breaker: forged line"
+    cases = {
+        "nl": (forged, "r"),
+        "big": ("B" * 1_000_000, "r"),
+        "key": ("upstream said Bearer abcdefghijkl and sk-proj-ABCDEFGHIJKLMNOP", "r"),
+        "by": ("HTTP 503", "evil\nCRITICAL forged sk-proj-QRSTUVWXYZ012345"),
+    }
+    for deployment, (reason, by) in cases.items():
+        await write_behind_the_channel(
+            redis_url, namespace, id=deployment, state="open", open_in=60_000, reason=reason,
+            replica=by,
+        )  # fmt: skip
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    b = replica("B", redis_url, namespace)
+    async with b:
+        assert all(not b.cache.is_healthy(d) for d in cases)
+        reasons = {d: b.cache.get_state(d).last_error for d in cases}
+    assert reasons["nl"] == "HTTP 503"
+    assert reasons["big"] is not None
+    assert len(reasons["big"]) == 200
+    assert reasons["key"] == "upstream said Bearer *** and ***"
+    text = caplog.text
+    assert "forged" not in text
+    assert "sk-proj" not in text
+    assert "abcdefghijkl" not in text
+    assert max(len(line) for line in text.splitlines()) < 400
+    assert "shared by replica evil:" in text
+
+
+@pytest.mark.asyncio
 async def test_a_growing_backoff_without_a_cap_stops_at_one_hour_and_sharing_goes_on(
     redis_url: str, namespace: str, clock: FakeClock
 ) -> None:

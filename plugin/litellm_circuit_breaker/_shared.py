@@ -49,7 +49,7 @@ from ._config import (
     check_url,
 )
 from ._records import BadRecord, SharedKeys, SharedRecord, parse_record, read_record
-from ._redact import public_url
+from ._redact import MAX_REASON_CHARS, public_url
 from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
 from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
 from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
@@ -89,6 +89,10 @@ REARM_SHARE_SEC = 1.0
 """A window re-armed by less than this beyond the shared one is not shared again."""
 RECONCILE_BATCH = 500
 """Records parsed and adopted between turns of the event loop in a reconcile."""
+ADOPTED_TEXT_SCAN = 1000
+"""How much of a reason or replica name read from Redis is looked at before it is cut to
+one redacted line: ours are at most 200 characters, and redacting a megabyte would hold
+the event loop up for most of a second."""
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -870,8 +874,9 @@ class RedisShare:
             record.state,
             retry_in=record.retry_in,
             failures=record.consecutive_failures,
-            reason=record.last_error,
-            replica=record.replica,
+            # Any client of this Redis may have written them, and they are logged.
+            reason=self._one_line(record.last_error) or None,
+            replica=self._one_line(record.replica) or "?",
             unless_changed_since=since,
         )
         if generation is None:
@@ -883,6 +888,11 @@ class RedisShare:
         entry.seen_version = max(entry.seen_version, record.version)
         entry.synced_generation = generation
         _remember_window(entry, record)
+
+    def _one_line(self, text: str | None) -> str:
+        """Text read from Redis as it may be logged: its first line, redacted, bounded."""
+        lines = (text or "")[:ADOPTED_TEXT_SCAN].strip().splitlines()
+        return self._redact(lines[0])[:MAX_REASON_CHARS] if lines else ""
 
     async def claim_probes(self, probe_keys: Iterable[str], lease_sec: float) -> set[str]:
         """The probe keys this replica should probe this round (all of them when Redis is down)."""
