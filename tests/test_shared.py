@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker._records import BadRecord, read_record
 from litellm_circuit_breaker._shared import (
     _TRANSITION_LUA,
     ShareCounters,
@@ -886,6 +887,76 @@ async def test_malformed_records_are_skipped_one_by_one_and_sharing_goes_on(
         assert not b.cache.is_healthy("wrong-type")
     assert "unreachable" not in caplog.text
     assert caplog.text.count("not ours to read") == 2  # once per replica
+
+
+def test_a_message_with_numbers_out_of_range_is_a_bad_record() -> None:
+    """Anyone may publish on the channel: the same ranges hold for what arrives there."""
+    base = {"id": "d", "state": "open", "open_until": 1_796_220_060_000, "failures": 2,
+            "reason": "", "replica": "r", "version": 1_796_220_000_000, "changed": 0,
+            "group": "", "now": 1_796_220_000_000}  # fmt: skip
+    assert isinstance(read_record(json.dumps(base)), SharedRecord)
+    for field, value in (
+        ("version", 1e15), ("version", 10**400), ("open_until", -5), ("open_until", 1e300),
+        ("failures", 1e300), ("failures", -3), ("version", 1.5), ("now", -1),
+    ):  # fmt: skip
+        bad = read_record(json.dumps({**base, field: value}))
+        assert isinstance(bad, BadRecord), (field, value)
+        assert field in bad.problem
+    held = read_record(json.dumps({**base, "open_until": -1}))
+    assert isinstance(held, SharedRecord)
+    assert held.retry_in == math.inf
+
+
+@pytest.mark.asyncio
+async def test_records_with_numbers_out_of_range_or_another_id_are_bad_records(
+    redis_url: str, namespace: str
+) -> None:
+    """Numbers the scripts would mangle (a version past cjson's 14 digits, a window ending
+    in 1e297 s, an ``open_until`` of -5 read as a hold, 1e300 failures) and a record whose
+    ``id`` names another deployment: each is a bad record (skipped, counted, listed by
+    ``status``), and the next transition of that deployment overwrites it and travels."""
+    cases = {
+        "huge-version": {"state": "closed", "version": "1e15"},
+        "huge-until": {"state": "open", "open_until": "1e300"},
+        "neg-until": {"state": "open", "open_until": "-5"},
+        "huge-fail": {"state": "open", "open_in": 60_000, "failures": "1e300"},
+        "neg-fail": {"state": "open", "open_in": 60_000, "failures": "-3"},
+        "half-version": {"state": "open", "open_in": 60_000, "version": "1796220000000.5"},
+    }
+    for deployment, fields in cases.items():
+        await write_behind_the_channel(redis_url, namespace, id=deployment, **fields)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # filed under one id, naming another
+        await write_behind_the_channel(
+            redis_url, namespace, id="wrong-id", state="open", open_in=60_000
+        )
+        await client.hset(f"{{{namespace}}}:breaker:wrong-id", "id", "someone-else")
+    finally:
+        await client.aclose()
+    snapshot = await fetch_snapshot(redis_url, namespace)
+    assert snapshot.records == []
+    assert {b.deployment: b.problem for b in snapshot.bad}.keys() == {*cases, "wrong-id"}
+    assert "version" in {b.deployment: b.problem for b in snapshot.bad}["huge-version"]
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        share_b = b.shared
+        assert share_b is not None
+        assert share_b.bad_records >= len(cases) + 1
+        assert share_b.adopted == 0
+        assert all(b.cache.is_healthy(d) for d in (*cases, "someone-else", "wrong-id"))
+        for deployment in cases:
+            trip(a, deployment)
+        await eventually(lambda: all(not b.cache.is_healthy(d) for d in cases), "B sees them")
+        a.cache.force_close("huge-version")
+        await eventually(lambda: b.cache.is_healthy("huge-version"), "B sees the close")
+        b.cache.force_open("huge-version", seconds=100.0)
+        await eventually(lambda: not a.cache.is_healthy("huge-version"), "A sees B's opening")
+        assert 90.0 < a.cache.retry_in("huge-version") <= 100.0
+        assert b.cache.get_state("huge-fail").consecutive_failures == 2
+    snapshot = await fetch_snapshot(redis_url, namespace)
+    assert [x.deployment for x in snapshot.bad] == ["wrong-id"]
+    assert all(r.version < 10**14 for r in snapshot.records)
 
 
 @pytest.mark.asyncio
