@@ -444,6 +444,12 @@ def test_bad_redis_settings_name_the_field_and_hide_the_password() -> None:
     with pytest.raises(ConfigurationError) as ns:
         CircuitBreaker(redis_url="redis://localhost:6379/0", redis_namespace="has space")
     assert ns.value.field == "redis_namespace"
+    # A brace would end Redis Cluster's hash tag early: the keys would span several slots.
+    for braced in ("}fleet", "{}fleet", "fle{et", "fleet}"):
+        with pytest.raises(ConfigurationError) as ns:
+            CircuitBreaker(redis_url="redis://localhost:6379/0", redis_namespace=braced)
+        assert (ns.value.field, ns.value.value) == ("redis_namespace", braced)
+        assert "braces" in str(ns.value)
     with pytest.raises(ConfigurationError) as ttl:
         CircuitBreaker(redis_url="redis://localhost:6379/0", redis_state_ttl_sec=0)
     assert ttl.value.field == "redis_state_ttl_sec"
