@@ -1110,8 +1110,9 @@ async def test_a_growing_backoff_without_a_cap_stops_at_one_hour_and_sharing_goe
 async def test_absurd_windows_are_refused_with_the_field_and_value(
     redis_url: str, namespace: str
 ) -> None:
-    """force_open(seconds=1e12) and backoff settings past a year are refused by name; a window
-    that was refused is never written, so sharing goes on for every breaker."""
+    """force_open(seconds=1e12) and backoff settings past a year (or past a float's range:
+    10**400) are refused by name; a window that was refused is never written, so sharing
+    goes on for every breaker."""
     for setting, value in (
         ("unhealthy_backoff_sec", 1e12),
         ("max_backoff_sec", 1e12),
@@ -1122,11 +1123,21 @@ async def test_absurd_windows_are_refused_with_the_field_and_value(
             replica("A", redis_url, namespace, **{setting: value})
         assert bad.value.field == setting
         assert repr(value) in str(bad.value)
+    # an int past a float's range: named the same way, not an OverflowError
+    for setting in (
+        "unhealthy_backoff_sec", "max_backoff_sec", "redis_state_ttl_sec", "redis_reconcile_sec",
+    ):  # fmt: skip
+        with pytest.raises(ConfigurationError) as bad:
+            replica("A", redis_url, namespace, **{setting: 10**400})
+        assert (bad.value.field, bad.value.value) == (setting, 10**400)
     a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
     async with replicas(a, b):
         with pytest.raises(ConfigurationError) as bad:
             a.cache.force_open("d1", seconds=1e12)
         assert (bad.value.field, bad.value.value) == ("seconds", 1e12)
+        with pytest.raises(ConfigurationError) as bad:
+            a.cache.force_open("d1", seconds=10**400)
+        assert (bad.value.field, bad.value.value) == ("seconds", 10**400)
         a.cache.force_open("d2", seconds=365 * 86_400.0)  # a year is allowed
         trip(a, "d3")
         await eventually(lambda: not b.cache.is_healthy("d3"), "sharing goes on")

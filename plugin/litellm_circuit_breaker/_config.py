@@ -93,9 +93,14 @@ def check_number(
 ) -> float:
     """``value`` as a float if it is a finite number past ``minimum`` (and at most
     ``maximum``), else a named error."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    try:
+        # An int past a float's range (10**400) is no number a setting may hold.
+        number = float(value) if ok else math.nan  # type: ignore[arg-type]  # checked
+    except OverflowError:
+        number = math.nan
+    ok = ok and math.isfinite(number)
     if ok:
-        number = float(value)  # type: ignore[arg-type]  # checked just above
         ok = number >= minimum if inclusive else number > minimum
         ok = ok and (maximum is None or number <= maximum)
     if not ok:
@@ -103,7 +108,7 @@ def check_number(
         if maximum is not None:
             bound += f" and <= {maximum:.15g}"
         raise ConfigurationError(field, value, f"a finite number {bound}")
-    return float(value)  # type: ignore[arg-type]  # checked above
+    return number
 
 
 def check_url(url: object, field: str = "redis_url") -> str:
