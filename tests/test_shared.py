@@ -1084,6 +1084,37 @@ async def test_reasons_read_from_redis_are_logged_as_one_redacted_bounded_line(
 
 
 @pytest.mark.asyncio
+async def test_breakers_adopted_from_others_stay_within_max_sdk_breakers(
+    redis_url: str, namespace: str
+) -> None:
+    """Ids B does not configure (another replica's SDK breakers) count against B's
+    max_sdk_breakers: B adopts 10 of A's 30 openings and never evicts an open one; once
+    they close, a new opening takes a closed one's place; a configured deployment is
+    adopted whatever the bound."""
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace, max_sdk_breakers=10, redis_reconcile_sec=0.1)
+    b.add_deployments(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m"}, "model_info": {"id": "cfg"}}]
+    )
+    ids = [f"sdk-{n}" for n in range(30)]
+    async with replicas(a, b):
+        for deployment in ids:
+            trip(a, deployment)
+        await eventually(lambda: b.sdk_breakers.untracked >= 20, "B has no room for 20")
+        assert sum(not b.cache.is_healthy(d) for d in ids) == 10
+        assert len(b.sdk_breakers) == 10
+        assert b.sdk_breakers.evicted == 0
+        trip(a, "cfg")
+        await eventually(lambda: not b.cache.is_healthy("cfg"), "a configured one is adopted")
+        for deployment in ids:
+            a.cache.force_close(deployment)
+        trip(a, "late")
+        await eventually(lambda: not b.cache.is_healthy("late"), "room made by a closed one")
+        assert len(b.sdk_breakers) == 10
+        assert len(b.cache) <= 11  # the 10 SDK ones and "cfg"
+
+
+@pytest.mark.asyncio
 async def test_a_growing_backoff_without_a_cap_stops_at_one_hour_and_sharing_goes_on(
     redis_url: str, namespace: str, clock: FakeClock
 ) -> None:

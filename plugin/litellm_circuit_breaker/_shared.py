@@ -429,7 +429,9 @@ class RedisShare:
     by the breaker. ``group_of`` names a deployment's model group and
     ``model_of`` its model and host ("" when unknown) for the shared record;
     ``redact`` cleans error lines before they leave the process; ``sleep`` is
-    injectable for the reconnect back-off.
+    injectable for the reconnect back-off; ``admit`` says whether another replica's
+    breaker may be adopted here (a record it refuses is skipped, and tried again at the
+    next reconcile).
 
     Consistency: Redis is the arbiter. Pushes and adoptions run one at a time
     (one lock per run), and an adoption only lands if the breaker did not
@@ -453,6 +455,7 @@ class RedisShare:
         model_of: Callable[[str], tuple[str, str]] = lambda _id: ("", ""),
         redact: Callable[[str | None], str] = lambda text: text or "",
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        admit: Callable[[str], bool] = lambda _id: True,
     ) -> None:
         self._url = check_url(url)
         self.display_url = public_url(self._url)
@@ -469,6 +472,7 @@ class RedisShare:
         self._model_of = model_of
         self._redact = redact
         self._sleep = sleep
+        self._admit = admit
         self._lock = threading.Lock()
         """Guards ``_entries``, ``_pending`` and the ``dirty``/``local`` flags (the listener
         runs on any thread); an entry's other fields are only touched by the run's tasks."""
@@ -869,6 +873,8 @@ class RedisShare:
 
     def _adopt(self, record: SharedRecord, *, since: int) -> None:
         """Apply a record unless the breaker changed here since ``since``; then it is seen."""
+        if not self._admit(record.deployment):
+            return  # no room here (max_sdk_breakers): not seen, so the next reconcile retries
         generation = self._cache.adopt(
             record.deployment,
             record.state,
