@@ -1253,38 +1253,3 @@ async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
     assert all("refused" in w and "NoPermissionError" in w for w in refused)
     assert not any("unreachable" in w for w in refused)
     assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.asyncio
-async def test_an_acl_without_channel_rights_is_one_outage_with_its_back_off(
-    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A user allowed every command but no pub/sub channel (Redis 7's default for a new
-    ACL user): one warning naming the refusal, the back-off, no "answers again" nor a
-    reconcile per attempt; once the channel is allowed, sharing starts."""
-    url = own_redis.url
-    admin = aioredis.Redis.from_url(url, decode_responses=True)
-    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
-    try:
-        await admin.execute_command(
-            "ACL", "SETUSER", "nochan", "on", ">pw", "~*", "resetchannels", "+@all"
-        )
-        c = replica("C", url.replace("redis://", "redis://nochan:pw@"), namespace)
-        b = replica("B", url, namespace, redis_reconcile_sec=3600.0)  # no EVAL of its own
-        async with replicas(b, c):
-            share = c.shared
-            assert share is not None
-            await admin.config_resetstat()
-            trip(c, "d1")
-            await eventually(lambda: share.errors >= 4, "C retried with back-off")
-            evals = (await admin.info("commandstats")).get("cmdstat_eval", {}).get("calls", 0)
-            assert evals == 0  # no reconcile, no push: the session never counted as up
-            assert b.cache.is_healthy("d1")
-            await admin.execute_command("ACL", "SETUSER", "nochan", "allchannels")
-            await eventually(lambda: not b.cache.is_healthy("d1"), "shared once allowed")
-    finally:
-        await admin.aclose()
-    refused = [r.getMessage() for r in caplog.records if "refused a command" in r.getMessage()]
-    assert len(refused) == 1, refused
-    assert "NoPermissionError" in refused[0]
-    assert sum("answers again" in r.getMessage() for r in caplog.records) == 1  # at the end

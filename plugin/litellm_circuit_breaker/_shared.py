@@ -613,7 +613,6 @@ class RedisShare:
         tasks: list[asyncio.Task[None]] = []
         try:
             await pubsub.subscribe(self.keys.channel)
-            await _subscribed(pubsub)
             async with run.io:
                 await self._reconcile(client, after_connect=True)
             self._client = client
@@ -919,19 +918,6 @@ class RedisShare:
             self.counters.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
         return {key for key, mine in zip(wanted, held, strict=True) if mine}
-
-
-async def _subscribed(pubsub: Any) -> None:
-    """Wait for Redis to confirm the subscription. Its refusal (an ACL without rights to
-    the channel: Redis 7's default for a new user) raises here, before the session counts
-    as up, so it is one outage with its back-off, not a reconnect and a reconcile each
-    time the follower reads the refusal."""
-    deadline = time.monotonic() + CONNECT_TIMEOUT_SEC
-    while (left := deadline - time.monotonic()) > 0:
-        message = await pubsub.get_message(timeout=left)
-        if message is not None and message.get("type") == "subscribe":
-            return
-    raise TimeoutError("Redis did not confirm the subscription to the channel")
 
 
 @dataclass(slots=True)
