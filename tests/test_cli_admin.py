@@ -318,12 +318,14 @@ def test_a_bad_for_is_refused_naming_the_flag_and_value(
 def test_bad_ids_namespaces_and_reasons_name_what_is_wrong(
     redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An empty id, a namespace with a space, a reason of many lines: exit 2, named."""
+    """An empty id, a namespace with a space or a brace, a reason of many lines: exit 2, named."""
     for argv, words in [
         (["open", " ", "--create"], "ID=' '"),
         (["open", "dep", "--create", "--reason", "two\nlines"], "--reason="),
         (["open", "dep", "--create", "--reason", "x" * 201], "--reason="),
         (["close", "dep", "--namespace", "a b"], "--namespace='a b'"),
+        (["open", "dep", "--create", "--namespace", "}fleet"], "--namespace='}fleet'"),
+        (["status", "--namespace", "{x}"], "--namespace='{x}'"),
     ]:
         full = [*argv, "--redis-url", redis_url]
         if "--namespace" not in argv:

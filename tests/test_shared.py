@@ -17,7 +17,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
-from litellm_circuit_breaker._shared import _TRANSITION_LUA, ShareCounters, SharedRecord
+from litellm_circuit_breaker._records import BadRecord, read_record
+from litellm_circuit_breaker._shared import (
+    _TRANSITION_LUA,
+    ShareCounters,
+    SharedRecord,
+    fetch_snapshot,
+    operate,
+)
 from litellm_circuit_breaker.testing import FakeClock, FakeProvider
 from tests.redis_harness import RedisServer
 
@@ -220,13 +227,44 @@ async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
 
 
 def _arbiter(
-    client: aioredis.Redis, namespace: str, state: str, *, window_ms: int = 0, base: int = 0
+    client: aioredis.Redis,
+    namespace: str,
+    state: str,
+    *,
+    window_ms: int = 0,
+    base: int = 0,
+    refill: int = 0,
 ) -> Any:
     """Call the transition script as a replica named W would."""
     return client.eval(
         _TRANSITION_LUA, 2, f"{{{namespace}}}:breaker:d", f"{{{namespace}}}:breakers",
         "d", state, window_ms, 2, "why", "W", base, 60_000, f"{namespace}:transitions", "g", "tok",
+        "", "", refill,
     )  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_record_written_back_keeps_its_version_and_never_undoes_a_newer_one(
+    redis_url: str, namespace: str
+) -> None:
+    """A replica writing back an opening Redis lost gives it the version it had, so a close
+    based on it still ends it; one that finds that record written back already, or a newer
+    one (a close), keeps what it found."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        written, raw = await _arbiter(client, namespace, "open", window_ms=10_000, refill=1234)
+        assert (written, SharedRecord.from_json(raw).version) == (1, 1234)
+        # another replica writing the same one back, a little longer: the first one stands
+        written, raw = await _arbiter(client, namespace, "open", window_ms=20_000, refill=1234)
+        assert (written, SharedRecord.from_json(raw).retry_in <= 10.0) == (0, True)
+        written, raw = await _arbiter(client, namespace, "closed", base=1234)
+        closed = SharedRecord.from_json(raw)
+        assert (written, closed.state) == (1, BreakerState.CLOSED)
+        written, raw = await _arbiter(client, namespace, "open", window_ms=-1, refill=1234)
+        kept = SharedRecord.from_json(raw)
+        assert (written, kept.state, kept.version) == (0, BreakerState.CLOSED, closed.version)
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.asyncio
@@ -406,6 +444,12 @@ def test_bad_redis_settings_name_the_field_and_hide_the_password() -> None:
     with pytest.raises(ConfigurationError) as ns:
         CircuitBreaker(redis_url="redis://localhost:6379/0", redis_namespace="has space")
     assert ns.value.field == "redis_namespace"
+    # A brace would end Redis Cluster's hash tag early: the keys would span several slots.
+    for braced in ("}fleet", "{}fleet", "fle{et", "fleet}"):
+        with pytest.raises(ConfigurationError) as ns:
+            CircuitBreaker(redis_url="redis://localhost:6379/0", redis_namespace=braced)
+        assert (ns.value.field, ns.value.value) == ("redis_namespace", braced)
+        assert "braces" in str(ns.value)
     with pytest.raises(ConfigurationError) as ttl:
         CircuitBreaker(redis_url="redis://localhost:6379/0", redis_state_ttl_sec=0)
     assert ttl.value.field == "redis_state_ttl_sec"
@@ -655,13 +699,15 @@ async def test_a_hold_outliving_its_record_is_shared_again(redis_url: str, names
         async with a:
             a.cache.force_open("d1", reason="maintenance")
             await eventually(lambda: a.shared is not None and a.shared.pushed == 1, "pushed")
-            first = await client.hget(key, "version")
-            # Redis expires the record (its TTL, not a window of ours); A writes it back.
+            first = await client.hmget(key, ["version", "changed"])
+            # Redis expires the record (its TTL, not a window of ours); A writes it back,
+            # as it was: the same version, so no replica takes it for a new change.
             started = time.monotonic()
-            while await client.hget(key, "version") in (first, None):
+            while await client.hget(key, "changed") in (first[1], None):
                 assert time.monotonic() - started < WAIT_SEC, "never written again"
                 await asyncio.sleep(0.05)
             assert await client.hget(key, "open_until") == "-1"
+            assert await client.hget(key, "version") == first[0]
     finally:
         await client.aclose()
 
@@ -849,6 +895,76 @@ async def test_malformed_records_are_skipped_one_by_one_and_sharing_goes_on(
     assert caplog.text.count("not ours to read") == 2  # once per replica
 
 
+def test_a_message_with_numbers_out_of_range_is_a_bad_record() -> None:
+    """Anyone may publish on the channel: the same ranges hold for what arrives there."""
+    base = {"id": "d", "state": "open", "open_until": 1_796_220_060_000, "failures": 2,
+            "reason": "", "replica": "r", "version": 1_796_220_000_000, "changed": 0,
+            "group": "", "now": 1_796_220_000_000}  # fmt: skip
+    assert isinstance(read_record(json.dumps(base)), SharedRecord)
+    for field, value in (
+        ("version", 1e15), ("version", 10**400), ("open_until", -5), ("open_until", 1e300),
+        ("failures", 1e300), ("failures", -3), ("version", 1.5), ("now", -1),
+    ):  # fmt: skip
+        bad = read_record(json.dumps({**base, field: value}))
+        assert isinstance(bad, BadRecord), (field, value)
+        assert field in bad.problem
+    held = read_record(json.dumps({**base, "open_until": -1}))
+    assert isinstance(held, SharedRecord)
+    assert held.retry_in == math.inf
+
+
+@pytest.mark.asyncio
+async def test_records_with_numbers_out_of_range_or_another_id_are_bad_records(
+    redis_url: str, namespace: str
+) -> None:
+    """Numbers the scripts would mangle (a version past cjson's 14 digits, a window ending
+    in 1e297 s, an ``open_until`` of -5 read as a hold, 1e300 failures) and a record whose
+    ``id`` names another deployment: each is a bad record (skipped, counted, listed by
+    ``status``), and the next transition of that deployment overwrites it and travels."""
+    cases = {
+        "huge-version": {"state": "closed", "version": "1e15"},
+        "huge-until": {"state": "open", "open_until": "1e300"},
+        "neg-until": {"state": "open", "open_until": "-5"},
+        "huge-fail": {"state": "open", "open_in": 60_000, "failures": "1e300"},
+        "neg-fail": {"state": "open", "open_in": 60_000, "failures": "-3"},
+        "half-version": {"state": "open", "open_in": 60_000, "version": "1796220000000.5"},
+    }
+    for deployment, fields in cases.items():
+        await write_behind_the_channel(redis_url, namespace, id=deployment, **fields)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # filed under one id, naming another
+        await write_behind_the_channel(
+            redis_url, namespace, id="wrong-id", state="open", open_in=60_000
+        )
+        await client.hset(f"{{{namespace}}}:breaker:wrong-id", "id", "someone-else")
+    finally:
+        await client.aclose()
+    snapshot = await fetch_snapshot(redis_url, namespace)
+    assert snapshot.records == []
+    assert {b.deployment: b.problem for b in snapshot.bad}.keys() == {*cases, "wrong-id"}
+    assert "version" in {b.deployment: b.problem for b in snapshot.bad}["huge-version"]
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace)
+    async with replicas(a, b):
+        share_b = b.shared
+        assert share_b is not None
+        assert share_b.bad_records >= len(cases) + 1
+        assert share_b.adopted == 0
+        assert all(b.cache.is_healthy(d) for d in (*cases, "someone-else", "wrong-id"))
+        for deployment in cases:
+            trip(a, deployment)
+        await eventually(lambda: all(not b.cache.is_healthy(d) for d in cases), "B sees them")
+        a.cache.force_close("huge-version")
+        await eventually(lambda: b.cache.is_healthy("huge-version"), "B sees the close")
+        b.cache.force_open("huge-version", seconds=100.0)
+        await eventually(lambda: not a.cache.is_healthy("huge-version"), "A sees B's opening")
+        assert 90.0 < a.cache.retry_in("huge-version") <= 100.0
+        assert b.cache.get_state("huge-fail").consecutive_failures == 2
+    snapshot = await fetch_snapshot(redis_url, namespace)
+    assert [x.deployment for x in snapshot.bad] == ["wrong-id"]
+    assert all(r.version < 10**14 for r in snapshot.records)
+
+
 @pytest.mark.asyncio
 async def test_a_redis_restarted_empty_is_refilled_with_openings_already_shared(
     own_redis: RedisServer, namespace: str
@@ -872,6 +988,130 @@ async def test_a_redis_restarted_empty_is_refilled_with_openings_already_shared(
             assert not late.cache.is_healthy("d1")
             assert 55.0 < late.cache.retry_in("d1") <= 60.0
             assert late.cache.is_held("held")
+
+
+@pytest.mark.asyncio
+async def test_a_redis_restarted_empty_is_refilled_with_holds_and_openings_only_adopted(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """An operator's hold and another replica's opening, only adopted by B and C, their
+    makers gone: Redis restarts empty and they write both back (the opening with what is
+    left of its window, each with the version it had), so a replica started later has
+    them, ``status`` lists them and a close from the shell ends the hold; a close C made
+    during the outage still ends the opening, whoever reconnects first."""
+    url = own_redis.url
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)
+    c = replica("C", url, namespace, redis_reconcile_sec=0.05)
+    async with replicas(b, c):
+        a = replica("A", url, namespace)
+        async with a:
+            trip(a, "timed")
+            trip(a, "closed-meanwhile")
+            await operate(url, namespace, "held", BreakerState.OPEN, replica="ops", create=True)
+            await eventually(
+                lambda: all(
+                    x.cache.is_held("held")
+                    and not x.cache.is_healthy("timed")
+                    and not x.cache.is_healthy("closed-meanwhile")
+                    for x in (b, c)
+                ),
+                "B and C adopt all three",
+            )
+        before = {r.deployment: r.version for r in (await fetch_snapshot(url, namespace)).records}
+        share_b, share_c = b.shared, c.shared
+        assert share_b is not None
+        assert share_c is not None
+        own_redis.stop()
+        await eventually(lambda: not share_b.connected and not share_c.connected, "outage seen")
+        c.cache.force_close("closed-meanwhile")  # cannot be shared yet
+        own_redis.start()  # empty: no persistence
+        await eventually(lambda: share_b.connected and share_c.connected, "both reconnect")
+        refilled: dict[str, SharedRecord] = {}
+        started = time.monotonic()
+        while {"held", "timed", "closed-meanwhile"} - set(refilled):
+            assert time.monotonic() - started < WAIT_SEC, f"not refilled: {sorted(refilled)}"
+            await asyncio.sleep(0.05)
+            refilled = {r.deployment: r for r in (await fetch_snapshot(url, namespace)).records}
+        assert refilled["held"].retry_in == math.inf
+        assert 50.0 < refilled["timed"].retry_in <= 60.0
+        assert refilled["held"].version == before["held"]
+        assert refilled["timed"].version == before["timed"]
+        await eventually(lambda: b.cache.is_healthy("closed-meanwhile"), "C's close reaches B")
+        late = replica("late", url, namespace)
+        async with late:
+            assert late.cache.is_held("held")
+            assert 50.0 < late.cache.retry_in("timed") <= 60.0
+            assert late.cache.is_healthy("closed-meanwhile")
+        done = await operate(url, namespace, "held", BreakerState.CLOSED, replica="ops")
+        assert done.written
+        await eventually(lambda: b.cache.is_healthy("held") and c.cache.is_healthy("held"), "ended")
+
+
+@pytest.mark.asyncio
+async def test_reasons_read_from_redis_are_logged_as_one_redacted_bounded_line(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Any client of the Redis may write a record: a megabyte reason, a newline forging a
+    log line, a key in the reason or the replica name are adopted and logged as one line,
+    redacted, at most 200 characters, as ``status()`` shows them."""
+    forged = "HTTP 503\nCRITICAL circuit breaker: forged line"
+    cases = {
+        "nl": (forged, "r"),
+        "big": ("B" * 1_000_000, "r"),
+        "key": ("upstream said Bearer abcdefghijkl and sk-proj-ABCDEFGHIJKLMNOP", "r"),
+        "by": ("HTTP 503", "evil\nCRITICAL forged sk-proj-QRSTUVWXYZ012345"),
+    }
+    for deployment, (reason, by) in cases.items():
+        await write_behind_the_channel(
+            redis_url, namespace, id=deployment, state="open", open_in=60_000, reason=reason,
+            replica=by,
+        )  # fmt: skip
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    b = replica("B", redis_url, namespace)
+    async with b:
+        assert all(not b.cache.is_healthy(d) for d in cases)
+        reasons = {d: b.cache.get_state(d).last_error for d in cases}
+    assert reasons["nl"] == "HTTP 503"
+    assert reasons["big"] is not None
+    assert len(reasons["big"]) == 200
+    assert reasons["key"] == "upstream said Bearer *** and ***"
+    text = caplog.text
+    assert "forged" not in text
+    assert "sk-proj" not in text
+    assert "abcdefghijkl" not in text
+    assert max(len(line) for line in text.splitlines()) < 400
+    assert "shared by replica evil:" in text
+
+
+@pytest.mark.asyncio
+async def test_breakers_adopted_from_others_stay_within_max_sdk_breakers(
+    redis_url: str, namespace: str
+) -> None:
+    """Ids B does not configure (another replica's SDK breakers) count against B's
+    max_sdk_breakers: B adopts 10 of A's 30 openings and never evicts an open one; once
+    they close, a new opening takes a closed one's place; a configured deployment is
+    adopted whatever the bound."""
+    a = replica("A", redis_url, namespace)
+    b = replica("B", redis_url, namespace, max_sdk_breakers=10, redis_reconcile_sec=0.1)
+    b.add_deployments(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m"}, "model_info": {"id": "cfg"}}]
+    )
+    ids = [f"sdk-{n}" for n in range(30)]
+    async with replicas(a, b):
+        for deployment in ids:
+            trip(a, deployment)
+        await eventually(lambda: b.sdk_breakers.untracked >= 20, "B has no room for 20")
+        assert sum(not b.cache.is_healthy(d) for d in ids) == 10
+        assert len(b.sdk_breakers) == 10
+        assert b.sdk_breakers.evicted == 0
+        trip(a, "cfg")
+        await eventually(lambda: not b.cache.is_healthy("cfg"), "a configured one is adopted")
+        for deployment in ids:
+            a.cache.force_close(deployment)
+        trip(a, "late")
+        await eventually(lambda: not b.cache.is_healthy("late"), "room made by a closed one")
+        assert len(b.sdk_breakers) == 10
+        assert len(b.cache) <= 11  # the 10 SDK ones and "cfg"
 
 
 @pytest.mark.asyncio
@@ -901,8 +1141,9 @@ async def test_a_growing_backoff_without_a_cap_stops_at_one_hour_and_sharing_goe
 async def test_absurd_windows_are_refused_with_the_field_and_value(
     redis_url: str, namespace: str
 ) -> None:
-    """force_open(seconds=1e12) and backoff settings past a year are refused by name; a window
-    that was refused is never written, so sharing goes on for every breaker."""
+    """force_open(seconds=1e12) and backoff settings past a year (or past a float's range:
+    10**400) are refused by name; a window that was refused is never written, so sharing
+    goes on for every breaker."""
     for setting, value in (
         ("unhealthy_backoff_sec", 1e12),
         ("max_backoff_sec", 1e12),
@@ -913,11 +1154,21 @@ async def test_absurd_windows_are_refused_with_the_field_and_value(
             replica("A", redis_url, namespace, **{setting: value})
         assert bad.value.field == setting
         assert repr(value) in str(bad.value)
+    # an int past a float's range: named the same way, not an OverflowError
+    for setting in (
+        "unhealthy_backoff_sec", "max_backoff_sec", "redis_state_ttl_sec", "redis_reconcile_sec",
+    ):  # fmt: skip
+        with pytest.raises(ConfigurationError) as bad:
+            replica("A", redis_url, namespace, **{setting: 10**400})
+        assert (bad.value.field, bad.value.value) == (setting, 10**400)
     a, b = replica("A", redis_url, namespace), replica("B", redis_url, namespace)
     async with replicas(a, b):
         with pytest.raises(ConfigurationError) as bad:
             a.cache.force_open("d1", seconds=1e12)
         assert (bad.value.field, bad.value.value) == ("seconds", 1e12)
+        with pytest.raises(ConfigurationError) as bad:
+            a.cache.force_open("d1", seconds=10**400)
+        assert (bad.value.field, bad.value.value) == ("seconds", 10**400)
         a.cache.force_open("d2", seconds=365 * 86_400.0)  # a year is allowed
         trip(a, "d3")
         await eventually(lambda: not b.cache.is_healthy("d3"), "sharing goes on")

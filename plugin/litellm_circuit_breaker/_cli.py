@@ -533,6 +533,7 @@ def _run_status(args: argparse.Namespace) -> int:
         return _fail(args, "give --redis-url or set CIRCUIT_BREAKER_REDIS_URL")
     try:
         url = check_url(args.redis_url)
+        check_namespace(args.namespace, "--namespace")
     except ConfigurationError as exc:
         return _fail(args, str(exc))
     try:
@@ -656,10 +657,7 @@ def _checked(args: argparse.Namespace) -> tuple[str, str]:
     """The Redis URL and the reason, every flag checked (``args.window`` set); a
     ConfigurationError names the flag and its value (never the Redis password)."""
     url = check_url(args.redis_url)
-    try:
-        check_namespace(args.namespace)
-    except ConfigurationError:
-        raise ConfigurationError("--namespace", args.namespace, "a name, no spaces") from None
+    check_namespace(args.namespace, "--namespace")
     if not args.id.strip():
         raise ConfigurationError("ID", args.id, "a deployment id, as 'status' shows it")
     args.window = _window_of(args.seconds)

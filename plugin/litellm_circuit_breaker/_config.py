@@ -93,9 +93,14 @@ def check_number(
 ) -> float:
     """``value`` as a float if it is a finite number past ``minimum`` (and at most
     ``maximum``), else a named error."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    try:
+        # An int past a float's range (10**400) is no number a setting may hold.
+        number = float(value) if ok else math.nan  # type: ignore[arg-type]  # checked
+    except OverflowError:
+        number = math.nan
+    ok = ok and math.isfinite(number)
     if ok:
-        number = float(value)  # type: ignore[arg-type]  # checked just above
         ok = number >= minimum if inclusive else number > minimum
         ok = ok and (maximum is None or number <= maximum)
     if not ok:
@@ -103,7 +108,7 @@ def check_number(
         if maximum is not None:
             bound += f" and <= {maximum:.15g}"
         raise ConfigurationError(field, value, f"a finite number {bound}")
-    return float(value)  # type: ignore[arg-type]  # checked above
+    return number
 
 
 def check_url(url: object, field: str = "redis_url") -> str:
@@ -126,10 +131,20 @@ def check_url(url: object, field: str = "redis_url") -> str:
     return url.strip()
 
 
-def check_namespace(namespace: object) -> str:
-    """A key prefix: non-empty, no whitespace."""
-    if not isinstance(namespace, str) or not namespace or any(c.isspace() for c in namespace):
-        raise ConfigurationError("redis_namespace", namespace, "a non-empty name, no spaces")
+NAMESPACE_EXPECTED = "a non-empty name, no spaces, no braces"
+
+
+def check_namespace(namespace: object, field: str = "redis_namespace") -> str:
+    """A key prefix: non-empty, no whitespace, no brace. The keys wrap it in braces, Redis
+    Cluster's hash tag: a brace of its own would end the tag early (``}x``: an empty tag),
+    and the keys of one namespace would land in several slots, where no script can reach
+    them together."""
+    if (
+        not isinstance(namespace, str)
+        or not namespace
+        or any(c.isspace() or c in "{}" for c in namespace)
+    ):
+        raise ConfigurationError(field, namespace, NAMESPACE_EXPECTED)
     return namespace
 
 
@@ -387,7 +402,11 @@ ENV_VARS: dict[str, tuple[str, Callable[[str], object], str]] = {
     ),
     "CIRCUIT_BREAKER_SLOW_CALLS": ("slow_call_detection", _flag, "true or false"),
     "CIRCUIT_BREAKER_REDIS_URL": ("redis_url", _text, "a redis://, rediss:// or unix:// URL"),
-    "CIRCUIT_BREAKER_REDIS_NAMESPACE": ("redis_namespace", _text, "a name without spaces"),
+    "CIRCUIT_BREAKER_REDIS_NAMESPACE": (
+        "redis_namespace",
+        _text,
+        "a name without spaces or braces",
+    ),
     "CIRCUIT_BREAKER_REPLICA_NAME": ("replica_name", _text, "a non-empty name"),
     "CIRCUIT_BREAKER_REDIS_STATE_TTL_SEC": (
         "redis_state_ttl_sec",

@@ -299,6 +299,8 @@ class CircuitBreaker(CustomLogger):
             group_of=self._registry.group_of,
             model_of=self._model_at,
             redact=self._redact_text,
+            # Another replica's breaker of an id not configured here counts as an SDK one.
+            admit=lambda d: d in self._deployments or self._sdk.admit_shared(d),
         )
         self._prober = EndpointProber(
             self.cache,
@@ -1504,6 +1506,7 @@ def _sharing(
     group_of: Callable[[str], str | None],
     model_of: Callable[[str], tuple[str, str]],
     redact: Callable[[str | None], str],
+    admit: Callable[[str], bool],
 ) -> RedisShare | None:
     """The Redis adapter the settings ask for, or None."""
     if config.redis_url is None:
@@ -1522,6 +1525,7 @@ def _sharing(
         group_of=group_of,
         model_of=model_of,
         redact=redact,
+        admit=admit,
     )
 
 

@@ -89,7 +89,10 @@ class SharedRecord:
     def from_json(cls, raw: str | bytes) -> SharedRecord:
         """Parse a record written by the transition script (ValueError if it is not one)."""
         data = json.loads(raw, parse_constant=_no_constant)
-        now, until = _finite(data["now"]), _finite(data["open_until"])
+        now = _integer("now", data["now"], 0, MAX_MS)
+        until = _integer("open_until", data["open_until"], -1, min(MAX_MS, now + 2 * YEAR_MS))
+        if -1 < until < 0:
+            raise ValueError(f"open_until {until!r} is neither -1 (held) nor a time")
         state = BreakerState(data["state"])
         if state is not BreakerState.OPEN:
             retry_in = 0.0
@@ -104,12 +107,12 @@ class SharedRecord:
             model_group=str(data["group"]) or None,
             state=state,
             retry_in=retry_in,
-            consecutive_failures=int(_finite(data["failures"])),
+            consecutive_failures=int(_integer("failures", data["failures"], 0, MAX_FAILURES)),
             last_error=str(data["reason"]) or None,
             replica=str(data["replica"]),
             owner=str(data.get("owner", "")),
-            version=int(_finite(data["version"])),
-            changed_ago=max(0.0, (now - _finite(data["changed"])) / 1000),
+            version=int(_integer("version", data["version"], 0, MAX_MS)),
+            changed_ago=max(0.0, (now - _integer("changed", data["changed"], 0, MAX_MS)) / 1000),
             model=str(data.get("model") or "") or None,
             host=str(data.get("host") or "") or None,
         )
@@ -125,18 +128,27 @@ class BadRecord:
 
 
 PROBLEM_CHARS = 200
+MAX_MS = 1e14
+"""Versions and times (milliseconds of Redis's clock) stay below it: past it ``cjson``
+rounds them (14 significant digits), so a version plus one would be the same version."""
+YEAR_MS = 365 * 86_400_000
+MAX_FAILURES = 1e9
 
 
 def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number a record may hold")
 
 
-def _finite(value: object) -> float:
+def _integer(field: str, value: object, low: float, high: float) -> float:
+    """``value`` if it is a whole number in ``[low, high)``: the ranges the scripts keep."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"{value!r} is not a number")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number")
+        raise TypeError(f"{field} {str(value)[:40]!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.nan
+    if not (math.isfinite(number) and number.is_integer() and low <= number < high):
+        raise ValueError(f"{field} {str(value)[:40]!r} is no whole number in its range")
     return number
 
 

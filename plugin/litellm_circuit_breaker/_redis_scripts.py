@@ -15,12 +15,26 @@ from __future__ import annotations
 __all__ = ["CLAIM_LUA", "RECORD_LUA", "SNAPSHOT_LUA", "TRANSITION_LUA"]
 
 RECORD_LUA = """
-local NUMBERS = {{3, 'open_until'}, {4, 'failures'}, {7, 'version'}, {8, 'changed'}}
-local function finite(v)
+-- Below 1e14 cjson (14 significant digits) keeps every integer exact; Redis's clock in
+-- milliseconds stays below it for 3,000 years.
+local MAX_MS = 1e14
+local YEAR_MS = 365 * 86400000
+local function number(v, lo, hi)
   local n = tonumber(v)
-  if n and n == n and n > -math.huge and n < math.huge then return n end
+  if n and n == math.floor(n) and n >= lo and n < hi then return n end
   return nil
 end
+-- Each field's range: a time or version in milliseconds, a window ending within two
+-- years (-1: held), a count of failures.
+local function version_of(v) return number(v, 0, MAX_MS) end
+local function until_of(v, now)
+  local n = number(v, -1, math.min(MAX_MS, now + 2 * YEAR_MS))
+  if n == -1 or (n and n >= 0) then return n end
+  return nil
+end
+local function failures_of(v) return number(v, 0, 1e9) end
+local NUMBERS = {{3, 'open_until', until_of}, {4, 'failures', failures_of},
+                 {7, 'version', version_of}, {8, 'changed', version_of}}
 local function bad(id, problem)
   return cjson.encode({bad = true, id = id, problem = problem})
 end
@@ -29,16 +43,19 @@ local function record(key, id, now)
                         'replica', 'version', 'changed', 'group', 'owner', 'model', 'host')
   if r.err then return bad(id, r.err) end
   if not r[2] then return false end
+  if r[1] ~= id then
+    return bad(id, 'field id is not its key name: ' .. string.sub(tostring(r[1]), 1, 40))
+  end
   for _, f in ipairs(NUMBERS) do
-    if r[f[1]] and not finite(r[f[1]]) then
-      return bad(id, 'field ' .. f[2] .. ' is not a finite number: ' .. string.sub(r[f[1]], 1, 40))
+    if r[f[1]] and not f[3](r[f[1]], now) then
+      return bad(id, 'field ' .. f[2] .. ' is out of range: ' .. string.sub(r[f[1]], 1, 40))
     end
   end
   local ok, out = pcall(cjson.encode, {
-    id = r[1], state = r[2], open_until = finite(r[3]) or 0, failures = finite(r[4]) or 0,
-    reason = r[5] or '', replica = r[6] or '', version = finite(r[7]) or 0,
-    changed = finite(r[8]) or 0, group = r[9] or '', owner = r[10] or '', model = r[11] or '',
-    host = r[12] or '', now = now})
+    id = r[1], state = r[2], open_until = until_of(r[3], now) or 0,
+    failures = failures_of(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
+    version = version_of(r[7]) or 0, changed = version_of(r[8]) or 0, group = r[9] or '',
+    owner = r[10] or '', model = r[11] or '', host = r[12] or '', now = now})
   if not ok then return bad(id, 'not encodable: ' .. tostring(out)) end
   return out
 end
@@ -51,8 +68,11 @@ end
 (``now`` is Redis's time, so a reader turns ``open_until`` into seconds left), and Redis's
 clock in milliseconds.
 
-A record that cannot be read (a key of another type, a number field that is no finite
-number, anything ``cjson`` refuses) comes out as ``{"bad": true, "id": ..., "problem": ...}``
+A record that cannot be read (a key of another type, an ``id`` field that is not its key's
+name, a number field that is no integer in its range: a version or time at or past 1e14,
+which ``cjson`` would round, a window ending more than two years ahead, a negative
+``open_until`` other than -1, a failure count past a billion; anything ``cjson`` refuses)
+comes out as ``{"bad": true, "id": ..., "problem": ...}``
 instead of failing the script: one bad record never hides the others."""
 
 TRANSITION_LUA = (
@@ -62,9 +82,9 @@ local now = redis_now()
 local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local cur = redis.pcall('HMGET', KEYS[1], 'state', 'open_until', 'version')
 if cur.err then return {0, bad(ARGV[1], cur.err)} end
--- A field that is no finite number counts as absent: the write below replaces it.
-local cur_until = finite(cur[2]) or 0
-local version = finite(cur[3]) or 0
+-- A field that is no number in its range counts as absent: the write below replaces it.
+local cur_until = until_of(cur[2], now) or 0
+local version = version_of(cur[3]) or 0
 local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
 local new_until = 0
 if state == 'open' then
@@ -81,9 +101,20 @@ else
   -- A close must have seen the opening it ends.
   accept = cur[1] ~= state and (not cur_open or version <= base)
 end
+local refill = version_of(ARGV[14] or '')
+if refill and refill <= 0 then refill = nil end
+-- A write-back of a record Redis lost never undoes one written since (a close), nor
+-- writes again one another replica wrote back first.
+if refill and cur[1] and version >= refill then accept = false end
 if accept then
-  -- Versions only grow, even across a Redis restart that lost the data.
-  version = math.max(version + 1, now)
+  if refill and not cur[1] then
+    -- A record Redis lost, written back as it was: replicas that saw it see nothing new,
+    -- and a close based on it still ends it.
+    version = refill
+  else
+    -- Versions only grow, even across a Redis restart that lost the data.
+    version = math.max(version + 1, now)
+  end
   local life = ttl
   if new_until > 0 then life = ttl + window end
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', state, 'open_until', new_until,
@@ -107,7 +138,10 @@ return {accept and 1 or 0, out}
 KEYS: the record, the index. ARGV: id, state, window_ms (-1: held open), failures,
 reason, replica, base_version (the newest version this replica's state is based on),
 ttl_ms, channel, group, owner (the writer's process token), model and host (``host[:port]``),
-for people reading ``status``; neither ever holds a key.
+for people reading ``status``; neither ever holds a key; optionally a refill version: when
+no record exists, the record is written with that version (one Redis lost, written back
+by a replica that had it) instead of a new one, and a record newer than that version is
+kept whatever it holds (the same version: another replica wrote it back first).
 
 Guarantees: an opening wins unless a longer one (or a hold) is already in force; a
 half-open (a passed probe) or a close is kept only if it saw the version it replaces

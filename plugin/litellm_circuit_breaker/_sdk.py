@@ -16,6 +16,7 @@ a use is noted; a call's check before it leaves only reads the cache.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -24,6 +25,10 @@ from ._config import DEFAULT_MAX_SDK_BREAKERS
 from ._state import BreakerState
 
 __all__ = ["DEFAULT_MAX_SDK_BREAKERS", "SdkBreakers"]
+
+FULL_RETRY_SEC = 1.0
+"""After a shared breaker found no room, others wait this long before the table is
+searched again: a reconcile may bring thousands, and each search reads every breaker."""
 
 
 class SdkBreakers:
@@ -49,6 +54,7 @@ class SdkBreakers:
         """Breakers forgotten to stay within the bound."""
         self.untracked = 0
         """Attempts whose result was not counted: no room, every tracked breaker mattered."""
+        self._full_since: float | None = None
 
     def __len__(self) -> int:
         with self._lock:
@@ -68,6 +74,8 @@ class SdkBreakers:
         with self._lock:
             if breaker_id in self._entries:
                 self._entries.move_to_end(breaker_id)
+                if endpoint is not None:
+                    self._entries[breaker_id] = endpoint  # adopted first, used here since
                 return True
             if len(self._entries) < self.limit:
                 self._entries[breaker_id] = endpoint
@@ -86,6 +94,27 @@ class SdkBreakers:
             self.evicted += 1
         self._on_evict(victim)
         return True
+
+    def admit_shared(self, breaker_id: str) -> bool:
+        """Whether a breaker another replica shared (an id not configured here) may be
+        adopted: within the bound, as a call's would be, never evicting an open one."""
+        with self._lock:
+            if breaker_id in self._entries:
+                return True
+            full = len(self._entries) >= self.limit
+            recent = (
+                self._full_since is not None
+                and time.monotonic() - self._full_since < FULL_RETRY_SEC
+            )
+            if full and recent:
+                self.untracked += 1
+                return False
+        if breaker_id in self._cache:
+            return True  # made here by hand (force_open of any id): no SDK breaker of its own
+        admitted = self.admit(breaker_id, None)
+        with self._lock:
+            self._full_since = None if admitted else time.monotonic()
+        return admitted
 
     def _victim(self, oldest_first: list[str]) -> str | None:
         """The least recently used closed breaker, else a half-open one with no trial out."""

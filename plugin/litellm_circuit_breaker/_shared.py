@@ -49,7 +49,7 @@ from ._config import (
     check_url,
 )
 from ._records import BadRecord, SharedKeys, SharedRecord, parse_record, read_record
-from ._redact import public_url
+from ._redact import MAX_REASON_CHARS, public_url
 from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
 from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
 from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
@@ -89,6 +89,10 @@ REARM_SHARE_SEC = 1.0
 """A window re-armed by less than this beyond the shared one is not shared again."""
 RECONCILE_BATCH = 500
 """Records parsed and adopted between turns of the event loop in a reconcile."""
+ADOPTED_TEXT_SCAN = 1000
+"""How much of a reason or replica name read from Redis is looked at before it is cut to
+one redacted line: ours are at most 200 characters, and redacting a megabyte would hold
+the event loop up for most of a second."""
 
 logger = logging.getLogger("litellm_circuit_breaker")
 
@@ -437,7 +441,9 @@ class RedisShare:
     by the breaker. ``group_of`` names a deployment's model group and
     ``model_of`` its model and host ("" when unknown) for the shared record;
     ``redact`` cleans error lines before they leave the process; ``sleep`` is
-    injectable for the reconnect back-off.
+    injectable for the reconnect back-off; ``admit`` says whether another replica's
+    breaker may be adopted here (a record it refuses is skipped, and tried again at the
+    next reconcile).
 
     Consistency: Redis is the arbiter. Pushes and adoptions run one at a time
     (one lock per run), and an adoption only lands if the breaker did not
@@ -461,6 +467,7 @@ class RedisShare:
         model_of: Callable[[str], tuple[str, str]] = lambda _id: ("", ""),
         redact: Callable[[str | None], str] = lambda text: text or "",
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        admit: Callable[[str], bool] = lambda _id: True,
     ) -> None:
         self._url = check_url(url)
         self.display_url = public_url(self._url)
@@ -477,6 +484,7 @@ class RedisShare:
         self._model_of = model_of
         self._redact = redact
         self._sleep = sleep
+        self._admit = admit
         self._lock = threading.Lock()
         """Guards ``_entries``, ``_pending`` and the ``dirty``/``local`` flags (the listener
         runs on any thread); an entry's other fields are only touched by the run's tasks."""
@@ -752,6 +760,10 @@ class RedisShare:
         ends = time.monotonic() + window / 1000 if window > 0 else None
         with self._lock:
             entry = self._entry(deployment)
+            refill, entry.refill = entry.refill, False
+        # A record Redis lost, unchanged here since: written back with the version it had.
+        unchanged = refill and state is BreakerState.OPEN and generation == entry.synced_generation
+        refill_version = entry.seen_version if unchanged else 0
         shared = entry.shared_until
         if ends is not None and shared is not None and ends - shared < REARM_SHARE_SEC:
             # Failures while open re-arm the window on every call; sharing each
@@ -777,6 +789,7 @@ class RedisShare:
             self._group_of(deployment) or "",
             self.token,
             *self._model_of(deployment),
+            refill_version,
         )
         record = self._parse(raw)
         if record is None:
@@ -806,22 +819,28 @@ class RedisShare:
                 if record is not None:
                     records.append(record)
                     self._take_one(record)
-        # Openings made here that Redis does not hold (it restarted empty, a
-        # hold outlived its TTL, we opened while it was down) are shared again.
+        # Openings Redis does not hold (it restarted empty, a hold outlived its TTL,
+        # we opened while it was down) are shared again: those made here, and those
+        # adopted from others (an operator's hold, another replica's opening), so a
+        # replica started later has them from its first sync.
         shared = {r.deployment for r in records}
         absent = self._cache.unhealthy_ids() - shared
         with self._lock:
-            local = [d for d in absent if (e := self._entries.get(d)) is not None and e.local]
+            known = {d: e.local for d in absent if (e := self._entries.get(d)) is not None}
         # Not under our lock: the cache tells its listeners, this adapter among them.
         missing = [
-            d for d in local if after_connect or self._cache.breaker_state(d) is BreakerState.OPEN
+            d
+            for d, local in known.items()
+            if self._cache.breaker_state(d) is BreakerState.OPEN or (local and after_connect)
         ]
         if missing:
             with self._lock:
                 for deployment in missing:
+                    entry = self._mark_dirty(deployment)
                     # Redis no longer holds the window we remember sharing: the
                     # re-arm de-duplication must not drop this write.
-                    self._mark_dirty(deployment).shared_until = None
+                    entry.shared_until = None
+                    entry.refill = True
             await self._push_dirty(client)
         self._prune(shared)
 
@@ -869,13 +888,16 @@ class RedisShare:
 
     def _adopt(self, record: SharedRecord, *, since: int) -> None:
         """Apply a record unless the breaker changed here since ``since``; then it is seen."""
+        if not self._admit(record.deployment):
+            return  # no room here (max_sdk_breakers): not seen, so the next reconcile retries
         generation = self._cache.adopt(
             record.deployment,
             record.state,
             retry_in=record.retry_in,
             failures=record.consecutive_failures,
-            reason=record.last_error,
-            replica=record.replica,
+            # Any client of this Redis may have written them, and they are logged.
+            reason=self._one_line(record.last_error) or None,
+            replica=self._one_line(record.replica) or "?",
             unless_changed_since=since,
         )
         if generation is None:
@@ -887,6 +909,11 @@ class RedisShare:
         entry.seen_version = max(entry.seen_version, record.version)
         entry.synced_generation = generation
         _remember_window(entry, record)
+
+    def _one_line(self, text: str | None) -> str:
+        """Text read from Redis as it may be logged: its first line, redacted, bounded."""
+        lines = (text or "")[:ADOPTED_TEXT_SCAN].strip().splitlines()
+        return self._redact(lines[0])[:MAX_REASON_CHARS] if lines else ""
 
     async def claim_probes(self, probe_keys: Iterable[str], lease_sec: float) -> set[str]:
         """The probe keys this replica should probe this round (all of them when Redis is down)."""
@@ -922,6 +949,9 @@ class _Entry:
     """The cache generation when this replica last synced the breaker with Redis."""
     shared_until: float | None = None
     """Where the timed opening Redis holds ends, on our monotonic clock."""
+    refill: bool = False
+    """Redis lost the record: the next push writes it back with ``seen_version`` if the
+    breaker did not change here since (a close based on that version still ends it)."""
 
 
 def _remember_window(entry: _Entry, record: SharedRecord) -> None:
