@@ -688,6 +688,7 @@ class RedisShare:
     async def _follow(self, pubsub: Any, run: _Run) -> None:
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            _raise_if_cancelled()  # redis-py's read may have swallowed our stop
             if message is None or message.get("type") != "message":
                 continue
             record = self._parse(message.get("data"))
@@ -701,12 +702,14 @@ class RedisShare:
             run.wake.clear()
             async with run.io:
                 await self._push_dirty(client)
+            _raise_if_cancelled()
 
     async def _every_while(self, client: Client, run: _Run) -> None:
         while True:
             await self._sleep(self._reconcile_sec)
             async with run.io:
                 await self._reconcile(client)
+            _raise_if_cancelled()
 
     # -- Redis operations (one at a time: the caller holds the run's io lock) --
 
