@@ -817,3 +817,21 @@ def test_a_failed_ping_after_a_probe_pass_makes_the_probe_blind(clock: FakeClock
     assert cache.ping_ids() == ["a"]
     cache.force_open("a")
     assert cache.ping_ids() == []  # an operator's hold is never pinged
+
+
+def test_opened_after_tells_a_call_that_began_before_the_opening(clock: FakeClock) -> None:
+    """Failures and a timed operator opening alike: a call that began before either, its
+    success landing later, is told apart from one sent after (wall time, as LiteLLM's)."""
+    import time  # noqa: PLC0415
+
+    cache = make(clock)
+    before = time.time() - 1.0
+    assert not cache.opened_after("a", before)  # closed: nothing to tell
+    cache.mark_unhealthy("a", "HTTP 503")
+    cache.mark_unhealthy("a", "HTTP 503")
+    assert cache.opened_after("a", before)
+    assert not cache.opened_after("a", time.time() + 1.0)
+    cache.force_open("b", seconds=30)
+    assert cache.opened_after("b", before)
+    cache.mark_healthy("a")
+    assert not cache.opened_after("a", before)  # closed again

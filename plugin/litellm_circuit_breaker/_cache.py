@@ -447,6 +447,8 @@ class ProviderHealthCache:
         with self._lock:
             b = self._breakers.setdefault(provider_id, _Breaker())
             events = self._observe(provider_id, b, now)
+            if b.healthy:
+                b.opened_wall = time.time()  # calls already out say nothing of it
             b.healthy = False
             b.forced = seconds is None
             b.unhealthy_until = math.inf if seconds is None else now + seconds

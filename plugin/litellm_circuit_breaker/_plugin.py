@@ -1432,8 +1432,10 @@ class CircuitBreaker(CustomLogger):
     def _probe_passed(self, deployment_id: str) -> None:
         """A probe passed: an open breaker is confirmed by a trial completion where one
         can be sent, so no user's call is spent as the trial; else one call decides."""
-        self._probe_ok[deployment_id] = self.cache.clock()
-        trials = getattr(self, "_trials", None)  # probes may report before it is built
+        probe_ok = getattr(self, "_probe_ok", None)  # probes may report before it is built
+        if probe_ok is not None:
+            probe_ok[deployment_id] = self.cache.clock()
+        trials = getattr(self, "_trials", None)
         if (
             trials is not None
             and trials.can_ping(deployment_id)
