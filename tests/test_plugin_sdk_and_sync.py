@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import litellm
 import pytest
 import respx
@@ -420,3 +421,24 @@ def test_sync_sdk_calls_are_bounded_too(mock: respx.MockRouter, clock: FakeClock
                 )
     assert len(cb.cache) == 5
     assert cb.sdk_breakers.evicted == 7
+
+
+def test_sync_router_a_callers_own_short_timeout_never_opens_a_healthy_deployment(
+    breaker: CircuitBreaker, mock: respx.MockRouter
+) -> None:
+    """Router.completion (sync), the caller's ``timeout=0.05`` on a deployment whose own
+    is 30 s: the caller's, however many times (the adversarial pass opened it)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        read = request.extensions.get("timeout", {}).get("read")
+        if read is not None and read < 0.3:  # it answers in 0.3 s: this times out
+            raise httpx.ReadTimeout("timed out", request=request)
+        return ok("a")
+
+    mock.post("http://a.test/v1/chat/completions").mock(side_effect=answer)
+    r = router(deployment("chat", "a", "a.test"), timeout=30)
+    for _ in range(3):
+        with pytest.raises(litellm.Timeout):
+            r.completion(model="chat", messages=MESSAGES, timeout=0.05)
+    assert breaker.cache.breaker_state("a") is BreakerState.CLOSED
+    assert r.completion(model="chat", messages=MESSAGES).choices[0].message.content == "a"

@@ -273,6 +273,8 @@ def timeout_of(kwargs: Mapping[str, Any]) -> float | None:
     """The timeout an attempt ran with (the caller's, else the deployment's or Router's):
     seconds, a numeric string, or an ``httpx.Timeout`` (its read timeout)."""
     value = kwargs.get("timeout")
+    if value is None:  # a logged event (sync calls) carries it in its litellm_params
+        value = _dict(kwargs.get("litellm_params")).get("timeout")
     seconds = seconds_of(value)
     if seconds is None and value is not None and hasattr(value, "read"):
         seconds = seconds_of(value.read)
