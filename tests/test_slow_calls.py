@@ -199,20 +199,30 @@ async def test_a_slow_deployment_with_nowhere_else_to_go_is_never_opened_for_it(
     async with FakeProvider(reply="a") as slowing:
         breaker = CircuitBreaker(probe_interval=None, when_all_open="fail_fast")
         litellm.callbacks.append(breaker)
+        # An id and group of its own, bound explicitly: no other test's Router (on
+        # 1.108 found among the live ones) lends it a sibling or a fallback.
         router = litellm.Router(
-            model_list=[entry("a", slowing)], disable_cooldowns=True, num_retries=0
+            model_list=[entry("lone", slowing, group="lone")],
+            disable_cooldowns=True,
+            num_retries=0,
         )
+        breaker.attach(router)
         slow_rule = breaker._slow
         assert slow_rule is not None
-        while slow_rule.usual("a", "call") is None:
-            assert await ask(router, stream=False) == "a"
+
+        async def lone() -> str:
+            response = await router.acompletion(model="lone", messages=MESSAGES)
+            return str(response.choices[0].message.content)
+
+        while slow_rule.usual("lone", "call") is None:
+            assert await lone() == "a"
             await GLOBAL_LOGGING_WORKER.flush()
-        slowing.slow(20 * max(slow_rule.usual("a", "call") or 0.0, short_floor))
+        slowing.slow(20 * max(slow_rule.usual("lone", "call") or 0.0, short_floor))
         for _ in range(MIN_CALLS + 2 * BATCH):  # more than enough to open it otherwise
-            assert await ask(router, stream=False) == "a"  # slow, and every one answered
+            assert await lone() == "a"  # slow, and every one answered
             await GLOBAL_LOGGING_WORKER.flush()
-        assert slow_rule.usual("a", "call") is not None  # judged all along
-        assert breaker.cache.breaker_state("a") is BreakerState.CLOSED
+        assert slow_rule.usual("lone", "call") is not None  # judged all along
+        assert breaker.cache.breaker_state("lone") is BreakerState.CLOSED
         assert breaker.counters["slow_openings"] == 0
         slowing.healthy()
 
