@@ -1291,11 +1291,10 @@ class CircuitBreaker(CustomLogger):
         self._ended(attempt, answered=answered, inline=inline)
         if not self._should_count(attempt, inline=inline):
             return
+        assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
         if verdict.verdict is Verdict.CALLER and verdict.timed_out and self._stalls is not None:
             # The caller's own short timeout: no evidence, but is the endpoint silent?
-            waited = timeout_of(kwargs)
-            self._stalls.probe_for_timeout(attempt.breaker_id or "", waited or 0.0)
-        assert attempt.breaker_id is not None  # noqa: S101 - _should_count checked it
+            self._stalls.probe_for_timeout(attempt.breaker_id, timeout_of(kwargs) or 0.0)
         # Only a failure that counts makes a breaker (and so takes room among the SDK
         # ones); a refusal of ours or a caller's 400 must not push a real one out.
         if verdict.counts and self._tracked(attempt):

@@ -18,6 +18,7 @@ of LiteLLM, of the breakers' records nor of HTTP beyond which errors mean silenc
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -222,20 +223,18 @@ class StallWatch:
             self.suspects = suspects
             self._on_suspects()
         for breaker_id, (started, call) in stalled.items():
-            target = self._target_of(breaker_id)
-            if target is None:
-                continue  # only configured endpoints, with a closed breaker, are probed
-            gap = max(STALL_PROBE_GAP * self.stall_after, self.probe_timeout)
-            if now - self._probed.get(target.key, -math.inf) < gap:
-                continue
-            self._probed[target.key] = now
-            self._count("stall_probes")
-            task = asyncio.get_running_loop().create_task(
-                self._stall_probe(call, target, started),
-                name="litellm-circuit-breaker-stall-probe",
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._probe_endpoint_of(breaker_id, now, self._still_stalled(call, started))
+
+    def _still_stalled(self, call: tuple[str, str], started: float) -> Callable[[], str | None]:
+        """What a silent probe says of a stalled call: nothing once it ended (and counted)."""
+
+        def verdict() -> str | None:
+            if not self.watching(call):
+                return None
+            waited = self.clock() - started
+            return f"call unanswered for {waited:.1f}s and its endpoint is silent too"
+
+        return verdict
 
     def probe_for_timeout(self, breaker_id: str, waited: float) -> None:
         """A caller's own short timeout ended a call to ``breaker_id``: probe its endpoint.
@@ -253,22 +252,38 @@ class StallWatch:
         """Start the probes :meth:`probe_for_timeout` asked for."""
         asked, self._timed_out = self._timed_out, {}
         for breaker_id, waited in asked.items():
-            target = self._target_of(breaker_id)
-            if target is None:
-                continue
-            gap = max(STALL_PROBE_GAP * self.stall_after, self.probe_timeout)
-            if now - self._probed.get(target.key, -math.inf) < gap:
-                continue
-            self._probed[target.key] = now
-            self._count("stall_probes")
-            task = asyncio.get_running_loop().create_task(
-                self._timeout_probe(breaker_id, target, waited),
-                name="litellm-circuit-breaker-stall-probe",
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            text = f"call timed out after the caller's {waited:g}s and its endpoint is silent too"
+            self._probe_endpoint_of(breaker_id, now, functools.partial(str, text))
 
-    async def _timeout_probe(self, breaker_id: str, target: ProbeTarget, waited: float) -> None:
+    def _probe_endpoint_of(
+        self, breaker_id: str, now: float, silent: Callable[[], str | None]
+    ) -> None:
+        """Start a stall probe of ``breaker_id``'s endpoint, at most one per endpoint per
+        gap; only configured endpoints with a closed breaker are probed."""
+        target = self._target_of(breaker_id)
+        if target is None:
+            return
+        gap = max(STALL_PROBE_GAP * self.stall_after, self.probe_timeout)
+        if now - self._probed.get(target.key, -math.inf) < gap:
+            return
+        self._probed[target.key] = now
+        self._count("stall_probes")
+        task = asyncio.get_running_loop().create_task(
+            self._stall_probe(breaker_id, target, silent),
+            name="litellm-circuit-breaker-stall-probe",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stall_probe(
+        self, breaker_id: str, target: ProbeTarget, silent: Callable[[], str | None]
+    ) -> None:
+        """Probe now. Silent too (timeout, no connection): ``silent()`` says what counts as
+        a stall of the call as well (None: nothing more, it ended meanwhile).
+
+        A probe answered with an error (5xx...) counts once, as in the probe loop: the
+        endpoint is up enough to answer, so the call is not known hung.
+        """
         began = time.perf_counter()
         hung = False
         try:
@@ -283,41 +298,11 @@ class StallWatch:
             self._on_error("stall_watch", exc)
             return
         else:
-            return  # it answers: the caller's timeout was just short
-        if hung:
+            return  # it answers: a slow call (or a short timeout), not a dead endpoint
+        stall = silent() if hung else None
+        if stall is not None:
             self._count("stalls")
-            self._on_stall(
-                breaker_id,
-                f"call timed out after the caller's {waited:g}s and its endpoint is silent too",
-            )
-        self._on_probe_failed(target.key, reason, time.perf_counter() - began)
-
-    async def _stall_probe(
-        self, call: tuple[str, str], target: ProbeTarget, started: float
-    ) -> None:
-        """Probe now. Silent too (timeout, no connection): the stalled call counts as well.
-
-        A probe answered with an error (5xx, 401...) counts once, as in the probe
-        loop: the endpoint is up enough to answer, so the call is not known hung.
-        """
-        began = time.perf_counter()
-        hung = False
-        try:
-            await self._probe_within_timeout(target)
-        except TimeoutError:
-            reason, hung = f"probe timeout after {self.probe_timeout:g}s", True
-        except (httpx.TimeoutException, httpx.ConnectError, OSError) as exc:
-            reason, hung = describe_error(exc), True
-        except (httpx.HTTPError, ProbeError) as exc:
-            reason = describe_error(exc)
-        else:
-            return  # it answers: a slow call, not a dead endpoint
-        if hung and self.watching(call):  # not ended (and counted) meanwhile
-            self._count("stalls")
-            waited = self.clock() - started
-            self._on_stall(
-                call[1], f"call unanswered for {waited:.1f}s and its endpoint is silent too"
-            )
+            self._on_stall(breaker_id, stall)
         self._on_probe_failed(target.key, reason, time.perf_counter() - began)
 
     async def _probe_within_timeout(self, target: ProbeTarget) -> None:
