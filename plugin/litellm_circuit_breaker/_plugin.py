@@ -868,7 +868,7 @@ class CircuitBreaker(CustomLogger):
 
         with self._engage_lock:
             callbacks = litellm.callbacks
-            want = bool(self.cache.unhealthy_ids() or self._suspects()) and self in callbacks
+            want = (self.cache.any_unhealthy() or bool(self._suspects())) and self in callbacks
             present = self._open_filter in callbacks
             if want and not present:
                 callbacks.append(self._open_filter)
