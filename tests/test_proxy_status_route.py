@@ -272,6 +272,7 @@ def test_with_redis_the_fleets_records_appear_and_roles_are_checked(
     assert shared["url"] == redis_url.rstrip("/")
     assert shared["namespace"] == namespace
     assert shared["connected"] is True
+    assert shared["following"] is True
     assert shared["error"] is None
     records = {record["deployment"]: record for record in shared["records"]}
     assert records["a"]["changed_by"] == "replica-proxy"
@@ -354,6 +355,7 @@ def test_redis_down_still_answers_with_the_local_view_and_says_why() -> None:
     shared = document["shared"]
     assert shared["records"] is None
     assert shared["connected"] is False
+    assert shared["following"] is False
     assert shared["error"].startswith("Redis did not answer: ")
     assert shared["url"] == f"redis://127.0.0.1:{port}/0"
     assert "route-pw-9f8e7d" not in json.dumps(document)

@@ -17,13 +17,15 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
-from litellm_circuit_breaker._records import BadRecord, read_record
+from litellm_circuit_breaker._records import BadRecord, SharedKeys, read_record
 from litellm_circuit_breaker._shared import (
     _TRANSITION_LUA,
+    SCAN_PAGE,
     ShareCounters,
     SharedRecord,
     fetch_snapshot,
     operate,
+    scan_pages,
 )
 from litellm_circuit_breaker.testing import FakeClock, FakeProvider
 from tests.redis_harness import RedisServer
@@ -1258,3 +1260,134 @@ async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
     assert all("refused" in w and "NoPermissionError" in w for w in refused)
     assert not any("unreachable" in w for w in refused)
     assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
+
+
+async def plant_open_records(url: str, namespace: str, count: int) -> None:
+    """``count`` open records written as the script writes them, in pipelined batches."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        seconds, micros = await client.time()
+        now = seconds * 1000 + micros // 1000
+        for start in range(0, count, 5000):
+            pipe = client.pipeline(transaction=False)
+            for n in range(start, min(start + 5000, count)):
+                key = f"{{{namespace}}}:breaker:d-{n}"
+                pipe.hset(key, mapping={
+                    "id": f"d-{n}", "state": "open", "open_until": now + 300_000,
+                    "failures": 2, "reason": "HTTP 503", "replica": "far", "version": now,
+                    "changed": now, "group": "chat", "owner": "far", "model": "m", "host": "h",
+                })  # fmt: skip
+                pipe.expire(key, 900)
+                pipe.zadd(f"{{{namespace}}}:breakers", {f"d-{n}": now + 900_000})
+            await pipe.execute()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_namespace_of_60000_records_is_read_a_page_at_a_time(
+    redis_url: str, namespace: str
+) -> None:
+    """60,000 shared breakers: in one script call the read outlasted the client's read
+    timeout, so every reconcile failed for good and a new replica never synced. Read a page
+    at a time, ``status`` lists every record and a new replica adopts every opening."""
+    count = 60_000
+    await plant_open_records(redis_url, namespace, count)
+    snapshot = await fetch_snapshot(redis_url, namespace)
+    assert len(snapshot.records) == count
+    assert snapshot.bad == []
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:  # no script call reads more than about a page
+        pages = [len(page) async for page in scan_pages(client, SharedKeys(namespace))]
+    finally:
+        await client.aclose()
+    assert sum(pages) >= count
+    assert len(pages) >= count // SCAN_PAGE // 2
+    assert max(pages) <= 2 * SCAN_PAGE
+    late = replica("late", redis_url, namespace, max_sdk_breakers=count)
+    async with late:
+        share = late.shared
+        assert share is not None
+        # Adopting 60,000 records outlasts start()'s wait for the first sync (2 s); it
+        # ends with the first reconcile (before, every attempt failed with a timeout).
+        took = await eventually(lambda: share.connected, "the first sync", within=120.0)
+        print(f"first sync of {count} records: {took:.1f}s")
+        assert share.errors == 0
+        assert share.adopted == count
+        assert not late.cache.is_healthy("d-0")
+        assert not late.cache.is_healthy(f"d-{count - 1}")
+        trip(late, "fresh")  # and sharing goes on: the next reconcile succeeds too
+        await eventually(lambda: share.pushed == 1, "the new opening is shared")
+    snapshot = await fetch_snapshot(redis_url, namespace)
+    assert len(snapshot.records) == count + 1
+
+
+@pytest.mark.asyncio
+async def test_a_redis_user_without_channel_rights_shares_through_the_reconciles(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis 7 gives a new ACL user no pub/sub channels. Before, SUBSCRIBE's refusal ended
+    every session just after it came up (about 8 reconnects a second, for good) and the
+    scripts' PUBLISH failed every write. Now: one WARNING naming the grant, no reconnects,
+    and changes (a replica's, an operator's) reach the others at their reconciles."""
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "cb", "on", ">cb-pw-5e6f", "~*", "+@all")
+        assert (await admin.execute_command("ACL", "GETUSER", "cb"))[
+            "channels"
+        ] == ""  # no channel at all, as Redis 7 makes a new user
+    finally:
+        await admin.aclose()
+    url = own_redis.url.replace("redis://", "redis://cb:cb-pw-5e6f@")
+    a = replica("A", url, namespace, redis_reconcile_sec=0.05)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    async with replicas(a, b):
+        share_a, share_b = a.shared, b.shared
+        assert share_a is not None
+        assert share_b is not None
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "A's opening reaches B")
+        await operate(url, namespace, "d2", BreakerState.OPEN, replica="ops", create=True)
+        await eventually(lambda: a.cache.is_held("d2") and b.cache.is_held("d2"), "the hold")
+        b.cache.force_close("d1")
+        await eventually(lambda: a.cache.is_healthy("d1"), "B's close reaches A")
+        for share in (share_a, share_b):
+            assert share.connected
+            assert not share.following
+            assert share.errors == 1  # the refused SUBSCRIBE, and no reconnect since
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    refused = [w for w in warnings if "Redis" in w]
+    assert len(refused) == 2, warnings  # one per replica
+    assert all(f"&{namespace}:transitions" in w and "NoPermissionError" in w for w in refused)
+    assert "cb-pw-5e6f" not in caplog.text
+    assert "answers again" not in caplog.text  # never went down
+
+
+@pytest.mark.asyncio
+async def test_a_fault_right_after_each_connect_backs_off(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """A session that fails within a second of coming up does not start the back-off
+    over. Here an admin kills the replica's subscriber connection every 20 ms for 3 s:
+    each session comes up (its reconcile works) and dies at once. Before, each was
+    followed by a 0.1 s wait (about 20 reconnects in those 3 s, for any such fault for
+    as long as it lasts); now the waits double: 0.1, 0.2, 0.4 s..."""
+    a = replica("A", own_redis.url, namespace)
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        async with a:
+            share = a.shared
+            assert share is not None
+            assert share.following
+            errors = share.errors
+            started = time.monotonic()
+            while (elapsed := time.monotonic() - started) < 3.0:
+                await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+                await asyncio.sleep(0.02)
+            failed = share.errors - errors
+            # Sessions ending within a second of each other at waits of 0.1 * 2**k s.
+            assert 1 <= failed <= math.log2(elapsed / 0.1 + 1) + 1, (failed, elapsed)
+            await eventually(lambda: share.following, "A follows once the kills stop", 30.0)
+    finally:
+        await admin.aclose()

@@ -598,7 +598,7 @@ def _followers(n: int, namespace: str, shown_url: str) -> str:
     if n == 0:
         return (
             f"no process follows namespace {namespace} at {shown_url} now "
-            "(replicas read it from Redis when they start)"
+            "(replicas take it at their next reconcile, new ones when they start)"
         )
     processes = "1 process" if n == 1 else f"{n} processes"
     return f"{processes} following namespace {namespace} at {shown_url}"

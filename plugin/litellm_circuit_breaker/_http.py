@@ -68,6 +68,9 @@ async def _shared_document(breaker: CircuitBreaker) -> dict[str, Any] | None:
         "url": public_url(url),
         "namespace": namespace,
         "connected": share is not None and share.connected,
+        # False while connected: the Redis user may not use the channel, so other
+        # replicas' changes arrive at each reconcile, not at once.
+        "following": share is not None and share.following,
         "records": None,
         "error": None,
     }

@@ -34,7 +34,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,9 +85,17 @@ __all__ = [
 CONNECT_TIMEOUT_SEC = 1.0
 MIN_RECONNECT_SEC = 0.1
 MAX_RECONNECT_SEC = 10.0
+STABLE_SESSION_SEC = 1.0
+"""A session that lasted less ends in a longer back-off, not a fresh start: a fault that
+strikes right after each connect (a refused command) must not reconnect 10 times a second."""
+SUBSCRIBE_CONFIRM_SEC = 2 * CONNECT_TIMEOUT_SEC
+"""How long Redis has to confirm the channel subscription before the session fails."""
 REARM_SHARE_SEC = 1.0
 """A window re-armed by less than this beyond the shared one is not shared again."""
 RECONCILE_BATCH = 500
+SCAN_PAGE = 1000
+"""Index entries one snapshot script call looks at: a few milliseconds of Redis's time,
+well inside the client's read timeout, at any namespace size."""
 """Records parsed and adopted between turns of the event loop in a reconcile."""
 ADOPTED_TEXT_SCAN = 1000
 """How much of a reason or replica name read from Redis is looked at before it is cut to
@@ -253,20 +261,39 @@ async def fetch_snapshot(
     keys = SharedKeys(namespace)
     client = await open_client(url, connect_timeout=connect_timeout)
     nodes = cluster_nodes(client)
+    records: dict[str, SharedRecord] = {}
+    bad: dict[str, BadRecord] = {}
     try:
-        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
+        async for page in scan_pages(client, keys):
+            for item in map(read_record, page):
+                if isinstance(item, BadRecord):
+                    bad[item.deployment] = item
+                else:  # a record met twice: the newer one
+                    seen = records.get(item.deployment)
+                    if seen is None or seen.version < item.version:
+                        records[item.deployment] = item
     finally:
         await close_client(client, nodes)
-    records: list[SharedRecord] = []
-    bad: list[BadRecord] = []
-    for item in map(read_record, raw):
-        if isinstance(item, SharedRecord):
-            records.append(item)
-        else:
-            bad.append(item)
-    records.sort(key=lambda r: (r.model_group or "", r.deployment))
-    bad.sort(key=lambda r: r.deployment)
-    return Snapshot(records, bad)
+    for deployment in records:
+        bad.pop(deployment, None)  # readable on another page: it was rewritten meanwhile
+    return Snapshot(
+        sorted(records.values(), key=lambda r: (r.model_group or "", r.deployment)),
+        sorted(bad.values(), key=lambda r: r.deployment),
+    )
+
+
+async def scan_pages(client: Client, keys: SharedKeys) -> AsyncIterator[list[Any]]:
+    """The namespace's live records as raw JSON, one snapshot script call (a page of
+    :data:`SCAN_PAGE` index entries) at a time. As with ``ZSCAN``, a record present
+    throughout comes at least once, perhaps twice."""
+    cursor = "0"
+    while True:
+        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix, cursor, SCAN_PAGE)
+        _raise_if_cancelled()
+        cursor = str(raw[0])
+        yield list(raw[1:])
+        if cursor == "0":
+            return
 
 
 async def fetch_records(
@@ -343,15 +370,18 @@ async def operate(
     client = await open_client(url, connect_timeout=connect_timeout)
     nodes = cluster_nodes(client)
     try:
-        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix)
         before: SharedRecord | None = None
         listed = False
         known: set[str] = set()
-        for item in map(read_record, raw):
-            known.add(item.deployment)
-            if item.deployment == deployment:
-                listed = True
-                before = item if isinstance(item, SharedRecord) else None
+        async for page in scan_pages(client, keys):
+            for item in map(read_record, page):
+                known.add(item.deployment)
+                if item.deployment == deployment:
+                    listed = True
+                    if isinstance(item, SharedRecord) and (
+                        before is None or before.version < item.version
+                    ):
+                        before = item
         if not listed and not create:
             raise UnknownDeploymentError(deployment, sorted(known - {"?"}))
         if state is BreakerState.CLOSED:
@@ -496,6 +526,10 @@ class RedisShare:
         self._client: Client | None = None
         self._down = False
         self._bad_logged = False
+        self._follow_refusal_logged = False
+        self._following = False
+        self._up_since: float | None = None
+        """When the current session came up (monotonic), None while down."""
         self.counters = ShareCounters()
         """What this adapter did since it was built."""
         cache.add_listener(self)
@@ -538,6 +572,13 @@ class RedisShare:
     def connected(self) -> bool:
         """True while Redis answers."""
         return self._client is not None
+
+    @property
+    def following(self) -> bool:
+        """True while subscribed to the namespace's channel: other replicas' changes
+        arrive within milliseconds. Connected but not following (the Redis user may
+        not use the channel): they arrive at each reconcile."""
+        return self._client is not None and self._following
 
     @property
     def tracked(self) -> frozenset[str]:
@@ -594,9 +635,11 @@ class RedisShare:
                 except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
                     self._went_down(exc)
                 finally:
-                    if self._client is not None:
-                        delay = MIN_RECONNECT_SEC  # it was up: start the back-off over
+                    up, self._up_since = self._up_since, None
+                    if up is not None and time.monotonic() - up >= STABLE_SESSION_SEC:
+                        delay = MIN_RECONNECT_SEC  # it was up a while: start the back-off over
                     self._client = None
+                    self._following = False
                     if client is not None:
                         await close_client(client, nodes)
                 run.synced.set()  # whoever waits for the first sync stops waiting
@@ -626,10 +669,15 @@ class RedisShare:
             pubsub = client.pubsub()
         tasks: list[asyncio.Task[None]] = []
         try:
-            await pubsub.subscribe(self.keys.channel)
+            following = await self._subscribe(pubsub)
+            if not following:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
             async with run.io:
                 await self._reconcile(client, after_connect=True)
             self._client = client
+            self._following = following
+            self._up_since = time.monotonic()
             if self._down:
                 self._down = False
                 logger.info(
@@ -639,12 +687,17 @@ class RedisShare:
             run.synced.set()
             _raise_if_cancelled()
             tasks = [
-                asyncio.create_task(self._follow(pubsub, run), name="circuit-breaker-redis-follow"),
                 asyncio.create_task(self._write(client, run), name="circuit-breaker-redis-write"),
                 asyncio.create_task(
                     self._every_while(client, run), name="circuit-breaker-redis-reconcile"
                 ),
             ]
+            if following:
+                tasks.append(
+                    asyncio.create_task(
+                        self._follow(pubsub, run), name="circuit-breaker-redis-follow"
+                    )
+                )
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
@@ -657,6 +710,51 @@ class RedisShare:
                 await pubsub.aclose()
             if listener is not None:
                 await close_client(listener)
+
+    async def _subscribe(self, pubsub: Any) -> bool:
+        """Subscribe to the namespace's channel and wait until Redis confirms it.
+
+        False when this Redis user may not use the channel (an ACL without ``&`` rights,
+        Redis 7's default for a new user): the session goes on without it, adopting
+        other replicas' changes at each reconcile, and says so once. Before the
+        confirmation was awaited, the refusal ended each session right after its first
+        reconcile, and sharing reconnected about 8 times a second for good.
+        """
+        from redis.exceptions import NoPermissionError  # noqa: PLC0415 - optional extra
+
+        await pubsub.subscribe(self.keys.channel)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SUBSCRIBE_CONFIRM_SEC
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await pubsub.get_message(timeout=left)
+            except NoPermissionError as exc:
+                self._cannot_follow(exc)
+                return False
+            _raise_if_cancelled()
+            if message is not None and message.get("type") == "subscribe":
+                return True
+        raise TimeoutError(
+            f"Redis did not confirm the subscription within {SUBSCRIBE_CONFIRM_SEC}s"
+        )
+
+    def _cannot_follow(self, exc: BaseException) -> None:
+        self.counters.errors += 1
+        if self._follow_refusal_logged:
+            return
+        self._follow_refusal_logged = True
+        logger.warning(
+            "circuit breaker: the Redis user at %s may not use channel %s (%s: %s); "
+            "sharing goes on without it: other replicas' changes arrive at each reconcile "
+            "(every %gs), not within milliseconds. Grant the channel for that "
+            "(ACL SETUSER <user> &%s) and restart (logged once)",
+            self.display_url,
+            self.keys.channel,
+            type(exc).__name__,
+            _first_line(exc),
+            self._reconcile_sec,
+            self.keys.channel,
+        )
 
     def _went_down(self, exc: BaseException) -> None:
         self.counters.errors += 1
@@ -810,23 +908,23 @@ class RedisShare:
     async def _reconcile(self, client: Client, *, after_connect: bool = False) -> None:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
         await self._push_dirty(client)
-        raw = await client.eval(_SNAPSHOT_LUA, 1, self.keys.index, self.keys.record_prefix)
-        records: list[SharedRecord] = []
-        for start in range(0, len(raw), RECONCILE_BATCH):
-            if start:
-                # Give the loop a turn between batches: at 10,000 records parsing them
-                # in one go held requests up for about 100 ms every reconcile. A record
-                # changed meanwhile arrives with a newer version, which wins as always.
-                await asyncio.sleep(0)
-            for record in map(self._parse, raw[start : start + RECONCILE_BATCH]):
-                if record is not None:
-                    records.append(record)
-                    self._take_one(record)
+        shared: set[str] = set()
+        async for page in scan_pages(client, self.keys):
+            for start in range(0, len(page), RECONCILE_BATCH):
+                if start:
+                    # Give the loop a turn between batches: at 10,000 records parsing
+                    # them in one go held requests up for about 100 ms every reconcile.
+                    # A record changed meanwhile arrives with a newer version, which
+                    # wins as always (and one met twice is seen the second time).
+                    await asyncio.sleep(0)
+                for record in map(self._parse, page[start : start + RECONCILE_BATCH]):
+                    if record is not None:
+                        shared.add(record.deployment)
+                        self._take_one(record)
         # Openings Redis does not hold (it restarted empty, a hold outlived its TTL,
         # we opened while it was down) are shared again: those made here, and those
         # adopted from others (an operator's hold, another replica's opening), so a
         # replica started later has them from its first sync.
-        shared = {r.deployment for r in records}
         absent = self._cache.unhealthy_ids() - shared
         with self._lock:
             known = {d: e.local for d in absent if (e := self._entries.get(d)) is not None}
