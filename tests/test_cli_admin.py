@@ -502,3 +502,30 @@ async def test_open_and_close_reach_replicas_through_a_redis_cluster(
         assert await cli("close", "dep", *where(url, namespace)) == 0
         assert "closed dep; 2 processes following" in capsys.readouterr().out
         await eventually(accepting(a, b, deployment="dep"), "both accept dep")
+
+
+@pytest.mark.asyncio
+async def test_open_and_close_by_a_user_without_pubsub_rights_succeed_and_say_so(
+    own_redis: RedisServer, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A least-privilege user may EVAL and publish but not run PUBSUB NUMSUB: `open`
+    wrote the hold, then exited 2 saying Redis refused the command. The change is made,
+    so it succeeds, and says it could not count who follows."""
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "ops", "on", f">{PASSWORD}", "~*", "&*", "+@all", "-pubsub"
+        )
+    finally:
+        await admin.aclose()
+    url = own_redis.url.replace("redis://", f"redis://ops:{PASSWORD}@")
+    capsys.readouterr()
+    opened = await cli("open", "dep", "--create", "--reason", "maintenance", *where(url, namespace))
+    assert opened == 0
+    out = capsys.readouterr().out
+    assert "refused to count who follows" in out
+    assert PASSWORD not in out
+    assert (await records(own_redis.url, namespace))["dep"].state is BreakerState.OPEN
+    assert await cli("close", "dep", *where(url, namespace), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["followers"] is None
+    assert (await records(own_redis.url, namespace))["dep"].state is BreakerState.CLOSED

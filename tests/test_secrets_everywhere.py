@@ -190,3 +190,55 @@ async def test_status_shows_an_sdk_breakers_endpoint_without_its_password(
     assert row.endpoint == "http://h0.test/v1"
     assert row.deployment.startswith("openai/m@")
     assert "h0.test" not in row.deployment
+
+
+def test_no_secret_of_the_corpus_reaches_redis_or_status_through_the_operator_or_others(
+    *, redis_url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`open --reason` with a secret in it stored it in Redis verbatim, and `status`
+    printed it, as it printed a key in a record another client wrote (its reason or its
+    replica name). Both are redacted now: what Redis holds from the shell, and every
+    text `status` shows from a record (table, `--wide`, `--json`)."""
+    for n, (text, _) in enumerate(SECRET_CORPUS):
+        argv = ["open", f"op-{n}", "--create", "--reason", text[:200]]
+        assert main([*argv, "--redis-url", redis_url, "--namespace", namespace]) == 0
+    asyncio.run(_write_foreign_records(redis_url, namespace))
+    capsys.readouterr()
+    for extra in ([], ["--wide"], ["--json"]):
+        assert main(["status", "--redis-url", redis_url, "--namespace", namespace, *extra]) == 1
+    cli = capsys.readouterr().out
+    assert "op-0" in cli
+    assert "foreign-0" in cli
+    for n, (_, secret) in enumerate(SECRET_CORPUS):
+        assert secret not in cli, f"{secret!r} reached the status CLI"
+        reason = asyncio.run(_field(redis_url, f"{{{namespace}}}:breaker:op-{n}", "reason"))
+        assert secret not in (reason or ""), f"{secret!r} reached Redis from `open --reason`"
+
+
+async def _field(url: str, key: str, field: str) -> str | None:
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        value: str | None = await client.hget(key, field)
+        return value
+    finally:
+        await client.aclose()
+
+
+async def _write_foreign_records(url: str, namespace: str) -> None:
+    """Records written by another client, each with a corpus text as its reason and its
+    replica name, as the script writes them (valid fields otherwise)."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        seconds, micros = await client.time()
+        now = seconds * 1000 + micros // 1000
+        for n, (text, _) in enumerate(SECRET_CORPUS):
+            deployment = f"foreign-{n}"
+            key = f"{{{namespace}}}:breaker:{deployment}"
+            await client.hset(key, mapping={
+                "id": deployment, "state": "open", "open_until": now + 60_000, "failures": 2,
+                "reason": text, "replica": text, "version": now, "changed": now, "group": "g",
+            })  # fmt: skip
+            await client.expire(key, 600)
+            await client.zadd(f"{{{namespace}}}:breakers", {deployment: now + 600_000})
+    finally:
+        await client.aclose()

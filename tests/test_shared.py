@@ -17,13 +17,20 @@ import pytest
 import redis.asyncio as aioredis
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
+from litellm_circuit_breaker._cache import ProviderHealthCache
 from litellm_circuit_breaker._records import BadRecord, SharedKeys, read_record
 from litellm_circuit_breaker._shared import (
     _TRANSITION_LUA,
+    MAX_RECONNECT_SEC,
+    MIN_RECONNECT_SEC,
     SCAN_PAGE,
+    RedisShare,
     ShareCounters,
     SharedRecord,
+    close_client,
+    cluster_nodes,
     fetch_snapshot,
+    open_client,
     operate,
     scan_pages,
 )
@@ -228,7 +235,7 @@ async def test_a_close_that_never_saw_a_newer_opening_loses_to_it(
         assert a.cache.breaker_state("d1") is BreakerState.OPEN
 
 
-def _arbiter(
+async def _arbiter(
     client: aioredis.Redis,
     namespace: str,
     state: str,
@@ -237,12 +244,13 @@ def _arbiter(
     base: int = 0,
     refill: int = 0,
 ) -> Any:
-    """Call the transition script as a replica named W would."""
-    return client.eval(
+    """Call the transition script as a replica named W would: (written, record)."""
+    written, raw, _ = await client.eval(
         _TRANSITION_LUA, 2, f"{{{namespace}}}:breaker:d", f"{{{namespace}}}:breakers",
         "d", state, window_ms, 2, "why", "W", base, 60_000, f"{namespace}:transitions", "g", "tok",
         "", "", refill,
     )  # fmt: skip
+    return written, raw
 
 
 @pytest.mark.asyncio
@@ -302,7 +310,13 @@ async def test_the_transition_script_keeps_the_rules(redis_url: str, namespace: 
         assert (await _arbiter(client, namespace, "closed", base=closed.version))[0] == 0
         # versions only grow, even when Redis lost everything
         await client.delete(f"{{{namespace}}}:breaker:d")
-        await asyncio.sleep(0.002)  # Redis's clock moves on by a millisecond
+        # Versions run ahead of Redis's clock by one per write within a millisecond;
+        # a Redis that lost its data comes back later than that.
+        while True:
+            seconds, micros = await client.time()
+            if seconds * 1000 + micros // 1000 > closed.version:
+                break
+            await asyncio.sleep(0.001)
         written, raw = await _arbiter(client, namespace, "open", window_ms=1_000)
         assert SharedRecord.from_json(raw).version > closed.version
     finally:
@@ -1111,6 +1125,10 @@ async def test_breakers_adopted_from_others_stay_within_max_sdk_breakers(
         assert sum(not b.cache.is_healthy(d) for d in ids) == 10
         assert len(b.sdk_breakers) == 10
         assert b.sdk_breakers.evicted == 0
+        share_b = b.shared
+        assert share_b is not None
+        # Nor does B keep an entry for each one it had no room for (it kept all 30).
+        assert len(share_b.tracked) <= 11, len(share_b.tracked)
         trip(a, "cfg")
         await eventually(lambda: not b.cache.is_healthy("cfg"), "a configured one is adopted")
         for deployment in ids:
@@ -1263,11 +1281,18 @@ async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
 
 
 async def plant_open_records(url: str, namespace: str, count: int) -> None:
-    """``count`` open records written as the script writes them, in pipelined batches."""
-    client = aioredis.Redis.from_url(url, decode_responses=True)
+    """``count`` open records written as the script writes them, in pipelined batches
+    (on a single server or a cluster, whose node holding the namespace's slot tells the time)."""
+    client = await open_client(url)
+    nodes = cluster_nodes(client)
     try:
-        seconds, micros = await client.time()
-        now = seconds * 1000 + micros // 1000
+        if nodes:
+            seconds, micros = await client.time(
+                target_nodes=client.get_node_from_key(SharedKeys(namespace).index)
+            )
+        else:
+            seconds, micros = await client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
         for start in range(0, count, 5000):
             pipe = client.pipeline(transaction=False)
             for n in range(start, min(start + 5000, count)):
@@ -1281,7 +1306,7 @@ async def plant_open_records(url: str, namespace: str, count: int) -> None:
                 pipe.zadd(f"{{{namespace}}}:breakers", {f"d-{n}": now + 900_000})
             await pipe.execute()
     finally:
-        await client.aclose()
+        await close_client(client, nodes)
 
 
 @pytest.mark.asyncio
@@ -1389,5 +1414,194 @@ async def test_a_fault_right_after_each_connect_backs_off(
             # Sessions ending within a second of each other at waits of 0.1 * 2**k s.
             assert 1 <= failed <= math.log2(elapsed / 0.1 + 1) + 1, (failed, elapsed)
             await eventually(lambda: share.following, "A follows once the kills stop", 30.0)
+    finally:
+        await admin.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_blip_right_after_an_outage_is_retried_at_once(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """The back-off an outage grew (to 10 s) is not carried into the next one: Redis
+    restarting a moment after the replica reconnected is retried after 0.1 s, as any
+    new outage (it waited 10 s when a session shorter than a second kept the back-off)."""
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if seconds != 3600:  # the reconcile loop's
+            waits.append(seconds)
+        await asyncio.sleep(min(seconds, 0.01))  # the wanted wait is recorded, not waited
+
+    share = RedisShare(
+        ProviderHealthCache(), url=own_redis.url, replica="A", namespace=namespace,
+        reconcile_sec=3600, sleep=sleep,
+    )  # fmt: skip
+    task = asyncio.create_task(share.run())
+    try:
+        await eventually(lambda: share.connected, "connected")
+        own_redis.stop()
+        await eventually(lambda: MAX_RECONNECT_SEC in waits, "the back-off grew to its cap", 60)
+        own_redis.start()
+        await eventually(lambda: share.connected, "back", 60)
+        waits.clear()
+        own_redis.stop()  # at once: the session lasted well under a second
+        await eventually(lambda: bool(waits), "the blip is noticed")
+        own_redis.start()
+        await eventually(lambda: share.connected, "back again", 60)
+        assert waits[0] == MIN_RECONNECT_SEC, waits
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _swallowing_proxy(port: int) -> asyncio.Server:
+    """A TCP proxy to Redis that never answers once a connection sent SUBSCRIBE (as
+    some proxies without pub/sub behave), and passes everything else through."""
+
+    async def pipe(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[bool], *, up: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if up and b"SUBSCRIBE" in data.upper():
+                    seen[0] = True
+                if not up and seen[0]:
+                    continue  # swallowed
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", port)
+        seen = [False]
+        for args in ((client_r, server_w, seen), (server_r, client_w, seen)):
+            task = asyncio.create_task(pipe(*args, up=args[0] is client_r))
+            PROXY_TASKS.add(task)
+            task.add_done_callback(PROXY_TASKS.discard)
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+PROXY_TASKS: set[asyncio.Task[None]] = set()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("refusal", ["renamed", "never answered"])
+async def test_a_redis_that_will_not_take_subscribe_still_shares(
+    own_redis: RedisServer, namespace: str, refusal: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SUBSCRIBE renamed away (hardened configs), or never answered (a proxy without
+    pub/sub): before, nothing was ever written (the session failed before its first
+    reconcile, for good); now sharing goes on through the reconciles, one WARNING."""
+    url = own_redis.url
+    proxy: asyncio.Server | None = None
+    if refusal == "renamed":
+        own_redis.stop()
+        own_redis.extra_args = ["--rename-command", "SUBSCRIBE", ""]
+        own_redis.start()
+    else:
+        proxy = await _swallowing_proxy(own_redis.port)
+        url = f"redis://127.0.0.1:{proxy.sockets[0].getsockname()[1]}/0"
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    a = replica("A", url, namespace, redis_reconcile_sec=0.05)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)
+    try:
+        async with replicas(a, b):
+            share_a = a.shared
+            assert share_a is not None
+            await eventually(lambda: share_a.connected, "A up", 30)
+            trip(a, "d1")
+            await eventually(lambda: not b.cache.is_healthy("d1"), "A's opening reaches B", 30)
+            assert not share_a.following
+            assert share_a.errors == 1
+    finally:
+        if proxy is not None:
+            proxy.close()
+    refused = [r.getMessage() for r in caplog.records if "did not take the subscription" in
+               r.getMessage()]  # fmt: skip
+    assert len(refused) == 2, refused  # one per replica
+    assert "unreachable" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_redis_user_without_publish_warns_once_and_shares_through_reconciles(
+    own_redis: RedisServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Allowed to subscribe but not to publish: the scripts' writes still land, the
+    refusal is counted and said once (before: silently, changes took a reconcile)."""
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "cb", "on", ">cb-pw-1a2b", "~*", "&*", "+@all", "-publish"
+        )
+    finally:
+        await admin.aclose()
+    url = own_redis.url.replace("redis://", "redis://cb:cb-pw-1a2b@")
+    caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
+    a = replica("A", url, namespace)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)
+    async with replicas(a, b):
+        share_a = a.shared
+        assert share_a is not None
+        trip(a, "d1")
+        trip(a, "d2")
+        await eventually(lambda: not b.cache.is_healthy("d2"), "at B's reconcile")
+        assert share_a.following
+        assert share_a.counters.unpublished == 2
+        assert share_a.errors == 0
+    refused = [r.getMessage() for r in caplog.records if "not its message" in r.getMessage()]
+    assert len(refused) == 1, refused
+    assert "+publish" in refused[0]
+    assert "cb-pw-1a2b" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_the_status_route_reads_a_namespace_of_100000_records(
+    redis_url: str, namespace: str
+) -> None:
+    """The route bounded the whole read by 2 s and answered "Redis did not answer" for a
+    namespace that takes longer to read (3 s at 100,000 records) while Redis answered
+    in a millisecond. Each read is bounded now, not their sum."""
+    from litellm_circuit_breaker._http import status_document  # noqa: PLC0415
+
+    count = 100_000
+    await plant_open_records(redis_url, namespace, count)
+    breaker = CircuitBreaker(probe_interval=None, redis_url=redis_url, redis_namespace=namespace)
+    document = await status_document(breaker)
+    shared = document["shared"]
+    assert shared["error"] is None
+    assert len(shared["records"]) == count
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_index_makes_no_write_storm(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """With the index a key of another type, every opening looked "lost" to each
+    reconcile and was written back, refused, every time (500 openings: 2,127 writes in
+    5 s). What Redis holds is unknown then, not empty: a reconcile is one read."""
+    a = replica("A", own_redis.url, namespace, redis_reconcile_sec=0.05)
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        async with a:
+            share = a.shared
+            assert share is not None
+            for n in range(50):
+                trip(a, f"d{n}")
+            await eventually(lambda: share.pushed == 50, "all shared")
+            index = f"{{{namespace}}}:breakers"
+            await admin.delete(index)
+            await admin.set(index, "written by hand")
+            await eventually(lambda: share.bad_records >= 1, "the index is unreadable")
+            await admin.config_resetstat()
+            bad = share.bad_records
+            await eventually(lambda: share.bad_records >= bad + 5, "five reconciles")
+            stats = await admin.info("commandstats")
+            evals = stats.get("cmdstat_eval", {}).get("calls", 0)
+            assert evals <= share.bad_records - bad + 2, evals  # one read per reconcile
+            assert share.connected
     finally:
         await admin.aclose()

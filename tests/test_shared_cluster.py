@@ -10,10 +10,16 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from litellm_circuit_breaker._records import SharedKeys
-from litellm_circuit_breaker._shared import fetch_records
+from litellm_circuit_breaker._records import SharedKeys, read_record
+from litellm_circuit_breaker._shared import (
+    close_client,
+    cluster_nodes,
+    fetch_records,
+    open_client,
+    scan_pages,
+)
 from tests.redis_harness import RedisCluster
-from tests.test_shared import eventually, replica, replicas, trip
+from tests.test_shared import eventually, plant_open_records, replica, replicas, trip
 
 FAILOVER_SEC = 30.0
 
@@ -87,3 +93,40 @@ async def test_replicas_share_through_a_redis_cluster_and_through_a_failover(
     with capsys.disabled():
         print(f"\ncluster failover (s): promoted {failed_over:.2f} after the kill, "
               f"an opening made meanwhile shared {shared_again:.2f} after it")  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_a_manual_failover_in_the_middle_of_a_paged_read_loses_no_record(
+    cluster: RedisCluster, namespace: str
+) -> None:
+    """``CLUSTER FAILOVER`` between two pages: redis-py follows MOVED to the new primary
+    with a ZSCAN cursor that means nothing there; the read returned 17,462 of 20,000
+    records, silently. It starts over on the new server and returns every one."""
+    count = 20_000
+    keys = SharedKeys(namespace)
+    url = cluster.nodes[0].url
+    await plant_open_records(url, namespace, count)
+    client = await open_client(url)
+    seen: set[str] = set()
+    pages = 0
+    try:
+        async for page in scan_pages(client, keys):
+            pages += 1
+            seen.update(record.deployment for record in map(read_record, page))
+            if pages == 3:
+                holder = cluster.primary_of(keys.index)
+                standby = next(
+                    n for n in cluster.nodes
+                    if n.process is not None and n is not holder
+                    and f"master_port:{holder.port}" in cluster.command(n, "INFO", "replication")
+                )  # fmt: skip
+                assert cluster.command(standby, "CLUSTER", "FAILOVER").strip() == "OK"
+                started = time.monotonic()
+                while "role:master" not in cluster.command(standby, "INFO", "replication"):
+                    assert time.monotonic() - started < FAILOVER_SEC, "no failover"
+                    await asyncio.sleep(0.1)
+                await asyncio.to_thread(cluster.wait_ok)
+    finally:
+        await close_client(client, cluster_nodes(client))
+    assert cluster.primary_of(keys.index) is not holder  # it did fail over mid-read
+    assert len(seen) == count

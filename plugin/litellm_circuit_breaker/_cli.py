@@ -571,11 +571,14 @@ def _window_of(text: str | None) -> float | None:
 
 
 def _reason_of(text: str) -> str:
+    """The reason as Redis will hold it (and every replica log it): redacted, as a
+    replica's own reasons are, so a key pasted into it never reaches Redis."""
+    redact = Redactor()
     if not text.strip() or len(text) > MAX_REASON_CHARS or not text.isprintable():
         raise ConfigurationError(
-            "--reason", text[:MAX_REASON_CHARS], f"one line of 1 to {MAX_REASON_CHARS} characters"
+            "--reason", redact(text), f"one line of 1 to {MAX_REASON_CHARS} characters"
         )
-    return text
+    return redact(text)
 
 
 def _operator() -> str:
@@ -594,7 +597,12 @@ def _unknown(deployment: str, known: Sequence[str], shown_url: str, namespace: s
     )
 
 
-def _followers(n: int, namespace: str, shown_url: str) -> str:
+def _followers(n: int | None, namespace: str, shown_url: str) -> str:
+    if n is None:
+        return (
+            f"Redis at {shown_url} refused to count who follows namespace {namespace} "
+            "(replicas take it at their next reconcile, new ones when they start)"
+        )
     if n == 0:
         return (
             f"no process follows namespace {namespace} at {shown_url} now "

@@ -129,9 +129,14 @@ if accept then
   if type(index_ttl) == 'number' and index_ttl < life then redis.pcall('PEXPIRE', KEYS[2], life) end
 end
 local out = record(KEYS[1], ARGV[1], now)
--- A Redis user without rights on the channel still shares, through the reconciles.
-if accept then redis.pcall('PUBLISH', ARGV[9], out) end
-return {accept and 1 or 0, out}
+-- A Redis user without rights on the channel still shares, through the reconciles;
+-- the refusal goes back to the writer, which says so once.
+local refused = ''
+if accept then
+  local sent = redis.pcall('PUBLISH', ARGV[9], out)
+  if type(sent) == 'table' and sent.err then refused = sent.err end
+end
+return {accept and 1 or 0, out, refused}
 """
 )
 """Apply one local transition to the shared record, atomically.
@@ -149,7 +154,8 @@ half-open (a passed probe) or a close is kept only if it saw the version it repl
 (``base_version``), so it never undoes a newer opening; versions only grow, even after
 Redis lost its data. A kept record gets a TTL (``ttl_ms``, plus the window while open),
 its index entry is re-scored (expired ones dropped), and it is published on the
-channel. Returns ``{1 if kept else 0, the record now in Redis as JSON}``. A record key
+channel. Returns ``{1 if kept else 0, the record now in Redis as JSON, why Redis refused
+to publish it ('' if it did not)}``. A record key
 holding another type is left alone (nothing written): the answer is then a bad record.
 """
 
@@ -158,8 +164,11 @@ SNAPSHOT_LUA = (
     + """
 local now = redis_now()
 local page = redis.pcall('ZSCAN', KEYS[1], ARGV[2], 'COUNT', tonumber(ARGV[3]))
-if page.err then return {'0', bad(KEYS[1], page.err)} end
-local out = {page[1]}
+if page.err then return {'0', '', bad(KEYS[1], page.err)} end
+-- The cursor means something only to the server that made it: a failover between
+-- pages sends it elsewhere, and the reader starts over when the server changed.
+local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+local out = {page[1], server}
 local members = page[2]
 for i = 1, #members, 2 do
   local id, score = members[i], tonumber(members[i + 1])
@@ -175,7 +184,8 @@ return out
 
 KEYS: the index. ARGV: the record key prefix, a ``ZSCAN`` cursor (``0`` to begin), how
 many index entries to look at (a hint, as ``ZSCAN``'s ``COUNT``). Returns the next cursor
-(``0``: done), then records as JSON: those the index scores as unexpired and whose hash
+(``0``: done), the answering server's ``run_id`` (a cursor from another server means
+nothing here), then records as JSON: those the index scores as unexpired and whose hash
 still exists, each unreadable one as a bad record (an unreadable index: one bad record
 named after it). Paged, so that a namespace of any size never holds Redis, or outlasts a
 client's read timeout, in one script: 60,000 records in one call took seconds. As with

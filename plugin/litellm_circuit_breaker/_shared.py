@@ -86,17 +86,19 @@ CONNECT_TIMEOUT_SEC = 1.0
 MIN_RECONNECT_SEC = 0.1
 MAX_RECONNECT_SEC = 10.0
 STABLE_SESSION_SEC = 1.0
-"""A session that lasted less ends in a longer back-off, not a fresh start: a fault that
-strikes right after each connect (a refused command) must not reconnect 10 times a second."""
+"""Sessions that keep ending sooner than this after they came up back off as an outage
+does (0.1, 0.2, 0.4 s...): a fault that strikes right after each connect (a refused
+command, a killed connection) must not reconnect 10 times a second. One such session
+after a stable one (a blip right after an outage) waits 0.1 s, as any new outage."""
 SUBSCRIBE_CONFIRM_SEC = 2 * CONNECT_TIMEOUT_SEC
 """How long Redis has to confirm the channel subscription before the session fails."""
 REARM_SHARE_SEC = 1.0
 """A window re-armed by less than this beyond the shared one is not shared again."""
 RECONCILE_BATCH = 500
+"""Records parsed and adopted between turns of the event loop in a reconcile."""
 SCAN_PAGE = 1000
 """Index entries one snapshot script call looks at: a few milliseconds of Redis's time,
 well inside the client's read timeout, at any namespace size."""
-"""Records parsed and adopted between turns of the event loop in a reconcile."""
 ADOPTED_TEXT_SCAN = 1000
 """How much of a reason or replica name read from Redis is looked at before it is cut to
 one redacted line: ours are at most 200 characters, and redacting a megabyte would hold
@@ -255,16 +257,25 @@ class Snapshot:
 
 
 async def fetch_snapshot(
-    url: str, namespace: str = DEFAULT_NAMESPACE, *, connect_timeout: float = CONNECT_TIMEOUT_SEC
+    url: str,
+    namespace: str = DEFAULT_NAMESPACE,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_SEC,
+    page_timeout: float | None = None,
 ) -> Snapshot:
-    """Every live shared record, and the unreadable ones (for ``status``)."""
+    """Every live shared record, and the unreadable ones (for ``status``).
+
+    ``page_timeout`` bounds the connect and each page's read, not the whole read, which
+    grows with the namespace (about 3 s at 100,000 records): Redis answering slowly is
+    told apart from a big namespace. Raises ``TimeoutError`` past it."""
     keys = SharedKeys(namespace)
-    client = await open_client(url, connect_timeout=connect_timeout)
+    async with asyncio.timeout(page_timeout):
+        client = await open_client(url, connect_timeout=connect_timeout)
     nodes = cluster_nodes(client)
     records: dict[str, SharedRecord] = {}
     bad: dict[str, BadRecord] = {}
     try:
-        async for page in scan_pages(client, keys):
+        async for page in scan_pages(client, keys, page_timeout=page_timeout):
             for item in map(read_record, page):
                 if isinstance(item, BadRecord):
                     bad[item.deployment] = item
@@ -282,16 +293,42 @@ async def fetch_snapshot(
     )
 
 
-async def scan_pages(client: Client, keys: SharedKeys) -> AsyncIterator[list[Any]]:
+class ServerChangedError(OSError):
+    """The server answering a paged read kept changing (failovers): read again later."""
+
+
+SCAN_RESTARTS = 3
+"""How many times a paged read starts over on a new server before it gives up."""
+
+
+async def scan_pages(
+    client: Client, keys: SharedKeys, *, page_timeout: float | None = None
+) -> AsyncIterator[list[Any]]:
     """The namespace's live records as raw JSON, one snapshot script call (a page of
     :data:`SCAN_PAGE` index entries) at a time. As with ``ZSCAN``, a record present
-    throughout comes at least once, perhaps twice."""
-    cursor = "0"
+    throughout comes at least once, perhaps more often.
+
+    A ``ZSCAN`` cursor means something only to the server that made it: when another
+    answers (a cluster failover between pages, which redis-py follows by itself), the
+    read starts over from the first page there, rather than silently skipping records
+    (a manual failover mid-read returned 17,462 of 20,000). Raises
+    :class:`ServerChangedError` after :data:`SCAN_RESTARTS` such changes."""
+    cursor, server, restarts = "0", None, 0
     while True:
-        raw = await client.eval(_SNAPSHOT_LUA, 1, keys.index, keys.record_prefix, cursor, SCAN_PAGE)
+        async with asyncio.timeout(page_timeout):  # None: the client's own read timeout
+            raw = await client.eval(
+                _SNAPSHOT_LUA, 1, keys.index, keys.record_prefix, cursor, SCAN_PAGE
+            )
         _raise_if_cancelled()
-        cursor = str(raw[0])
-        yield list(raw[1:])
+        answered = str(raw[1])
+        yield list(raw[2:])  # records all, whatever the cursor meant where it landed
+        if server is not None and answered != server:
+            restarts += 1
+            if restarts > SCAN_RESTARTS:
+                raise ServerChangedError(f"the server changed {restarts} times during one read")
+            cursor, server = "0", answered
+            continue
+        server, cursor = answered, str(raw[0])
         if cursor == "0":
             return
 
@@ -335,9 +372,10 @@ class Operation:
     opening or a hold in force, or (for a close) a change newer than the one read."""
     created: bool
     """No record existed for the id before."""
-    followers: int
+    followers: int | None
     """Processes subscribed to the namespace's channel when it was written: each
-    sharing replica process (every proxy worker) is one, and each follows at once."""
+    sharing replica process (every proxy worker) is one, and each follows at once.
+    None when Redis refused to count them (an ACL without ``PUBSUB``)."""
 
 
 async def operate(
@@ -391,7 +429,7 @@ async def operate(
         else:
             window, ttl = int(min(window_sec, MAX_WINDOW_SEC) * 1000), DEFAULT_STATE_TTL_SEC
         opening = state is BreakerState.OPEN
-        written, out = await client.eval(
+        written, out, _ = await client.eval(
             _TRANSITION_LUA,
             2,
             keys.record(deployment),
@@ -410,7 +448,12 @@ async def operate(
             (before.model if before is not None else None) or "",
             (before.host if before is not None else None) or "",
         )
-        followers = await _subscribers(client, url, keys)
+        followers: int | None
+        try:
+            followers = await _subscribers(client, url, keys)
+        except _refusals():
+            # The change is made: a user without PUBSUB rights must not be told it failed.
+            followers = None
     finally:
         await close_client(client, nodes)
     record = read_record(out)
@@ -450,6 +493,9 @@ class ShareCounters:
     """Redis operations that failed (connects included); the first of each outage is logged."""
     bad_records: int = 0
     """Records or messages that were not ours to parse; skipped, the first one logged."""
+    unpublished: int = 0
+    """Changes written whose message Redis refused to publish (an ACL without PUBLISH or
+    the channel): other replicas take them at their reconciles; the first one logged."""
 
 
 def _raise_if_cancelled() -> None:
@@ -527,6 +573,7 @@ class RedisShare:
         self._down = False
         self._bad_logged = False
         self._follow_refusal_logged = False
+        self._publish_refusal_logged = False
         self._following = False
         self._up_since: float | None = None
         """When the current session came up (monotonic), None while down."""
@@ -623,6 +670,7 @@ class RedisShare:
             run = self._run
         assert run is not None  # noqa: S101 - arm() set it
         delay = MIN_RECONNECT_SEC
+        quick = 0  # sessions in a row, no failed connect between, that died within a second
         try:
             while True:
                 client: Client | None = None
@@ -636,8 +684,13 @@ class RedisShare:
                     self._went_down(exc)
                 finally:
                     up, self._up_since = self._up_since, None
-                    if up is not None and time.monotonic() - up >= STABLE_SESSION_SEC:
-                        delay = MIN_RECONNECT_SEC  # it was up a while: start the back-off over
+                    if up is None:
+                        quick = 0  # it never came up: an outage, backing off as one
+                    else:  # it came up: a new outage starts its back-off over...
+                        quick = 0 if time.monotonic() - up >= STABLE_SESSION_SEC else quick + 1
+                        # ...unless sessions keep dying at once: then it goes on growing.
+                        delay = min(MIN_RECONNECT_SEC * 2 ** min(max(quick - 1, 0), 10),
+                                    MAX_RECONNECT_SEC)  # fmt: skip
                     self._client = None
                     self._following = False
                     if client is not None:
@@ -669,7 +722,7 @@ class RedisShare:
             pubsub = client.pubsub()
         tasks: list[asyncio.Task[None]] = []
         try:
-            following = await self._subscribe(pubsub)
+            following = await self._subscribe(client if listener is None else listener, pubsub)
             if not following:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
@@ -711,47 +764,67 @@ class RedisShare:
             if listener is not None:
                 await close_client(listener)
 
-    async def _subscribe(self, pubsub: Any) -> bool:
+    async def _subscribe(self, client: Client, pubsub: Any) -> bool:
         """Subscribe to the namespace's channel and wait until Redis confirms it.
 
-        False when this Redis user may not use the channel (an ACL without ``&`` rights,
-        Redis 7's default for a new user): the session goes on without it, adopting
-        other replicas' changes at each reconcile, and says so once. Before the
-        confirmation was awaited, the refusal ended each session right after its first
-        reconcile, and sharing reconnected about 8 times a second for good.
+        False when Redis will not take the subscription while it answers the rest: an
+        ACL without rights on the channel (Redis 7's default for a new user), SUBSCRIBE
+        renamed away, a proxy without pub/sub that refuses it or never answers it. The
+        session goes on without it, adopting other replicas' changes at each reconcile,
+        and says so once. Before the confirmation was awaited, the refusal ended each
+        session right after its first reconcile: 8 reconnects a second, for good.
         """
-        from redis.exceptions import NoPermissionError  # noqa: PLC0415 - optional extra
+        from redis.exceptions import ResponseError  # noqa: PLC0415 - optional extra
 
-        await pubsub.subscribe(self.keys.channel)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SUBSCRIBE_CONFIRM_SEC
-        while (left := deadline - loop.time()) > 0:
-            try:
+        try:
+            await pubsub.subscribe(self.keys.channel)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + SUBSCRIBE_CONFIRM_SEC
+            while (left := deadline - loop.time()) > 0:
                 message = await pubsub.get_message(timeout=left)
-            except NoPermissionError as exc:
-                self._cannot_follow(exc)
-                return False
-            _raise_if_cancelled()
-            if message is not None and message.get("type") == "subscribe":
-                return True
-        raise TimeoutError(
-            f"Redis did not confirm the subscription within {SUBSCRIBE_CONFIRM_SEC}s"
-        )
+                _raise_if_cancelled()
+                if message is not None and message.get("type") == "subscribe":
+                    return True
+        except ResponseError as exc:
+            self._cannot_follow(type(exc).__name__, _first_line(exc))
+            return False
+        # No confirmation: a Redis that does not answer at all is an outage (this
+        # raises); one that answers the rest serves without the channel.
+        await client.ping()
+        self._cannot_follow("TimeoutError", f"no confirmation in {SUBSCRIBE_CONFIRM_SEC:g}s")
+        return False
 
-    def _cannot_follow(self, exc: BaseException) -> None:
+    def _cannot_follow(self, kind: str, detail: str) -> None:
         self.counters.errors += 1
         if self._follow_refusal_logged:
             return
         self._follow_refusal_logged = True
         logger.warning(
-            "circuit breaker: the Redis user at %s may not use channel %s (%s: %s); "
-            "sharing goes on without it: other replicas' changes arrive at each reconcile "
-            "(every %gs), not within milliseconds. Grant the channel for that "
-            "(ACL SETUSER <user> &%s) and restart (logged once)",
+            "circuit breaker: Redis at %s did not take the subscription to channel %s "
+            "(%s: %s); sharing goes on without it: other replicas' changes arrive at each "
+            "reconcile (every %gs), not within milliseconds. If an ACL refused it, grant "
+            "the channel (ACL SETUSER <user> &%s) and restart (logged once)",
             self.display_url,
             self.keys.channel,
-            type(exc).__name__,
-            _first_line(exc),
+            kind,
+            detail,
+            self._reconcile_sec,
+            self.keys.channel,
+        )
+
+    def _cannot_publish(self, problem: str) -> None:
+        self.counters.unpublished += 1
+        if self._publish_refusal_logged or not self._following:
+            return  # not following: the refused subscription's warning said it already
+        self._publish_refusal_logged = True
+        logger.warning(
+            "circuit breaker: Redis at %s took this replica's write but not its message on "
+            "channel %s (%s); other replicas take this replica's changes at their next "
+            "reconcile (every %gs), not within milliseconds. If an ACL refused it, allow "
+            "PUBLISH and the channel (ACL SETUSER <user> +publish &%s) (logged once)",
+            self.display_url,
+            self.keys.channel,
+            self._redact(problem)[:200],
             self._reconcile_sec,
             self.keys.channel,
         )
@@ -873,7 +946,7 @@ class RedisShare:
             return
         base = entry.seen_version
         keys = self.keys
-        written, raw = await client.eval(
+        written, raw, refused = await client.eval(
             _TRANSITION_LUA,
             2,
             keys.record(deployment),
@@ -892,6 +965,8 @@ class RedisShare:
             *self._model_of(deployment),
             refill_version,
         )
+        if refused:
+            self._cannot_publish(str(refused))
         record = self._parse(raw)
         if record is None:
             return
@@ -909,6 +984,7 @@ class RedisShare:
         """Push what changed here, adopt what is newer in Redis, re-share what Redis lost."""
         await self._push_dirty(client)
         shared: set[str] = set()
+        blind = False
         async for page in scan_pages(client, self.keys):
             for start in range(0, len(page), RECONCILE_BATCH):
                 if start:
@@ -917,10 +993,18 @@ class RedisShare:
                     # A record changed meanwhile arrives with a newer version, which
                     # wins as always (and one met twice is seen the second time).
                     await asyncio.sleep(0)
-                for record in map(self._parse, page[start : start + RECONCILE_BATCH]):
-                    if record is not None:
-                        shared.add(record.deployment)
-                        self._take_one(record)
+                for item in map(read_record, page[start : start + RECONCILE_BATCH]):
+                    if isinstance(item, BadRecord):
+                        self._count_bad(item.deployment, problem=item.problem)
+                        blind = blind or item.deployment == self.keys.index
+                    else:
+                        shared.add(item.deployment)
+                        self._take_one(item)
+        if blind:
+            # The index cannot be read (a key of another type): what Redis holds is
+            # unknown, not empty. Writing back every opening at every reconcile would
+            # only be refused again (500 openings: 2,127 writes in 5 s).
+            return
         # Openings Redis does not hold (it restarted empty, a hold outlived its TTL,
         # we opened while it was down) are shared again: those made here, and those
         # adopted from others (an operator's hold, another replica's opening), so a
@@ -972,6 +1056,12 @@ class RedisShare:
 
     def _take(self, record: SharedRecord) -> None:
         """Adopt a record from Redis if it is news to this replica."""
+        with self._lock:
+            known = record.deployment in self._entries
+        if not known and record.owner != self.token and not self._admit(record.deployment):
+            # No room (max_sdk_breakers): no entry either, or the adapter's own
+            # bookkeeping would grow with the namespace past the bound.
+            return
         with self._lock:
             entry = self._entry(record.deployment)
             pending = entry.dirty

@@ -6,9 +6,10 @@ import asyncio
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ._records import BadRecord, SharedRecord
-from ._redact import public_url
+from ._redact import Redactor, public_url
 from ._state import BreakerState
 from ._table import TABLE_WIDTH, columns, short_id
 
@@ -50,7 +51,19 @@ def read_status(url: str, namespace: str) -> tuple[list[SharedRecord], list[BadR
     from ._shared import fetch_snapshot  # noqa: PLC0415 - the Redis adapter, only when reading
 
     snapshot = asyncio.run(fetch_snapshot(url, namespace))
-    return snapshot.records, snapshot.bad
+    # Any client of this Redis may have written them: shown as replicas adopt them,
+    # one line each, redacted (a key in a reason or a replica name is masked).
+    redact = Redactor()
+    records = [
+        replace(
+            r,
+            last_error=redact(r.last_error) or None,
+            replica=redact(r.replica),
+        )
+        for r in snapshot.records
+    ]
+    bad = [replace(b, problem=redact(b.problem)) for b in snapshot.bad]
+    return records, bad
 
 
 def _trial_in(record: SharedRecord) -> str:
