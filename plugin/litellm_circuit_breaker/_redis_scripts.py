@@ -81,7 +81,7 @@ TRANSITION_LUA = (
 local now = redis_now()
 local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local cur = redis.pcall('HMGET', KEYS[1], 'state', 'open_until', 'version')
-if cur.err then return {0, bad(ARGV[1], cur.err)} end
+if cur.err then return {0, bad(ARGV[1], cur.err), ''} end
 -- A field that is no number in its range counts as absent: the write below replaces it.
 local cur_until = until_of(cur[2], now) or 0
 local version = version_of(cur[3]) or 0
