@@ -81,8 +81,14 @@ class SdkBreakers:
                 self._entries[breaker_id] = endpoint
                 return True
             candidates = list(self._entries)  # oldest first
-        victim = self._victim(candidates)
+        victim, passed = self._victim(candidates)
         with self._lock:
+            # Those it had to pass (open, held, on trial) go to the back: the next search
+            # does not walk them again. Else with many open at the front, each admission
+            # walked them all (10,000 shared records, 10 % open: a first sync of 11 s).
+            for skipped in passed:
+                if skipped in self._entries:
+                    self._entries.move_to_end(skipped)
             if victim is None or victim not in self._entries:
                 if len(self._entries) < self.limit:  # room was made meanwhile
                     self._entries[breaker_id] = endpoint
@@ -116,13 +122,15 @@ class SdkBreakers:
             self._full_since = None if admitted else time.monotonic()
         return admitted
 
-    def _victim(self, oldest_first: list[str]) -> str | None:
-        """The least recently used closed breaker, else a half-open one with no trial out."""
+    def _victim(self, oldest_first: list[str]) -> tuple[str | None, list[str]]:
+        """The least recently used closed breaker, else a half-open one with no trial out;
+        and the ids passed over before it (none of them can go)."""
         spare: str | None = None
+        passed: list[str] = []
         for breaker_id in oldest_first:
             view = self._cache.view(breaker_id)
             if view is None or (view.state is BreakerState.CLOSED and not view.held):
-                return breaker_id
+                return breaker_id, passed
             if (
                 spare is None
                 and view.state is BreakerState.HALF_OPEN
@@ -130,7 +138,9 @@ class SdkBreakers:
                 and not view.held
             ):
                 spare = breaker_id
-        return spare
+            else:
+                passed.append(breaker_id)
+        return spare, passed
 
     def forget(self, breaker_id: str) -> None:
         """Stop tracking ``breaker_id`` (its breaker was forgotten by hand)."""
