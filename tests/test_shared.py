@@ -24,6 +24,7 @@ from litellm_circuit_breaker._shared import (
     MAX_RECONNECT_SEC,
     MIN_RECONNECT_SEC,
     SCAN_PAGE,
+    STABLE_SESSION_SEC,
     RedisShare,
     ShareCounters,
     SharedRecord,
@@ -1422,9 +1423,10 @@ async def test_a_fault_right_after_each_connect_backs_off(
 async def test_a_blip_right_after_an_outage_is_retried_at_once(
     own_redis: RedisServer, namespace: str
 ) -> None:
-    """The back-off an outage grew (to 10 s) is not carried into the next one: Redis
-    restarting a moment after the replica reconnected is retried after 0.1 s, as any
-    new outage (it waited 10 s when a session shorter than a second kept the back-off)."""
+    """The back-off an outage grew (to 10 s) is not carried into the next one: after a
+    session that held, Redis restarting a moment after the replica reconnected is
+    retried after 0.1 s, as any new outage (it waited 10 s when a session shorter than a
+    second kept the back-off)."""
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -1439,6 +1441,7 @@ async def test_a_blip_right_after_an_outage_is_retried_at_once(
     task = asyncio.create_task(share.run())
     try:
         await eventually(lambda: share.connected, "connected")
+        await asyncio.sleep(STABLE_SESSION_SEC)  # a session that held, as in production
         own_redis.stop()
         await eventually(lambda: MAX_RECONNECT_SEC in waits, "the back-off grew to its cap", 60)
         own_redis.start()
@@ -1605,3 +1608,35 @@ async def test_an_unreadable_index_makes_no_write_storm(
             assert share.connected
     finally:
         await admin.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_redis_user_without_info_still_shares_and_reads_status(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """`+@all -@dangerous`, a common hardening, takes INFO away: the paged read asked
+    INFO for the server's id and failed, so every session died in its first reconcile
+    and `status` failed. The read goes on without it (it then cannot notice a failover
+    between pages)."""
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        await admin.execute_command(
+            "ACL", "SETUSER", "cb", "on", ">cb-pw-3c4d", "~*", "&*", "+@all", "-@dangerous"
+        )
+    finally:
+        await admin.aclose()
+    url = own_redis.url.replace("redis://", "redis://cb:cb-pw-3c4d@")
+    a = replica("A", url, namespace)
+    b = replica("B", url, namespace, redis_reconcile_sec=0.05)
+    async with replicas(a, b):
+        share_b = b.shared
+        assert share_b is not None
+        trip(a, "d1")
+        await eventually(lambda: not b.cache.is_healthy("d1"), "A's opening reaches B")
+        await write_behind_the_channel(url, namespace, id="lost", state="open", open_in=30_000)
+        await eventually(lambda: not b.cache.is_healthy("lost"), "B's reconcile reads it")
+        assert share_b.connected
+        assert share_b.following
+        assert share_b.errors == 0
+    snapshot = await fetch_snapshot(url, namespace)
+    assert sorted(r.deployment for r in snapshot.records) == ["d1", "lost"]

@@ -167,7 +167,9 @@ local page = redis.pcall('ZSCAN', KEYS[1], ARGV[2], 'COUNT', tonumber(ARGV[3]))
 if page.err then return {'0', '', bad(KEYS[1], page.err)} end
 -- The cursor means something only to the server that made it: a failover between
 -- pages sends it elsewhere, and the reader starts over when the server changed.
-local server = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+-- A user may not run INFO (`-@dangerous`): then the read cannot tell servers apart.
+local info = redis.pcall('INFO', 'server')
+local server = type(info) == 'string' and string.match(info, 'run_id:(%x+)') or ''
 local out = {page[1], server}
 local members = page[2]
 for i = 1, #members, 2 do

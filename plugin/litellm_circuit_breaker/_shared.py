@@ -670,7 +670,7 @@ class RedisShare:
             run = self._run
         assert run is not None  # noqa: S101 - arm() set it
         delay = MIN_RECONNECT_SEC
-        quick = 0  # sessions in a row, no failed connect between, that died within a second
+        quick = 0  # sessions since the last stable one that died within a second
         try:
             while True:
                 client: Client | None = None
@@ -684,9 +684,7 @@ class RedisShare:
                     self._went_down(exc)
                 finally:
                     up, self._up_since = self._up_since, None
-                    if up is None:
-                        quick = 0  # it never came up: an outage, backing off as one
-                    else:  # it came up: a new outage starts its back-off over...
+                    if up is not None:  # it came up: a new outage starts its back-off over...
                         quick = 0 if time.monotonic() - up >= STABLE_SESSION_SEC else quick + 1
                         # ...unless sessions keep dying at once: then it goes on growing.
                         delay = min(MIN_RECONNECT_SEC * 2 ** min(max(quick - 1, 0), 10),
