@@ -1281,6 +1281,16 @@ async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
     assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
 
 
+async def acl_user(server: RedisServer, password: str, *rules: str) -> str:
+    """Make ACL user ``cb`` with ``password`` and ``rules``; its URL on ``server``."""
+    admin = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        await admin.execute_command("ACL", "SETUSER", "cb", "on", f">{password}", *rules)
+    finally:
+        await admin.aclose()
+    return server.url.replace("redis://", f"redis://cb:{password}@")
+
+
 async def plant_open_records(url: str, namespace: str, count: int) -> None:
     """``count`` open records written as the script writes them, in pipelined batches
     (on a single server or a cluster, whose node holding the namespace's slot tells the time)."""
@@ -1535,14 +1545,7 @@ async def test_a_redis_user_without_publish_warns_once_and_shares_through_reconc
 ) -> None:
     """Allowed to subscribe but not to publish: the scripts' writes still land, the
     refusal is counted and said once (before: silently, changes took a reconcile)."""
-    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
-    try:
-        await admin.execute_command(
-            "ACL", "SETUSER", "cb", "on", ">cb-pw-1a2b", "~*", "&*", "+@all", "-publish"
-        )
-    finally:
-        await admin.aclose()
-    url = own_redis.url.replace("redis://", "redis://cb:cb-pw-1a2b@")
+    url = await acl_user(own_redis, "cb-pw-1a2b", "~*", "&*", "+@all", "-publish")
     caplog.set_level(logging.INFO, logger="litellm_circuit_breaker")
     a = replica("A", url, namespace)
     b = replica("B", url, namespace, redis_reconcile_sec=0.05)
@@ -1618,14 +1621,7 @@ async def test_a_redis_user_without_info_still_shares_and_reads_status(
     INFO for the server's id and failed, so every session died in its first reconcile
     and `status` failed. The read goes on without it (it then cannot notice a failover
     between pages)."""
-    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
-    try:
-        await admin.execute_command(
-            "ACL", "SETUSER", "cb", "on", ">cb-pw-3c4d", "~*", "&*", "+@all", "-@dangerous"
-        )
-    finally:
-        await admin.aclose()
-    url = own_redis.url.replace("redis://", "redis://cb:cb-pw-3c4d@")
+    url = await acl_user(own_redis, "cb-pw-3c4d", "~*", "&*", "+@all", "-@dangerous")
     a = replica("A", url, namespace)
     b = replica("B", url, namespace, redis_reconcile_sec=0.05)
     async with replicas(a, b):
