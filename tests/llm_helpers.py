@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -48,6 +49,22 @@ def router(*deployments: dict[str, Any], **kwargs: Any) -> litellm.Router:
     kwargs.setdefault("num_retries", 0)
     kwargs.setdefault("disable_cooldowns", True)
     return litellm.Router(model_list=list(deployments), **kwargs)
+
+
+async def call_until(
+    done: Callable[[], bool], call: Callable[[], Awaitable[object]], limit: int = 100
+) -> int:
+    """Make calls until ``done()`` holds; the number made.
+
+    A Router picks among a group's deployments at random, so "N calls reach the
+    dead one twice" is luck (ten calls miss it 1 time in 1,024). Fails the test
+    if ``limit`` calls were not enough.
+    """
+    for made in range(1, limit + 1):
+        await call()
+        if done():
+            return made
+    raise AssertionError(f"still not done after {limit} calls")
 
 
 def open_breaker(cache: Any, dep_id: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 import respx
 
 from litellm_circuit_breaker import BreakerState, CircuitBreaker
-from tests.llm_helpers import MESSAGES, ok, router, status
+from tests.llm_helpers import MESSAGES, call_until, ok, router, status
 
 KEY = "sk-names-test-key-0123456789"
 
@@ -35,8 +35,14 @@ async def test_a_generated_id_is_logged_with_its_group_model_and_host(
     mock.post("http://dead.test/v1/chat/completions").mock(return_value=status(503))
     mock.post("http://live.test/v1/chat/completions").mock(return_value=ok("live"))
     r = router(unnamed("chat", "dead.test"), unnamed("chat", "live.test"), num_retries=2)
-    for _ in range(6):
-        await r.acompletion(model="chat", messages=MESSAGES)
+
+    def dead_opened() -> bool:
+        return any(
+            d.host == "dead.test" and breaker.cache.breaker_state(d.id) is BreakerState.OPEN
+            for d in breaker.deployments.values()
+        )
+
+    await call_until(dead_opened, lambda: r.acompletion(model="chat", messages=MESSAGES))
     (dead,) = [d for d in breaker.deployments.values() if d.host == "dead.test"]
     assert len(dead.id) == 64, "LiteLLM generated the id"
     assert breaker.cache.breaker_state(dead.id) is BreakerState.OPEN

@@ -15,7 +15,7 @@ import respx
 from litellm_circuit_breaker import BreakerState, CircuitBreaker, ConfigurationError
 from litellm_circuit_breaker._litellm_kwargs import sdk_key
 from litellm_circuit_breaker.testing import FakeClock
-from tests.llm_helpers import MESSAGES, deployment, ok, open_breaker, router, status
+from tests.llm_helpers import MESSAGES, call_until, deployment, ok, open_breaker, router, status
 
 KEY_A = "sk-live-aaaaaaaaaaaaaaaa"
 KEY_B = "sk-live-bbbbbbbbbbbbbbbb"
@@ -132,12 +132,10 @@ async def test_passing_probe_cannot_make_a_deployment_with_failing_completions_f
     cb = CircuitBreaker(clock=clock, probe_interval=None, model_list=[config()[0]])
     litellm.callbacks.append(cb)
     r = router(deployment("chat", "a1", "a.test", KEY_A), deployment("chat", "b", "b.test"))
-    # The Router picks at random: call until it has picked a1 twice (1 in 2 per pick),
-    # rather than hope ten calls do (1 in 1,024 picks b every time).
-    for _ in range(100):
-        await r.acompletion(model="chat", messages=MESSAGES, num_retries=2)
-        if cb.cache.breaker_state("a1") is BreakerState.OPEN:
-            break
+    await call_until(
+        lambda: cb.cache.breaker_state("a1") is BreakerState.OPEN,
+        lambda: r.acompletion(model="chat", messages=MESSAGES, num_retries=2),
+    )
     assert chat.call_count == 2
     for _ in range(10):
         await r.acompletion(model="chat", messages=MESSAGES, num_retries=2)
