@@ -45,6 +45,20 @@ class Proxy:
         )
 
 
+def chat_until(proxy: Proxy, model: str, done: Callable[[], bool], limit: int = 40) -> list[int]:
+    """Chat requests for ``model`` until ``done()`` holds: their status codes.
+
+    The proxy's Router picks a group's deployment at random, so a fixed number of
+    requests reaches a given one only by luck. Fails the test after ``limit``.
+    """
+    statuses: list[int] = []
+    while not done():
+        if len(statuses) == limit:
+            raise AssertionError(f"still not done after {limit} requests: {statuses}")
+        statuses.append(proxy.chat(model).status_code)
+    return statuses
+
+
 def litellm_command() -> str:
     return str(Path(sys.executable).with_name("litellm"))
 

@@ -30,6 +30,7 @@ from tests.proxy_harness import (
     STARTUP_TIMEOUT_SEC,
     Proxy,
     breaker_lines,
+    chat_until,
     running_proxy,
     wait_for,
 )
@@ -76,11 +77,10 @@ def rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def open_a(proxy: Proxy, dead: FakeProvider) -> None:
     """The dead provider answers 503 (echoing A's key): chat requests until "a" opens."""
     dead.error(503, message=ECHOED)
-    statuses = [proxy.chat("chat").status_code for _ in range(10)]
-    assert statuses == [200] * 10, "the sibling should have served every request"
-    wait_for(
-        lambda: bool(breaker_lines(proxy.output(), "a", "circuit opened")), 30, "a never opened"
+    statuses = chat_until(
+        proxy, "chat", lambda: bool(breaker_lines(proxy.output(), "a", "circuit opened"))
     )
+    assert set(statuses) == {200}, "the sibling should have served every request"
 
 
 def in_proxy_group(proxy: Proxy, pid: int) -> bool:
