@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import gc
 import json
 import logging
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -695,6 +698,25 @@ def test_stop_ends_a_hung_request_in_flight() -> None:
         provider.stop()
         with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
             hung.result(timeout=10)
+
+
+def test_connections_arriving_as_the_provider_stops_are_closed_with_it() -> None:
+    """A connection accepted just as stop() runs is closed, not left to the garbage collector.
+
+    One accepted while asyncio's own server closed used to outlive the provider
+    and surface later, in whatever test was running, as an "unclosed transport".
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(100):
+            provider = FakeProvider().start_in_thread()
+            with socket.create_connection(("127.0.0.1", provider.port), timeout=10) as client:
+                provider.stop()
+                with contextlib.suppress(ConnectionResetError):  # refused from the backlog
+                    assert client.recv(1) == b"", "the provider left the connection open"
+            del provider
+            gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 @pytest.mark.asyncio

@@ -65,6 +65,7 @@ _ROUTES: dict[str, tuple[str, Endpoint]] = {
 _HEAD_LIMIT = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
 _BACKLOG = 128
+_ACCEPT_RETRY_SEC = 1.0
 
 
 class Mode(enum.StrEnum):
@@ -206,11 +207,14 @@ class FakeProvider:
         self._closed = False
         # Replaced on every mode change; setting the old one wakes hung requests.
         self._changed = asyncio.Event()
+        # The bound port; the loop accepts on it while ``_listening``.
         self._sock: socket.socket | None = None
-        self._server: asyncio.Server | None = None
-        self._adopting: asyncio.Task[None] | None = None
+        self._listening = False
         self._tasks: set[asyncio.Task[None]] = set()
-        self._connections: dict[asyncio.Task[object], asyncio.StreamWriter] = {}
+        # Every socket from accept() until its task starts, then its writer:
+        # refuse() and shutdown close both, so no connection outlives the provider.
+        self._accepted: set[socket.socket] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
         # Only used when serving from a thread.
         self._thread: threading.Thread | None = None
@@ -341,8 +345,6 @@ class FakeProvider:
         self._loop_thread = threading.get_ident()
         if self._behaviour.mode is not Mode.REFUSE:
             self._listen()
-        if self._adopting is not None:
-            await asyncio.wait({self._adopting})
         return self
 
     async def aclose(self) -> None:
@@ -479,48 +481,76 @@ class FakeProvider:
         return sock
 
     def _listen(self) -> None:
-        """Listen on the port at once; an asyncio server adopts the socket on the next loop turn."""
-        if self._server is not None or self._adopting is not None:
+        """Listen on the port and accept from the loop; effective when this returns.
+
+        The kernel queues connections from here on, so a switch out of REFUSE
+        is visible at once. The provider accepts itself rather than through an
+        ``asyncio.Server``: a connection that server accepts as it closes can
+        outlive it (and Python 3.11's server forgets it), while every socket
+        accepted here is closed by ``refuse()`` and by shutdown.
+        """
+        if self._listening:
             return
         if self._sock is None:
             self._sock = self._bind()
-        # The kernel queues connections from here on, so a switch out of REFUSE
-        # is visible as soon as it returns, before the server starts accepting.
-        self._sock.listen(_BACKLOG)
-        self._adopting = self._spawn(self._adopt(self._sock))
+        sock, loop = self._sock, self._serving_loop()
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)  # noqa: FBT003 - the socket module's own signature
+        loop.add_reader(sock.fileno(), self._accept, sock)
+        self._listening = True
 
-    async def _adopt(self, sock: socket.socket) -> None:
-        try:
-            # With ``sock=`` and no serving yet, this does not suspend, so a
-            # refuse() can never find the socket half-owned by a server.
-            server = await asyncio.start_server(
-                self._on_connection, sock=sock, limit=_HEAD_LIMIT, start_serving=False
-            )
-        finally:
-            if self._adopting is asyncio.current_task():
-                self._adopting = None
-        self._sock = None
-        self._server = server
-        await server.start_serving()
+    def _accept(self, sock: socket.socket) -> None:
+        """Take what the backlog holds (a loop reader callback: nothing can interleave)."""
+        for _ in range(_BACKLOG):
+            try:
+                conn, _address = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError:
+                # Out of file descriptors or buffers: pause, as asyncio's own server does.
+                self._stop_accepting()
+                self._serving_loop().call_later(_ACCEPT_RETRY_SEC, self._resume_accepting, sock)
+                return
+            if self._closed or self._behaviour.mode is Mode.REFUSE:
+                _close_socket(conn)
+                continue
+            conn.setblocking(False)  # noqa: FBT003 - the socket module's own signature
+            self._accepted.add(conn)
+            self._spawn(self._on_connection(conn))
+
+    def _serving_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:  # pragma: no cover - set before anything listens
+            raise RuntimeError("the provider is not serving")
+        return self._loop
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if sock is self._sock and not self._closed and self._behaviour.mode is not Mode.REFUSE:
+            self._listen()
+
+    def _stop_accepting(self) -> None:
+        if self._listening and self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+        self._listening = False
 
     def _unlisten(self) -> None:
-        """Close the listener and drop connections, keeping the port bound but not listening.
+        """Stop listening and drop connections, keeping the port bound but not listening.
 
         A bound socket that does not listen still refuses connections, and it
         keeps the port ours for the switch back.
         """
-        if self._adopting is not None:
-            self._adopting.cancel()
-            self._adopting = None
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._stop_accepting()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._drop_all()
+        self._sock = self._bind()
+
+    def _drop_all(self) -> None:
+        for conn in self._accepted:
+            _close_socket(conn)
+        self._accepted.clear()
         for writer in self._connections.values():
             _drop(writer)
-        self._sock = self._bind()
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -530,30 +560,39 @@ class FakeProvider:
 
     async def _shutdown(self) -> None:
         self._closed = True
-        if self._adopting is not None:
-            self._adopting.cancel()
-            self._adopting = None
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
+        self._stop_accepting()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        for task, writer in list(self._connections.items()):
-            _drop(writer)
+        self._drop_all()
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._connections, *self._tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A transport closes its socket on the loop turn after close() or abort():
+        # give it that turn, so a loop that ends next leaves nothing open.
+        await asyncio.sleep(0)
 
     # -- serving ----------------------------------------------------------------
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is None or self._closed or self._behaviour.mode is Mode.REFUSE:
-            # Accepted just before a refuse() or close: drop it like the rest.
+    async def _on_connection(self, conn: socket.socket) -> None:
+        if conn not in self._accepted:
+            return  # refuse() closed it before this task started
+        # From here the transport owns the socket: closing it under a transport
+        # being made breaks the loop, so refuse() and shutdown leave it to this task.
+        self._accepted.discard(conn)
+        task, loop = asyncio.current_task(), self._serving_loop()
+        if task is None:  # pragma: no cover - always run as a task
+            raise RuntimeError("a connection is served by a task")
+        reader = asyncio.StreamReader(limit=_HEAD_LIMIT, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=conn)
+        except BaseException:
+            _close_socket(conn)  # cancelled by shutdown; the transport, if made, is closed
+            raise
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        if self._closed or self._behaviour.mode is Mode.REFUSE:
+            # Dropped by a refuse() while its transport was being made.
             _drop(writer)
             return
         self._connections[task] = writer
@@ -567,10 +606,7 @@ class FakeProvider:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away, or a mode change dropped the connection
         except asyncio.CancelledError:
-            # aclose() cancels connections it drops. Ending quietly matters: on
-            # Python 3.11 the stream server's done-callback calls
-            # task.exception(), which raises (and logs) for a cancelled task.
-            pass
+            pass  # shutdown cancels the connections it drops
         finally:
             del self._connections[task]
             writer.close()
@@ -867,6 +903,13 @@ def _not_routed(request: _Request) -> _Response:
         return 405, _error_body(message, "invalid_request_error", None), (("Allow", route[0]),)
     message = f"Unknown request URL: {request.method} {request.path}"
     return 404, _error_body(message, "invalid_request_error", "unknown_url"), ()
+
+
+def _close_socket(conn: socket.socket) -> None:
+    """Close an accepted socket that never got a transport, sending the FIN at once."""
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+    conn.close()
 
 
 def _drop(writer: asyncio.StreamWriter) -> None:
