@@ -327,3 +327,34 @@ async def test_a_probe_raising_timeout_error_itself_is_named_not_taken_for_our_t
 
     await HealthProbe(cache, {"t": own_timeout}, timeout=5).tick_once()
     assert error_of(cache, "t") == "TimeoutError: upstream read timed out"
+
+
+@pytest.mark.asyncio
+async def test_stop_ends_the_loop_when_a_round_swallows_the_cancellation(
+    clock: FakeClock,
+) -> None:
+    """redis-py can swallow a cancellation landing mid-read (the shared prober claims its
+    leases there): the loop must still end, or ``asyncio.run`` waits on it for good."""
+    rounds = 0
+    in_round = asyncio.Event()
+
+    class Swallowing(HealthProbe):
+        async def _scheduled_tick(self) -> dict[str, object]:  # type: ignore[override]
+            nonlocal rounds
+            rounds += 1
+            in_round.set()
+            try:
+                await asyncio.Event().wait()  # a read that never answers
+            except asyncio.CancelledError:
+                if rounds > 1:
+                    raise  # once only, so a failing test still ends
+                # what redis-py does with a cancellation in the wrong place
+            return {}
+
+    hp = Swallowing(ProviderHealthCache(clock=clock), {}, clock=clock, sleep=clock.sleep)
+    hp.start_soon()
+    await in_round.wait()
+    async with asyncio.timeout(10):  # a bound on a hang, not a window waited out
+        await hp.stop()
+    assert rounds == 1
+    assert not hp.running

@@ -544,15 +544,18 @@ class CircuitBreaker(CustomLogger):
     async def _background(self) -> None:
         if self._source is not None:
             await self._wait_for_source()
-        async with self._prober.session():
-            jobs = [self._share.run()] if self._share is not None else []
+        # A task group, not gather: stopped (or with one job ended), it waits for
+        # every job before the probes' client closes; gather returns at the first
+        # cancelled job, and a probe still running then met a closed client.
+        async with self._prober.session(), asyncio.TaskGroup() as jobs:
+            if self._share is not None:
+                jobs.create_task(self._share.run(), name="litellm-circuit-breaker-share")
             if self._probe_interval is not None:
-                jobs.append(self._prober.run())
+                jobs.create_task(self._prober.run(), name="litellm-circuit-breaker-probe")
             if self._stalls is not None:
-                jobs.append(self._stalls.run())
+                jobs.create_task(self._stalls.run(), name="litellm-circuit-breaker-stalls")
             if self._trials is not None:
-                jobs.append(self._trials.run())
-            await asyncio.gather(*jobs)
+                jobs.create_task(self._trials.run(), name="litellm-circuit-breaker-trials")
 
     # -- probing ---------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from ._config import (
 )
 from ._config import check_number as _check_number
 from ._errors import ConfigurationError
-from ._tasks import cancel_and_wait
+from ._tasks import cancel_and_wait, raise_if_cancelled
 
 __all__ = [
     "DEFAULT_PROBE_CONCURRENCY",
@@ -273,6 +273,7 @@ class HealthProbe:
             except Exception:
                 self._tick_errors += 1
                 logger.exception("health probe tick failed; the loop goes on")
+            raise_if_cancelled()  # a probe (or a lease claim) may have swallowed our stop
             if self._first_tick is not None:
                 self._first_tick.set()
             next_at += self._interval

@@ -54,6 +54,7 @@ from ._redis_scripts import CLAIM_LUA as _CLAIM_LUA
 from ._redis_scripts import SNAPSHOT_LUA as _SNAPSHOT_LUA
 from ._redis_scripts import TRANSITION_LUA as _TRANSITION_LUA
 from ._state import BreakerState, StateChange
+from ._tasks import raise_if_cancelled
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
@@ -319,7 +320,7 @@ async def scan_pages(
             raw = await client.eval(
                 _SNAPSHOT_LUA, 1, keys.index, keys.record_prefix, cursor, SCAN_PAGE
             )
-        _raise_if_cancelled()
+        raise_if_cancelled()
         answered = str(raw[1])
         yield list(raw[2:])  # records all, whatever the cursor meant where it landed
         if server is not None and answered != server:
@@ -498,18 +499,6 @@ class ShareCounters:
     the channel): other replicas take them at their reconciles; the first one logged."""
 
 
-def _raise_if_cancelled() -> None:
-    """Raise CancelledError if this task was asked to stop and the request was lost.
-
-    redis-py can swallow a cancellation that lands while it connects or reads
-    (the task stays "cancelling"); the session would then start its followers and
-    wait on them for good, and ``asyncio.run`` (one per call, in scripts) never
-    returns. Checked after each step that awaits redis-py."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
 class RedisShare:
     """Shares one cache's transitions with every replica on the same Redis.
 
@@ -677,7 +666,7 @@ class RedisShare:
                 nodes: list[Any] = []
                 try:
                     client = await open_client(self._url)
-                    _raise_if_cancelled()
+                    raise_if_cancelled()
                     nodes = cluster_nodes(client)
                     await self._session(client, run)
                 except Exception as exc:  # noqa: BLE001 - nothing may end sharing for good
@@ -694,7 +683,7 @@ class RedisShare:
                     if client is not None:
                         await close_client(client, nodes)
                 run.synced.set()  # whoever waits for the first sync stops waiting
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 await self._sleep(delay)
                 delay = min(delay * 2, MAX_RECONNECT_SEC)
         finally:
@@ -736,7 +725,7 @@ class RedisShare:
                     self.display_url,
                 )
             run.synced.set()
-            _raise_if_cancelled()
+            raise_if_cancelled()
             tasks = [
                 asyncio.create_task(self._write(client, run), name="circuit-breaker-redis-write"),
                 asyncio.create_task(
@@ -780,7 +769,7 @@ class RedisShare:
             deadline = loop.time() + SUBSCRIBE_CONFIRM_SEC
             while (left := deadline - loop.time()) > 0:
                 message = await pubsub.get_message(timeout=left)
-                _raise_if_cancelled()
+                raise_if_cancelled()
                 if message is not None and message.get("type") == "subscribe":
                     return True
         except ResponseError as exc:
@@ -857,7 +846,7 @@ class RedisShare:
     async def _follow(self, pubsub: Any, run: _Run) -> None:
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            _raise_if_cancelled()  # redis-py's read may have swallowed our stop
+            raise_if_cancelled()  # redis-py's read may have swallowed our stop
             if message is None or message.get("type") != "message":
                 continue
             record = self._parse(message.get("data"))
@@ -871,14 +860,14 @@ class RedisShare:
             run.wake.clear()
             async with run.io:
                 await self._push_dirty(client)
-            _raise_if_cancelled()
+            raise_if_cancelled()
 
     async def _every_while(self, client: Client, run: _Run) -> None:
         while True:
             await self._sleep(self._reconcile_sec)
             async with run.io:
                 await self._reconcile(client)
-            _raise_if_cancelled()
+            raise_if_cancelled()
 
     # -- Redis operations (one at a time: the caller holds the run's io lock) --
 
@@ -1119,8 +1108,10 @@ class RedisShare:
                 max(1, int(lease_sec * 1000)),
             )
         except _redis_errors():
+            raise_if_cancelled()  # redis-py may have turned our stop into an error
             self.counters.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
+        raise_if_cancelled()  # or swallowed it
         return {key for key, mine in zip(wanted, held, strict=True) if mine}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["cancel_and_wait", "raise_if_cancelled"]
 
 
 async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
@@ -25,3 +25,16 @@ async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop and the request was lost.
+
+    A library awaited inside a loop can swallow a cancellation that lands at the
+    wrong moment (redis-py does while it connects or reads: the task stays
+    "cancelling" but nothing raises). A loop that went on would keep its owner,
+    and ``asyncio.run`` (one per call, in scripts), waiting for good: every loop
+    this package runs checks after each step that awaits another library."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
