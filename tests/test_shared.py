@@ -646,6 +646,48 @@ async def test_probe_leases_in_one_process_and_probing_alone_without_redis(
 
 
 @pytest.mark.asyncio
+async def test_a_key_of_another_type_at_a_probe_lease_is_replaced_and_counted(
+    redis_url: str, namespace: str
+) -> None:
+    """One bad key under the namespace must not fail every lease claim (each replica
+    then probed every endpoint): it is replaced by a lease, counted and logged once."""
+    provider = FakeProvider().start_in_thread()
+    try:
+        model_list = [{
+            "model_name": "chat",
+            "litellm_params": {"model": "openai/m", "api_base": provider.base_url,
+                               "api_key": "sk-probe-lease-key"},
+            "model_info": {"id": "fake-1"},
+        }]  # fmt: skip
+        first = replica("A", redis_url, namespace, probe_interval=0.05, model_list=model_list)
+        async with replicas(first):
+            await eventually(lambda: provider.calls("models") >= 1, "a first probe")
+        redis = aioredis.Redis.from_url(redis_url)
+        try:
+            leases = [key async for key in redis.scan_iter(match=f"{{{namespace}}}:probe:*")]
+            assert len(leases) == 1, leases
+            await redis.delete(leases[0])
+            await redis.rpush(leases[0], "not a lease")
+        finally:
+            await redis.aclose()
+
+        counts = {"A": 0, "B": 0}
+        fleet = []
+        for name in counts:
+            cb = replica(name, redis_url, namespace, probe_interval=0.05, model_list=model_list)
+            cb.probe_listeners.append(lambda _r, n=name: counts.__setitem__(n, counts[n] + 1))
+            fleet.append(cb)
+        async with replicas(*fleet):
+            await eventually(lambda: sum(counts.values()) >= 10, "ten probes")
+        assert sorted(counts.values())[0] == 0, counts  # one replica probes, as before
+        bad = [cb.shared.bad_records for cb in fleet if cb.shared is not None]
+        assert sum(bad) == 1, bad
+        assert all(cb.shared.errors == 0 for cb in fleet if cb.shared is not None)
+    finally:
+        provider.stop()
+
+
+@pytest.mark.asyncio
 async def test_closing_a_breaker_ends_every_redis_task(redis_url: str, namespace: str) -> None:
     """After aclose() nothing of it runs: no task left, its later changes stay local."""
     a = replica("A", redis_url, namespace)

@@ -198,10 +198,12 @@ client's read timeout, in one script: 60,000 records in one call took seconds. A
 CLAIM_LUA = """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local owner = redis.call('GET', key)
-  if not owner or owner == ARGV[1] then
+  local owner = redis.pcall('GET', key)
+  -- A key of another type there is no lease: taken over (SET replaces it), reported as 2.
+  local unreadable = type(owner) == 'table' and owner.err ~= nil
+  if unreadable or not owner or owner == ARGV[1] then
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-    out[i] = 1
+    out[i] = unreadable and 2 or 1
   else
     out[i] = 0
   end
@@ -212,5 +214,6 @@ return out
 
 KEYS: the leases. ARGV: the claimant's token, lease_ms. A free lease, or one the
 claimant holds, is (re)set to it for ``lease_ms``; returns one entry per key, 1 where
-the claimant now holds it, 0 where another does.
+the claimant now holds it, 0 where another does, 2 where a key of another type stood
+(one bad key must not fail every claim: it is replaced by the lease).
 """

@@ -1112,7 +1112,13 @@ class RedisShare:
             self.counters.errors += 1  # the follow task notices the outage and logs it
             return set(wanted)
         raise_if_cancelled()  # or swallowed it
-        return {key for key, mine in zip(wanted, held, strict=True) if mine}
+        taken = set()
+        for key, mine in zip(wanted, held, strict=True):
+            if mine == 2:  # the script replaced a key of another type with the lease
+                self._count_bad(self.keys.probe_lease(key), problem="not a probe lease, replaced")
+            if mine:
+                taken.add(key)
+        return taken
 
 
 @dataclass(slots=True)
