@@ -32,6 +32,22 @@ def test_a_known_secret_is_masked_verbatim_wherever_it_appears() -> None:
     assert r("key plainkeyvalue42 rejected (plainkeyvalue42)") == "key *** rejected (***)"
 
 
+@pytest.mark.parametrize("how", ["configured", "seen"])
+def test_a_key_echoed_url_encoded_or_json_escaped_is_masked(how: str) -> None:
+    """A provider may echo a key as it went in a URL or a form: a key with ``+ / =`` then
+    reads differently, and each of those forms is struck out too."""
+    key = "AbC+dEf/GhIjKlMnOpQrStUvWxYz0123456789=="
+    r = Redactor()
+    (r.add_secret if how == "configured" else r.add_seen)(key)
+    echoed = [
+        "AbC%2BdEf%2FGhIjKlMnOpQrStUvWxYz0123456789%3D%3D",
+        "AbC%2bdEf%2fGhIjKlMnOpQrStUvWxYz0123456789%3d%3d",
+        "AbC+dEf\\/GhIjKlMnOpQrStUvWxYz0123456789==",
+    ]
+    for form in echoed:
+        assert r(f"bad key {form} (url-encoded)") == "bad key *** (url-encoded)", form
+
+
 def test_the_longest_secret_is_masked_first() -> None:
     """A secret that contains another is masked whole, not left with the longer one's tail."""
     r = redactor("secretvalue", "secretvalue123")

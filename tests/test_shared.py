@@ -646,11 +646,13 @@ async def test_probe_leases_in_one_process_and_probing_alone_without_redis(
 
 
 @pytest.mark.asyncio
-async def test_a_key_of_another_type_at_a_probe_lease_is_replaced_and_counted(
-    redis_url: str, namespace: str
+@pytest.mark.parametrize("damage", ["another type", "no expiry"])
+async def test_a_damaged_probe_lease_is_replaced_and_counted(
+    redis_url: str, namespace: str, damage: str
 ) -> None:
-    """One bad key under the namespace must not fail every lease claim (each replica
-    then probed every endpoint): it is replaced by a lease, counted and logged once."""
+    """A key of another type at a lease failed every claim (each replica then probed
+    every endpoint); a lease that never expires, written by hand, stopped the probes of
+    its endpoint for good. Either is replaced by a lease, counted and logged once."""
     provider = FakeProvider().start_in_thread()
     try:
         model_list = [{
@@ -667,7 +669,10 @@ async def test_a_key_of_another_type_at_a_probe_lease_is_replaced_and_counted(
             leases = [key async for key in redis.scan_iter(match=f"{{{namespace}}}:probe:*")]
             assert len(leases) == 1, leases
             await redis.delete(leases[0])
-            await redis.rpush(leases[0], "not a lease")
+            if damage == "another type":
+                await redis.rpush(leases[0], "not a lease")
+            else:
+                await redis.set(leases[0], "ghost")
         finally:
             await redis.aclose()
 
@@ -992,6 +997,8 @@ async def test_records_with_numbers_out_of_range_or_another_id_are_bad_records(
         "huge-fail": {"state": "open", "open_in": 60_000, "failures": "1e300"},
         "neg-fail": {"state": "open", "open_in": 60_000, "failures": "-3"},
         "half-version": {"state": "open", "open_in": 60_000, "version": "1796220000000.5"},
+        # below 1e14, but its next version (one more) would not be: years ahead is damage
+        "near-limit-version": {"state": "closed", "version": "99999999999999"},
     }
     for deployment, fields in cases.items():
         await write_behind_the_channel(redis_url, namespace, id=deployment, **fields)
@@ -1001,8 +1008,12 @@ async def test_records_with_numbers_out_of_range_or_another_id_are_bad_records(
             redis_url, namespace, id="wrong-id", state="open", open_in=60_000
         )
         await client.hset(f"{{{namespace}}}:breaker:wrong-id", "id", "someone-else")
+        # a key of another type where a record belongs
+        await client.set(f"{{{namespace}}}:breaker:a-string", "not a record", ex=600)
+        await client.zadd(f"{{{namespace}}}:breakers", {"a-string": 2**52})
     finally:
         await client.aclose()
+    cases["a-string"] = {}
     snapshot = await fetch_snapshot(redis_url, namespace)
     assert snapshot.records == []
     assert {b.deployment: b.problem for b in snapshot.bad}.keys() == {*cases, "wrong-id"}

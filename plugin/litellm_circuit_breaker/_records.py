@@ -90,7 +90,8 @@ class SharedRecord:
         """Parse a record written by the transition script (ValueError if it is not one)."""
         data = json.loads(raw, parse_constant=_no_constant)
         now = _integer("now", data["now"], 0, MAX_MS)
-        until = _integer("open_until", data["open_until"], -1, min(MAX_MS, now + 2 * YEAR_MS))
+        latest = min(MAX_MS, now + 2 * YEAR_MS)  # a time more than two years ahead is damage
+        until = _integer("open_until", data["open_until"], -1, latest)
         if -1 < until < 0:
             raise ValueError(f"open_until {until!r} is neither -1 (held) nor a time")
         state = BreakerState(data["state"])
@@ -111,8 +112,8 @@ class SharedRecord:
             last_error=str(data["reason"]) or None,
             replica=str(data["replica"]),
             owner=str(data.get("owner", "")),
-            version=int(_integer("version", data["version"], 0, MAX_MS)),
-            changed_ago=max(0.0, (now - _integer("changed", data["changed"], 0, MAX_MS)) / 1000),
+            version=int(_integer("version", data["version"], 0, latest)),
+            changed_ago=max(0.0, (now - _integer("changed", data["changed"], 0, latest)) / 1000),
             model=str(data.get("model") or "") or None,
             host=str(data.get("host") or "") or None,
         )

@@ -18,7 +18,7 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = ["Redactor", "public_url", "url_secrets"]
 
@@ -77,7 +77,8 @@ class Redactor:
 
     def __init__(self) -> None:
         self._configured: frozenset[str] = frozenset()
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        """Every configured key, in each form text may carry it (:func:`_written_forms`)."""
+        self._seen: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._secrets: frozenset[str] = frozenset()
         """Both, as one value the hot path reads without the lock."""
         self._lock = threading.Lock()
@@ -86,9 +87,10 @@ class Redactor:
         """Remember a configured key so its exact value is always masked."""
         if not secret or len(secret) < 4 or secret in self._configured:
             return
+        forms = _written_forms(secret)
         with self._lock:
-            self._configured = self._configured | {secret}
-            self._secrets = self._secrets | {secret}
+            self._configured = self._configured | forms
+            self._secrets = self._secrets | forms
 
     def add_seen(self, secret: str | None) -> None:
         """Remember a key a request brought (one of the :data:`SEEN_MAX` most recent)."""
@@ -100,10 +102,10 @@ class Redactor:
                 return
             if secret in self._configured:
                 return
-            self._seen[secret] = None
+            self._seen[secret] = _written_forms(secret)
             while len(self._seen) > SEEN_MAX:
                 self._seen.popitem(last=False)
-            self._secrets = self._configured | frozenset(self._seen)
+            self._secrets = self._configured.union(*self._seen.values())
 
     def __call__(self, text: str | None, *, limit: int = MAX_REASON_CHARS) -> str:
         """``text`` without secrets, on one line, at most ``limit`` characters."""
@@ -133,6 +135,18 @@ def url_secrets(url: str | None) -> tuple[str, ...]:
             if len(value) >= 4 and value not in found:
                 found.append(value)
     return tuple(found)
+
+
+def _written_forms(secret: str) -> frozenset[str]:
+    """A key as text may carry it: verbatim, percent-encoded (a provider echoing a URL or
+    a form; either case of hex digit) and with ``/`` JSON-escaped as ``\\/``. Only a key
+    holding characters such as ``+``, ``/`` or ``=`` has forms other than itself."""
+    encoded = {quote(secret, safe=""), quote_plus(secret)}
+    encoded |= {_PERCENT.sub(lambda m: m.group().lower(), form) for form in encoded}
+    return frozenset({secret, secret.replace("/", "\\/"), *encoded})
+
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
 
 
 def _mask_spans(text: str, secrets: frozenset[str]) -> str:

@@ -26,7 +26,9 @@ local function number(v, lo, hi)
 end
 -- Each field's range: a time or version in milliseconds, a window ending within two
 -- years (-1: held), a count of failures.
-local function version_of(v) return number(v, 0, MAX_MS) end
+-- A version (or change time) is Redis's clock when written: one more than two years
+-- ahead of it is damage (a version that cannot grow would stop the record for good).
+local function version_of(v, now) return number(v, 0, math.min(MAX_MS, now + 2 * YEAR_MS)) end
 local function until_of(v, now)
   local n = number(v, -1, math.min(MAX_MS, now + 2 * YEAR_MS))
   if n == -1 or (n and n >= 0) then return n end
@@ -54,7 +56,8 @@ local function record(key, id, now)
   local ok, out = pcall(cjson.encode, {
     id = r[1], state = r[2], open_until = until_of(r[3], now) or 0,
     failures = failures_of(r[4]) or 0, reason = r[5] or '', replica = r[6] or '',
-    version = version_of(r[7]) or 0, changed = version_of(r[8]) or 0, group = r[9] or '',
+    version = version_of(r[7], now) or 0, changed = version_of(r[8], now) or 0,
+    group = r[9] or '',
     owner = r[10] or '', model = r[11] or '', host = r[12] or '', now = now})
   if not ok then return bad(id, 'not encodable: ' .. tostring(out)) end
   return out
@@ -70,7 +73,8 @@ clock in milliseconds.
 
 A record that cannot be read (a key of another type, an ``id`` field that is not its key's
 name, a number field that is no integer in its range: a version or time at or past 1e14,
-which ``cjson`` would round, a window ending more than two years ahead, a negative
+which ``cjson`` would round, or a version more than two years ahead of Redis's clock,
+a window ending more than two years ahead, a negative
 ``open_until`` other than -1, a failure count past a billion; anything ``cjson`` refuses)
 comes out as ``{"bad": true, "id": ..., "problem": ...}``
 instead of failing the script: one bad record never hides the others."""
@@ -81,10 +85,14 @@ TRANSITION_LUA = (
 local now = redis_now()
 local state, window, base, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local cur = redis.pcall('HMGET', KEYS[1], 'state', 'open_until', 'version')
-if cur.err then return {0, bad(ARGV[1], cur.err), ''} end
+if cur.err then
+  -- A key of another type where the record belongs holds no record: replaced.
+  redis.call('DEL', KEYS[1])
+  cur = {false, false, false}
+end
 -- A field that is no number in its range counts as absent: the write below replaces it.
 local cur_until = until_of(cur[2], now) or 0
-local version = version_of(cur[3]) or 0
+local version = version_of(cur[3], now) or 0
 local cur_open = cur[1] == 'open' and (cur_until < 0 or cur_until > now)
 local new_until = 0
 if state == 'open' then
@@ -101,7 +109,7 @@ else
   -- A close must have seen the opening it ends.
   accept = cur[1] ~= state and (not cur_open or version <= base)
 end
-local refill = version_of(ARGV[14] or '')
+local refill = version_of(ARGV[14] or '', now)
 if refill and refill <= 0 then refill = nil end
 -- A write-back of a record Redis lost never undoes one written since (a close), nor
 -- writes again one another replica wrote back first.
@@ -155,8 +163,8 @@ half-open (a passed probe) or a close is kept only if it saw the version it repl
 Redis lost its data. A kept record gets a TTL (``ttl_ms``, plus the window while open),
 its index entry is re-scored (expired ones dropped), and it is published on the
 channel. Returns ``{1 if kept else 0, the record now in Redis as JSON, why Redis refused
-to publish it ('' if it did not)}``. A record key
-holding another type is left alone (nothing written): the answer is then a bad record.
+to publish it ('' if it did not)}``. A record key holding another type, or a record whose
+fields are out of range, is replaced as if absent.
 """
 
 SNAPSHOT_LUA = (
@@ -201,6 +209,9 @@ for i, key in ipairs(KEYS) do
   local owner = redis.pcall('GET', key)
   -- A key of another type there is no lease: taken over (SET replaces it), reported as 2.
   local unreadable = type(owner) == 'table' and owner.err ~= nil
+  -- Every lease expires: one that never does (written by hand) would stop the probes
+  -- of its endpoint for good.
+  if owner and not unreadable and redis.call('PTTL', key) < 0 then unreadable = true end
   if unreadable or not owner or owner == ARGV[1] then
     redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
     out[i] = unreadable and 2 or 1
@@ -214,6 +225,7 @@ return out
 
 KEYS: the leases. ARGV: the claimant's token, lease_ms. A free lease, or one the
 claimant holds, is (re)set to it for ``lease_ms``; returns one entry per key, 1 where
-the claimant now holds it, 0 where another does, 2 where a key of another type stood
-(one bad key must not fail every claim: it is replaced by the lease).
+the claimant now holds it, 0 where another does, 2 where a key of another type or a
+lease without expiry stood (one bad key must not fail every claim, nor stop probing for
+good: it is replaced by the lease).
 """

@@ -1114,8 +1114,8 @@ class RedisShare:
         raise_if_cancelled()  # or swallowed it
         taken = set()
         for key, mine in zip(wanted, held, strict=True):
-            if mine == 2:  # the script replaced a key of another type with the lease
-                self._count_bad(self.keys.probe_lease(key), problem="not a probe lease, replaced")
+            if mine == 2:  # the script replaced a damaged lease (another type, no expiry)
+                self._count_bad(self.keys.probe_lease(key), problem="no lease, replaced")
             if mine:
                 taken.add(key)
         return taken
