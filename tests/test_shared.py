@@ -1667,6 +1667,51 @@ async def test_an_unreadable_index_makes_no_write_storm(
 
 
 @pytest.mark.asyncio
+async def test_an_index_of_another_type_is_replaced_by_the_next_transition(
+    own_redis: RedisServer, namespace: str
+) -> None:
+    """A string at the index hid every record from reconciles, `status` and new replicas,
+    for good. The next transition replaces it, and the replicas' reconciles index again
+    the openings they hold: a replica started afterwards sees them all."""
+    a = replica("A", own_redis.url, namespace, redis_reconcile_sec=0.05)
+    admin = aioredis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        async with a:
+            share = a.shared
+            assert share is not None
+            for n in range(3):
+                trip(a, f"d{n}")
+            await eventually(lambda: share.pushed == 3, "all shared")
+            index = f"{{{namespace}}}:breakers"
+            await admin.delete(index)
+            await admin.set(index, "written by hand")
+            await eventually(lambda: share.bad_records >= 1, "the index is unreadable")
+            trip(a, "after")
+            await eventually(lambda: share.pushed == 4, "the next opening shared")
+            assert await admin.type(index) == "zset"
+
+            async def all_indexed() -> bool:
+                snapshot = await fetch_snapshot(own_redis.url, namespace)
+                return not snapshot.bad and {r.deployment for r in snapshot.records} == {
+                    "d0",
+                    "d1",
+                    "d2",
+                    "after",
+                }
+
+            for _ in range(500):  # 10 s at most, as eventually() waits
+                if await all_indexed():
+                    break
+                await asyncio.sleep(0.02)
+            assert await all_indexed()
+            late = replica("C", own_redis.url, namespace)
+            async with late:
+                assert not any(late.cache.is_healthy(d) for d in ("d0", "d1", "d2", "after"))
+    finally:
+        await admin.aclose()
+
+
+@pytest.mark.asyncio
 async def test_a_redis_user_without_info_still_shares_and_reads_status(
     own_redis: RedisServer, namespace: str
 ) -> None:

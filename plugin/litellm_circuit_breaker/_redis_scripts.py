@@ -113,7 +113,12 @@ local refill = version_of(ARGV[14] or '', now)
 if refill and refill <= 0 then refill = nil end
 -- A write-back of a record Redis lost never undoes one written since (a close), nor
 -- writes again one another replica wrote back first.
-if refill and cur[1] and version >= refill then accept = false end
+if refill and cur[1] and version >= refill then
+  accept = false
+  -- The record is there but its index entry is not (a replaced index): indexed again.
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then redis.pcall('ZADD', KEYS[2], now + left, ARGV[1]) end
+end
 if accept then
   if refill and not cur[1] then
     -- A record Redis lost, written back as it was: replicas that saw it see nothing new,
@@ -130,8 +135,13 @@ if accept then
              'changed', now, 'group', ARGV[10], 'owner', ARGV[11], 'model', ARGV[12] or '',
              'host', ARGV[13] or '')
   redis.call('PEXPIRE', KEYS[1], life)
-  -- An index of the wrong type must not stop the record from being written and sent.
-  redis.pcall('ZADD', KEYS[2], now + life, ARGV[1])
+  -- An index of another type (written by hand) hides the namespace from every read:
+  -- replaced, and the replicas' next reconciles write back into it what they hold.
+  local added = redis.pcall('ZADD', KEYS[2], now + life, ARGV[1])
+  if type(added) == 'table' and added.err and string.find(added.err, 'WRONGTYPE', 1, true) then
+    redis.call('DEL', KEYS[2])
+    redis.pcall('ZADD', KEYS[2], now + life, ARGV[1])
+  end
   redis.pcall('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   local index_ttl = redis.pcall('PTTL', KEYS[2])
   if type(index_ttl) == 'number' and index_ttl < life then redis.pcall('PEXPIRE', KEYS[2], life) end
@@ -155,13 +165,15 @@ ttl_ms, channel, group, owner (the writer's process token), model and host (``ho
 for people reading ``status``; neither ever holds a key; optionally a refill version: when
 no record exists, the record is written with that version (one Redis lost, written back
 by a replica that had it) instead of a new one, and a record newer than that version is
-kept whatever it holds (the same version: another replica wrote it back first).
+kept whatever it holds (the same version: another replica wrote it back first), and
+indexed again (an index replaced since lost its entry).
 
 Guarantees: an opening wins unless a longer one (or a hold) is already in force; a
 half-open (a passed probe) or a close is kept only if it saw the version it replaces
 (``base_version``), so it never undoes a newer opening; versions only grow, even after
 Redis lost its data. A kept record gets a TTL (``ttl_ms``, plus the window while open),
-its index entry is re-scored (expired ones dropped), and it is published on the
+its index entry is re-scored (expired ones dropped; an index of another type is
+replaced), and it is published on the
 channel. Returns ``{1 if kept else 0, the record now in Redis as JSON, why Redis refused
 to publish it ('' if it did not)}``. A record key holding another type, or a record whose
 fields are out of range, is replaced as if absent.
