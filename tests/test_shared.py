@@ -1256,6 +1256,13 @@ async def test_absurd_windows_are_refused_with_the_field_and_value(
         assert a.shared.errors == 0
 
 
+def said_writes_work(caplog: pytest.LogCaptureFixture) -> bool:
+    """The INFO line a replica logs once its session after an outage has reconciled.
+
+    It comes after the reconcile's pushes: B may see the opening before A logs it."""
+    return any("answers again and takes writes" in r.getMessage() for r in caplog.records)
+
+
 async def _redis_refuses(
     url: str, a: CircuitBreaker, b: CircuitBreaker, refuse: list[str], allow: list[str]
 ) -> None:
@@ -1298,6 +1305,7 @@ async def test_a_full_redis_is_an_outage_one_warning_then_a_reconcile(
                 await admin.set(f"{namespace}:probe-write", "x")  # writes really are refused
             await _redis_refuses(url, a, b, ["CONFIG", "SET", "maxmemory", "1"],
                                  ["CONFIG", "SET", "maxmemory", "0"])  # fmt: skip
+            await eventually(lambda: said_writes_work(caplog), "A says Redis takes writes")
     finally:
         await admin.aclose()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -1307,7 +1315,7 @@ async def test_a_full_redis_is_an_outage_one_warning_then_a_reconcile(
     assert "OutOfMemoryError" in refused[0]
     assert "maxmemory" in refused[0]
     assert "unreachable" not in refused[0]
-    assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
+    assert said_writes_work(caplog)
     assert a.internal_errors == {}
 
 
@@ -1326,12 +1334,13 @@ async def test_scripts_refused_are_an_outage_one_warning_then_a_reconcile(
         await eventually(lambda: not b.cache.is_healthy("before"), "shared before")
         await _redis_refuses(url, a, b, ["ACL", "SETUSER", "default", "-@scripting"],
                              ["ACL", "SETUSER", "default", "+@scripting"])  # fmt: skip
+        await eventually(lambda: said_writes_work(caplog), "A says Redis takes writes")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     refused = [w for w in warnings if "Redis at" in w]
     assert len(refused) == 2, refused  # one per replica: B cannot even read
     assert all("refused" in w and "NoPermissionError" in w for w in refused)
     assert not any("unreachable" in w for w in refused)
-    assert any("answers again and takes writes" in r.getMessage() for r in caplog.records)
+    assert said_writes_work(caplog)
 
 
 async def acl_user(server: RedisServer, password: str, *rules: str) -> str:
